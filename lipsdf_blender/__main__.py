@@ -1,0 +1,7 @@
+"""``python -m lipsdf_blender``: the command-line interface."""
+
+import sys
+
+from lipsdf_blender.cli import main
+
+sys.exit(main())
