@@ -1,0 +1,233 @@
+"""Command line: ``python -m lipsdf_blender train|remesh|offset|csg|info ...`` (no Blender needed).
+
+A user error is one line on stderr and exit status 2; the progress bar goes to stderr too, so
+stdout carries only results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+PRESET_NAMES = ("fast", "balanced", "high")
+
+
+class ProgressBar:
+    """A one-line terminal progress bar fed with :class:`core.train.Progress` objects."""
+
+    def __init__(self, stream=sys.stderr, width: int = 28):
+        self.stream, self.width = stream, width
+        self.tty = stream.isatty()
+        self.last_line = 0.0
+
+    def __call__(self, p) -> None:
+        if p.phase != "train":
+            self._write(f"{p.phase}: {p.device}", end=True)
+            return
+        frac = p.step / max(p.total, 1)
+        bar = "#" * int(frac * self.width)
+        eta = "" if not math.isfinite(p.eta) else f" ETA {p.eta:5.0f}s"
+        line = (
+            f"train [{bar:<{self.width}}] {p.step}/{p.total} loss {p.loss:.4f} "
+            f"{p.elapsed:5.0f}s{eta}"
+        )
+        done = p.step >= p.total
+        # Without a terminal, print a full line at most every 5 s instead of redrawing.
+        if self.tty or done or time.monotonic() - self.last_line > 5:
+            self.last_line = time.monotonic()
+            self._write(line, end=done or not self.tty)
+
+    def extraction(self, done: int, total: int) -> None:
+        if self.tty:
+            self._write(f"extract {done}/{total} points", end=False)
+
+    def _write(self, text: str, end: bool) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + text + ("\n" if end else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m lipsdf_blender",
+        description="1-Lipschitz neural distance fields: train, remesh, offset, CSG.",
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def training_args(p):
+        p.add_argument("--preset", choices=PRESET_NAMES, default="balanced")
+        p.add_argument("--mode", choices=("signed", "unsigned"), default=None,
+                       help="default: signed, or unsigned for a curve")
+        p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--thickness", type=float, default=None,
+                       help="unsigned mode: shell half-thickness in object units")
+        p.add_argument("--steps", type=int, default=None, help="override the preset's steps")
+
+    p = sub.add_parser("train", help="train a field from a mesh, point cloud or curve file")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True, help="FIELD.lipsdf")
+    training_args(p)
+
+    p = sub.add_parser("remesh", help="a clean watertight mesh from the zero level set")
+    p.add_argument("input", help="mesh/point/curve file (ignored with --field)")
+    p.add_argument("-o", "--output", required=True, help="OUT.obj / .ply / .stl / .off")
+    p.add_argument("--field", default=None, help="use this trained field instead of training")
+    p.add_argument("--save-field", default=None, help="also save the trained field here")
+    p.add_argument("--resolution", type=int, default=None)
+    training_args(p)
+
+    p = sub.add_parser("offset", help="surfaces at distances from a field's surface")
+    p.add_argument("field")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--distance", type=float, action="append", required=True,
+                   help="object units, negative = inward; repeat for several")
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
+
+    p = sub.add_parser("csg", help="union / intersection / difference of fields")
+    p.add_argument("op", choices=("union", "intersection", "difference"))
+    p.add_argument("fields", nargs="+")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--blend", type=float, default=0.0, help="smooth blend radius, object units")
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
+
+    p = sub.add_parser("info", help="describe a .lipsdf file")
+    p.add_argument("field")
+    p.add_argument("--json", action="store_true", help="print the whole record as JSON")
+    return ap
+
+
+def _train(args, bar):
+    from .core.io import load_geometry
+    from .core.train import train_field
+
+    geom = load_geometry(args.input)
+    mode = args.mode or ("unsigned" if geom.kind == "curve" else "signed")
+    overrides = {"steps": args.steps} if args.steps else {}
+    return train_field(geom, args.preset, mode=mode, device=args.device, seed=args.seed,
+                       thickness=args.thickness, progress=bar, **overrides)
+
+
+def _resolution(args, fields) -> int:
+    from .core.train import PRESETS
+
+    if args.resolution:
+        return args.resolution
+    preset = fields[0].record.get("preset", "balanced")
+    return PRESETS.get(preset, PRESETS["balanced"]).resolution
+
+
+def _extract(target, levels, resolution, bar, device="cpu"):
+    from .core.device import pick_device
+    from .core.extract import extract_levels
+
+    results = extract_levels(target, levels, resolution=resolution, device=pick_device(device),
+                             progress=bar.extraction)
+    for r in results:
+        s = r.stats
+        print(f"level {r.level:+g}: {len(r.vertices)} vertices, {len(r.faces)} faces; "
+              f"{s.evaluations} network evaluations = {100 * s.ratio:.1f}% of the dense "
+              f"{s.dense_evaluations} at {resolution}^3, {s.seconds:.1f}s")
+    return results
+
+
+def _save(path, results, names):
+    from .core.errors import BadInputError
+    from .core.io import save_mesh, save_obj_objects
+
+    empty = [n for n, r in zip(names, results) if len(r.faces) == 0]
+    if empty:
+        raise BadInputError(f"no surface at {', '.join(empty)}: the level set is empty")
+    if len(results) == 1:
+        save_mesh(path, results[0].vertices, results[0].faces)
+    else:
+        if Path(path).suffix.lower() != ".obj":
+            raise BadInputError("several surfaces are written as objects of one .obj file")
+        save_obj_objects(path, [(n, r.vertices, r.faces) for n, r in zip(names, results)])
+    print(f"wrote {path}")
+
+
+def run(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from .core.field import Field
+
+    bar = ProgressBar()
+    if args.command == "train":
+        field = _train(args, bar)
+        field.save(args.output)
+        print(f"wrote {args.output} (final loss {field.record['final_loss']:.4f}, "
+              f"{field.record['seconds']:.1f}s on {field.record['device']})")
+    elif args.command == "remesh":
+        field = Field.load(args.field) if args.field else _train(args, bar)
+        if args.save_field and not args.field:
+            field.save(args.save_field)
+        results = _extract(field, [0.0], _resolution(args, [field]), bar, args.device)
+        _save(args.output, results, ["remesh"])
+    elif args.command == "offset":
+        field = Field.load(args.field)
+        results = _extract(field, args.distance, _resolution(args, [field]), bar, args.device)
+        _save(args.output, results, [f"offset{d:+g}" for d in args.distance])
+    elif args.command == "csg":
+        from .core.csg import combine
+
+        fields = [Field.load(f) for f in args.fields]
+        target = combine(args.op, fields, blend=args.blend, names=args.fields)
+        results = _extract(target, [0.0], _resolution(args, fields), bar, args.device)
+        _save(args.output, results, [args.op])
+    elif args.command == "info":
+        _info(Field.load(args.field), args)
+    return 0
+
+
+def _info(field, args) -> None:
+    r = field.record
+    if args.json:
+        print(json.dumps({"mode": field.mode, "depth": field.net.depth, "width": field.net.width,
+                          "center": field.center.tolist(), "scale": field.scale,
+                          "bounds": [field.lo.tolist(), field.hi.tolist()], "record": r},
+                         indent=1))
+        return
+    rows = [
+        ("mode", field.mode),
+        ("network", f"{field.net.depth} SLL layers x {field.net.width}"),
+        ("bounds", f"{field.lo.round(4).tolist()} .. {field.hi.round(4).tolist()}"),
+        ("preset", r.get("preset")),
+        ("input", f"{r.get('input_kind')} sha256 {str(r.get('input_hash'))[:16]}..."),
+        ("device", r.get("device")),
+        ("seconds", f"{r.get('seconds')} (labelling {r.get('seconds_labelling')}, "
+                    f"training {r.get('seconds_training')})"),
+        ("final loss", r.get("final_loss")),
+        ("margin", r.get("margin")),
+        ("samples", r.get("samples")),
+    ]
+    for k, v in rows:
+        print(f"{k:>11}: {v}")
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit status."""
+    from .core.errors import CancelledError, LipSDFError
+
+    try:
+        return run(argv)
+    except KeyboardInterrupt:
+        print("\nlipsdf: interrupted", file=sys.stderr)
+        return 130
+    except CancelledError as exc:
+        print(f"lipsdf: cancelled: {exc}", file=sys.stderr)
+        return 130
+    except LipSDFError as exc:
+        print(f"lipsdf: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"lipsdf: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 2

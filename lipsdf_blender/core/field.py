@@ -1,0 +1,190 @@
+"""A trained distance field in object units, and its ``.lipsdf`` file.
+
+The file is a zip of numpy arrays (``np.savez``) read with ``allow_pickle=False``, so loading
+never runs code. Besides the weights it holds one JSON document (stored as bytes in the array
+``meta``) with the format version, the architecture, the normalisation and a record of how the
+field was trained, and a SHA-256 over every array and the JSON; a truncated, edited or
+mismatched file is refused with :class:`FieldFileError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import FieldFileError
+from .network import LipschitzMLP
+
+FORMAT = "lipsdf"
+FORMAT_VERSION = 1
+_WEIGHTS = ("W", "b", "q", "w_out", "b_out")
+
+
+class Field:
+    """A 1-Lipschitz distance field in the input's own units.
+
+    ``f(x) = net((x - center) * scale) / scale``: the network works in a normalised box, and
+    dividing by ``scale`` brings distances back to object units while keeping the bound.
+    Follows the :class:`~lipsdf_blender.core.sdf.DistanceField` protocol.
+
+    Parameters
+    ----------
+    net : LipschitzMLP
+    center : (3,) float, object units
+    scale : float
+        Normalised units per object unit.
+    lo, hi : (3,) float
+        Bounding box of the input geometry, object units.
+    mode : {"signed", "unsigned"}
+    record : dict
+        How it was trained (JSON-serialisable).
+    """
+
+    def __init__(self, net: LipschitzMLP, center, scale, lo, hi, mode="signed", record=None):
+        self.net = net
+        self.center = np.asarray(center, dtype=np.float64)
+        self.scale = float(scale)
+        self.lo = np.asarray(lo, dtype=np.float64)
+        self.hi = np.asarray(hi, dtype=np.float64)
+        self.mode = mode
+        self.record = dict(record or {})
+        self._folded = None
+        self._folded_device = None
+
+    # -- evaluation -------------------------------------------------------------------------
+    def folded(self, device: torch.device | str | None = None):
+        """The inference form of the network on ``device`` (cached)."""
+        device = torch.device(device or "cpu")
+        if self._folded is None or self._folded_device != device:
+            self._folded = self.net.folded().to(device)
+            self._folded_device = device
+        return self._folded
+
+    def invalidate(self) -> None:
+        """Forget the cached inference network (call after changing the weights)."""
+        self._folded = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Field values at ``x (n, 3)`` (object units, float32); returns ``(n,)``."""
+        net = self.folded(x.device)
+        c = torch.as_tensor(self.center, dtype=x.dtype, device=x.device)
+        return net((x - c) * self.scale) / self.scale
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounding box of the input geometry in object units."""
+        return self.lo.copy(), self.hi.copy()
+
+    def evaluate(self, P: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+        """Field values at ``P (n, 3)`` (object units) as float64 ``(n,)``."""
+        P = np.asarray(P, dtype=np.float32).reshape(-1, 3)
+        out = np.empty(len(P))
+        with torch.no_grad():
+            for s in range(0, len(P), batch_size):
+                out[s : s + batch_size] = self(torch.from_numpy(P[s : s + batch_size])).numpy()
+        return out
+
+    # -- file -------------------------------------------------------------------------------
+    def _meta(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "architecture": {"type": "sll", "depth": self.net.depth, "width": self.net.width},
+            "normalization": {"center": self.center.tolist(), "scale": self.scale},
+            "bounds": {"lo": self.lo.tolist(), "hi": self.hi.tolist()},
+            "mode": self.mode,
+            "record": self.record,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the field to ``path`` (``.lipsdf``) atomically; returns the path."""
+        path = Path(path)
+        arrays = {
+            k: getattr(self.net, k).detach().cpu().float().numpy().astype("<f4") for k in _WEIGHTS
+        }
+        arrays["meta"] = np.frombuffer(json.dumps(self._meta()).encode(), dtype=np.uint8)
+        arrays["checksum"] = np.frombuffer(_digest(arrays).encode(), dtype=np.uint8)
+        tmp = path.with_name(path.name + ".part")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Field:
+        """Read a ``.lipsdf`` file; raises :class:`FieldFileError` if it is not a valid one."""
+        path = Path(path)
+        if not path.is_file():
+            raise FieldFileError(f"field file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+            raise FieldFileError(
+                f"{path.name} is not a readable .lipsdf file (truncated or corrupted: {exc}); "
+                "train the field again"
+            ) from None
+        missing = [k for k in (*_WEIGHTS, "meta", "checksum") if k not in arrays]
+        if missing:
+            raise FieldFileError(f"{path.name} lacks {', '.join(missing)}; not a .lipsdf file")
+        stored = arrays.pop("checksum").tobytes().decode(errors="replace")
+        if stored != _digest(arrays):
+            raise FieldFileError(
+                f"{path.name} failed its integrity check (it was modified or damaged); "
+                "train the field again"
+            )
+        try:
+            meta = json.loads(arrays["meta"].tobytes().decode())
+            if meta.get("format") != FORMAT:
+                raise ValueError("not a lipsdf file")
+            if meta.get("version") != FORMAT_VERSION:
+                raise ValueError(f"format version {meta.get('version')} is not supported")
+            arch = meta["architecture"]
+            depth, width = int(arch["depth"]), int(arch["width"])
+            net = LipschitzMLP(depth, width)
+            shapes = {
+                "W": (depth, width, width),
+                "b": (depth, width),
+                "q": (depth, width),
+                "w_out": (width,),
+                "b_out": (),
+            }
+            with torch.no_grad():
+                for k, shape in shapes.items():
+                    a = arrays[k]
+                    if a.shape != shape or a.dtype != np.dtype("<f4"):
+                        raise ValueError(f"array {k} has shape {a.shape}, expected {shape}")
+                    if not np.isfinite(a).all():
+                        raise ValueError(f"array {k} holds NaN or infinite values")
+                    getattr(net, k).copy_(torch.from_numpy(a.copy()))
+            norm, bounds = meta["normalization"], meta["bounds"]
+            field = cls(
+                net,
+                norm["center"],
+                norm["scale"],
+                bounds["lo"],
+                bounds["hi"],
+                meta.get("mode", "signed"),
+                meta.get("record", {}),
+            )
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise FieldFileError(f"{path.name} is not a valid .lipsdf file: {exc}") from None
+        if not (np.isfinite(field.center).all() and np.isfinite(field.scale) and field.scale > 0):
+            raise FieldFileError(f"{path.name} has an invalid normalisation")
+        return field
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(k.encode())
+        h.update(str(a.dtype.str).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

@@ -1,0 +1,138 @@
+"""1-Lipschitz networks built from SDP-based Lipschitz layers (SLL, Araujo et al. 2023).
+
+One SLL layer maps ``x`` (width ``d``) to
+
+    x - 2 W T^-1 relu(W^T x + b),   T = diag_i( sum_j |(W^T W)_ij| exp(q_j - q_i) )
+
+with parameters ``W (d, d)``, ``b (d,)`` and ``q (d,)``. For *every* parameter value the layer is
+1-Lipschitz (``T - W^T W`` is diagonally dominant, hence positive semi-definite), so the whole
+network is, and its gradient norm is at most 1 everywhere: it never overestimates a distance.
+
+The 3-d input is zero-padded to the width (an isometry), and the read-out is ``w^T x / |w| + c``,
+1-Lipschitz as well.
+
+Training recomputes ``T`` once per forward call for all layers together (one batched matmul);
+:meth:`LipschitzMLP.folded` precomputes ``2 W T^-1`` so that inference costs two plain matrix
+products per layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+#: Added to T before inverting it. A larger T only makes the layer more contractive, so the
+#: bound still holds; it guards against a zero column of W.
+_T_EPS = 1e-8
+
+
+def sll_scales(W: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Return ``2 / T`` for stacked SLL layers.
+
+    Parameters
+    ----------
+    W : (L, d, d) tensor
+        Weights of ``L`` layers.
+    q : (L, d) tensor
+        The ``q`` parameters of the same layers.
+
+    Returns
+    -------
+    (L, d) tensor
+        ``2 / T_i`` per layer and unit, computed in float32 whatever the input dtype.
+    """
+    W = W.float()
+    q = q.float()
+    gram = torch.bmm(W.transpose(1, 2), W).abs()  # (L, d, d): |W^T W|
+    eq = torch.exp(q - q.max(dim=1, keepdim=True).values)  # same ratios, no overflow
+    t = torch.einsum("lij,lj->li", gram, eq) / eq
+    return 2.0 / (t + _T_EPS)
+
+
+class LipschitzMLP(nn.Module):
+    """A stack of SLL layers with a unit-norm linear read-out.
+
+    Parameters
+    ----------
+    depth : int
+        Number of SLL layers.
+    width : int
+        Width ``d`` of every layer; the 3-d input is zero-padded to it (``width >= 3``).
+
+    Examples
+    --------
+    >>> net = LipschitzMLP(depth=4, width=16)
+    >>> net(torch.zeros(5, 3)).shape
+    torch.Size([5])
+    """
+
+    def __init__(self, depth: int = 8, width: int = 64):
+        super().__init__()
+        if depth < 1 or width < 3:
+            raise ValueError("depth must be >= 1 and width >= 3")
+        self.depth = depth
+        self.width = width
+        W = torch.empty(depth, width, width)
+        for i in range(depth):
+            nn.init.xavier_normal_(W[i])
+        self.W = nn.Parameter(W)
+        bound = 1.0 / math.sqrt(width)
+        self.b = nn.Parameter(torch.empty(depth, width).uniform_(-bound, bound))
+        self.q = nn.Parameter(torch.zeros(depth, width))
+        w = torch.randn(width)
+        self.w_out = nn.Parameter(w / w.norm())
+        self.b_out = nn.Parameter(torch.zeros(()))
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero-pad ``(n, 3)`` points to ``(n, width)``."""
+        return nn.functional.pad(x, (0, self.width - x.shape[1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluate at ``x (n, 3)`` (normalised units); returns ``(n,)``."""
+        scales = sll_scales(self.W, self.q).to(x.dtype)
+        W = self.W.to(x.dtype)
+        h = self.pad(x)
+        for i in range(self.depth):
+            z = torch.relu(torch.addmm(self.b[i].to(x.dtype), h, W[i]))
+            h = h - (z * scales[i]) @ W[i].T
+        w = self.w_out.to(x.dtype)
+        return h @ (w / w.norm()) + self.b_out.to(x.dtype)
+
+    def folded(self) -> FoldedMLP:
+        """Return an inference-only copy with ``2 W T^-1`` precomputed (no autograd state)."""
+        with torch.no_grad():
+            scales = sll_scales(self.W, self.q)
+            W = self.W.detach().float()
+            A = (W * scales[:, None, :]).transpose(1, 2).contiguous()  # (L, d, d): (2 W T^-1)^T
+            w = self.w_out.detach().float()
+            return FoldedMLP(
+                W.clone(), self.b.detach().float().clone(), A, w / w.norm(), self.b_out.detach()
+            )
+
+
+class FoldedMLP(nn.Module):
+    """Inference form of :class:`LipschitzMLP`: each layer is two plain matrix products.
+
+    Same function as the network it was folded from (up to float32 rounding); it is still
+    differentiable with respect to its input, so gradients and projections work on it.
+    """
+
+    def __init__(self, W, b, A, w_out, b_out):
+        super().__init__()
+        self.register_buffer("W", W)
+        self.register_buffer("b", b)
+        self.register_buffer("A", A)
+        self.register_buffer("w_out", w_out)
+        self.register_buffer("b_out", b_out.float().reshape(()))
+        self.width = W.shape[1]
+        self.depth = W.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluate at ``x (n, 3)`` (normalised units); returns ``(n,)``."""
+        h = nn.functional.pad(x, (0, self.width - x.shape[1]))
+        for i in range(self.depth):
+            z = torch.relu(torch.addmm(self.b[i], h, self.W[i]))
+            h = h - z @ self.A[i]
+        return h @ self.w_out + self.b_out

@@ -1,0 +1,242 @@
+"""Training samples: points in a loose box and near the geometry, labelled inside/outside.
+
+All of this works in the *normalised* frame where the input's bounding box is centred at the
+origin and its longest half-side is 1 (see :func:`normalization`). Labels follow the hKR
+convention ``y = +1`` outside and ``y = -1`` inside (or "on the geometry" in unsigned mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import igl
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .errors import BadInputError, CancelledError
+from .geometry import Geometry
+
+
+@dataclass
+class SampleConfig:
+    """How many training points to draw and where.
+
+    Attributes
+    ----------
+    n_uniform : int
+        Points drawn uniformly in the box ``[-box, box]^3`` (normalised units).
+    n_surface : int
+        Points drawn near the geometry: on it, then moved by Gaussian noise of each width in
+        ``sigmas`` (normalised units), the same number for each width.
+    box : float
+        Half-side of the sampling box in normalised units (the input fills ``[-1, 1]``).
+    sigmas : tuple of float
+        Noise widths for the near-surface points.
+    balance : bool
+        Draw extra uniform points until inside and outside counts match (signed mode).
+    """
+
+    n_uniform: int = 100_000
+    n_surface: int = 200_000
+    box: float = 1.3
+    sigmas: tuple[float, ...] = (0.005, 0.02, 0.08)
+    balance: bool = True
+
+
+@dataclass
+class Samples:
+    """Labelled training points in the normalised frame.
+
+    Attributes
+    ----------
+    points : (n, 3) float32
+    labels : (n,) float32, +1 outside, -1 inside (signed) or on the geometry (unsigned)
+    seconds : float
+        Time spent sampling and labelling.
+    """
+
+    points: np.ndarray
+    labels: np.ndarray
+    seconds: float = 0.0
+
+
+def normalization(geom: Geometry) -> tuple[np.ndarray, float]:
+    """Centre and scale that map the geometry's bounding box into ``[-1, 1]^3``.
+
+    Returns
+    -------
+    center : (3,) float64, object units
+    scale : float
+        Normalised units per object unit: ``x_n = (x - center) * scale``.
+    """
+    lo, hi = geom.bounds()
+    half = 0.5 * float(np.max(hi - lo))
+    if not np.isfinite(half) or half <= 0:
+        raise BadInputError("the input has no extent; it needs at least two distinct points")
+    return 0.5 * (lo + hi), 1.0 / half
+
+
+def sample_on_geometry(geom: Geometry, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw ``n`` points on the geometry (area-uniform on faces, length-uniform on edges).
+
+    Parameters
+    ----------
+    geom : Geometry
+        In whatever frame its vertices are.
+    n : int
+    rng : numpy Generator
+
+    Returns
+    -------
+    (n, 3) float64
+    """
+    V = geom.vertices
+    if geom.kind == "mesh":
+        F = geom.faces
+        area = 0.5 * np.linalg.norm(
+            np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]]), axis=1
+        )
+        if area.sum() <= 0:
+            raise BadInputError("every face of the mesh has zero area")
+        fi = rng.choice(len(F), size=n, p=area / area.sum())
+        u, v = rng.random(n), rng.random(n)
+        flip = u + v > 1
+        u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+        a, b, c = V[F[fi, 0]], V[F[fi, 1]], V[F[fi, 2]]
+        return a + u[:, None] * (b - a) + v[:, None] * (c - a)
+    if geom.kind == "curve":
+        E = geom.edges
+        length = np.linalg.norm(V[E[:, 1]] - V[E[:, 0]], axis=1)
+        if length.sum() <= 0:
+            raise BadInputError("every edge of the curve has zero length")
+        ei = rng.choice(len(E), size=n, p=length / length.sum())
+        t = rng.random(n)[:, None]
+        return V[E[ei, 0]] * (1 - t) + V[E[ei, 1]] * t
+    return V[rng.integers(0, len(V), size=n)]
+
+
+class WindingNumber:
+    """Generalised winding number of a mesh, soup or oriented point cloud (libigl's fast one).
+
+    Point clouds without normals get estimated, consistently oriented normals; each point gets
+    an area estimate from its neighbours.
+    """
+
+    def __init__(self, geom: Geometry):
+        self.geom = geom
+        if geom.kind == "mesh":
+            self.V = np.ascontiguousarray(geom.vertices, dtype=np.float64)
+            self.F = np.ascontiguousarray(geom.faces, dtype=np.int64)
+        elif geom.kind == "points":
+            from .normals import estimate_normals, point_areas
+
+            P = np.ascontiguousarray(geom.vertices, dtype=np.float64)
+            N = geom.normals if geom.normals is not None else estimate_normals(P)
+            N = N / np.maximum(np.linalg.norm(N, axis=1, keepdims=True), 1e-12)
+            self.P, self.N = P, np.ascontiguousarray(N, dtype=np.float64)
+            self.A = np.ascontiguousarray(point_areas(P, self.N), dtype=np.float64)
+        else:
+            raise BadInputError("a curve encloses no volume; train it in unsigned mode")
+
+    def __call__(self, Q: np.ndarray, chunk: int = 200_000, cancel=None) -> np.ndarray:
+        """Winding numbers at ``Q (k, 3)`` (same frame as the geometry); returns ``(k,)``."""
+        out = np.empty(len(Q))
+        for s in range(0, len(Q), chunk):
+            if cancel is not None and cancel():
+                raise CancelledError("labelling was cancelled")
+            q = np.ascontiguousarray(Q[s : s + chunk], dtype=np.float64)
+            if self.geom.kind == "mesh":
+                out[s : s + chunk] = igl.fast_winding_number(self.V, self.F, q)
+            else:
+                out[s : s + chunk] = igl.fast_winding_number(self.P, self.N, self.A, q)
+        return out
+
+
+def make_samples(
+    geom_n: Geometry,
+    mode: str = "signed",
+    config: SampleConfig | None = None,
+    seed: int = 0,
+    thickness: float = 0.01,
+    cancel=None,
+) -> Samples:
+    """Draw and label training points for a geometry already in the normalised frame.
+
+    Parameters
+    ----------
+    geom_n : Geometry
+        The input, normalised (see :func:`normalization`).
+    mode : {"signed", "unsigned"}
+        ``signed``: inside/outside from the winding number (> 0.5 is inside).
+        ``unsigned``: points on the geometry are labelled -1, everything else +1; points closer
+        to the geometry than ``thickness`` are dropped from the +1 set.
+    config : SampleConfig
+    seed : int
+        Same seed, same samples.
+    thickness : float
+        Normalised units; only used in unsigned mode.
+    cancel : callable returning bool, optional
+
+    Returns
+    -------
+    Samples
+    """
+    import time
+
+    t0 = time.perf_counter()
+    cfg = config or SampleConfig()
+    rng = np.random.default_rng(seed)
+    n_sig = max(len(cfg.sigmas), 1)
+    per = cfg.n_surface // n_sig
+    on = sample_on_geometry(geom_n, per * n_sig, rng)
+    near = on + rng.normal(size=on.shape) * np.repeat(np.asarray(cfg.sigmas), per)[:, None]
+    uni = rng.uniform(-cfg.box, cfg.box, size=(cfg.n_uniform, 3))
+    near = np.clip(near, -cfg.box, cfg.box)
+
+    if mode == "unsigned":
+        tree = cKDTree(sample_on_geometry(geom_n, max(200_000, 4 * per), rng))
+        pts = np.concatenate([near, uni])
+        d, _ = tree.query(pts, workers=-1)
+        pts = pts[d > thickness]
+        on_pts = sample_on_geometry(geom_n, len(pts) // 2, rng)
+        P = np.concatenate([on_pts, pts])
+        y = np.concatenate([-np.ones(len(on_pts)), np.ones(len(pts))])
+    elif mode == "signed":
+        wn = WindingNumber(geom_n)
+        y_near = np.where(wn(near, cancel=cancel) > 0.5, -1.0, 1.0)
+        y_uni = np.where(wn(uni, cancel=cancel) > 0.5, -1.0, 1.0)
+        P, y = np.concatenate([near, uni]), np.concatenate([y_near, y_uni])
+        if cfg.balance:
+            P, y = _balance(P, y, wn, cfg, rng, cancel)
+    else:
+        raise BadInputError(f"unknown mode {mode!r}; use 'signed' or 'unsigned'")
+    if not (y < 0).any() or not (y > 0).any():
+        raise BadInputError(
+            "no sample point fell inside the shape; it encloses no volume (an open sheet or a "
+            "curve?). Train it in unsigned mode instead."
+        )
+    return Samples(P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0)
+
+
+def _balance(P, y, wn, cfg: SampleConfig, rng, cancel, rounds: int = 8):
+    """Draw more uniform points of the rarer class until both classes have the same count."""
+    for _ in range(rounds):
+        n_in, n_out = int((y < 0).sum()), int((y > 0).sum())
+        want = abs(n_in - n_out)
+        if want < 0.02 * len(y):
+            break
+        cand = rng.uniform(-cfg.box, cfg.box, size=(max(cfg.n_uniform, 2 * want), 3))
+        yc = np.where(wn(cand, cancel=cancel) > 0.5, -1.0, 1.0)
+        rare = -1.0 if n_in < n_out else 1.0
+        keep = cand[yc == rare][:want]
+        P, y = np.concatenate([P, keep]), np.concatenate([y, np.full(len(keep), rare)])
+    n_in, n_out = int((y < 0).sum()), int((y > 0).sum())
+    if n_in and n_out and max(n_in, n_out) > 1.05 * min(n_in, n_out):
+        # The rare class stayed rare (a very thin shape): drop part of the common class.
+        common = 1.0 if n_out > n_in else -1.0
+        idx_common = np.flatnonzero(y == common)
+        drop = rng.choice(idx_common, size=len(idx_common) - min(n_in, n_out), replace=False)
+        mask = np.ones(len(y), dtype=bool)
+        mask[drop] = False
+        P, y = P[mask], y[mask]
+    return P, y

@@ -1,0 +1,363 @@
+"""Geometry validation and file round trips (core.geometry, core.io, core.primitives)."""
+
+from __future__ import annotations
+
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+from lipsdf_blender.core import metrics
+from lipsdf_blender.core.errors import BadInputError
+from lipsdf_blender.core.geometry import Geometry
+from lipsdf_blender.core.io import load_geometry, save_mesh, save_points
+from lipsdf_blender.core.primitives import (
+    box_mesh,
+    curve_circle,
+    icosphere,
+    open_monkey_like,
+    torus_mesh,
+    torus_points,
+)
+
+
+def test_core_does_not_import_bpy():
+    assert "bpy" not in sys.modules
+
+
+# -- Geometry ---------------------------------------------------------------------------------
+
+
+def test_constructors_bounds_and_diagonal():
+    V, F = box_mesh([1.0, 2.0, 3.0], center=(1.0, 0.0, 0.0))
+    g = Geometry.mesh(V, F).validate()
+    lo, hi = g.bounds()
+    np.testing.assert_allclose(lo, [0.0, -2.0, -3.0])
+    np.testing.assert_allclose(hi, [2.0, 2.0, 3.0])
+    assert g.diagonal() == pytest.approx(np.sqrt(4 + 16 + 36))
+    assert g.vertices.dtype == np.float64 and g.faces.dtype == np.int64
+
+    P = torus_points(100)
+    assert Geometry.points(P).validate().normals is None
+    assert Geometry.points(P, np.ones_like(P)).validate().normals.shape == (100, 3)
+    Vc, E = curve_circle(16)
+    c = Geometry.curve(Vc, E).validate()
+    assert c.kind == "curve" and c.edges.shape == (16, 2)
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: Geometry.mesh(np.zeros((0, 3)), np.zeros((0, 3))), ["no vertices"]),
+        (lambda: Geometry.points(np.zeros((0, 3))), ["no vertices"]),
+        (lambda: Geometry.points([[0, 0, 0], [1, np.nan, 0]]), ["NaN", "vertex 1"]),
+        (lambda: Geometry.points([[0, 0, 0], [1, np.inf, 0]]), ["infinite"]),
+        (lambda: Geometry.mesh(np.eye(3), [[0, 1, 3]]), ["3 vertices", "corrupt"]),
+        (lambda: Geometry.mesh(np.eye(3), [[0, 1, -1]]), ["valid indices 0..2"]),
+        (lambda: Geometry.curve(np.eye(3), [[0, 5]]), ["edge 0"]),
+        (lambda: Geometry.points(np.ones((5, 3))), ["same place"]),
+        (lambda: Geometry.points(np.ones((5, 2))), ["(n, 3)"]),
+        (lambda: Geometry.mesh(np.eye(4, 3), [[0, 1, 2, 3]]), ["Triangulate"]),
+        (lambda: Geometry.mesh(np.eye(3), np.zeros((0, 3))), ["no faces"]),
+        (lambda: Geometry.points(np.eye(3), np.ones((2, 3))), ["one normal per point"]),
+        (lambda: Geometry("volume", np.eye(3)), ["Unknown geometry kind"]),
+        (lambda: Geometry.mesh(np.eye(3), [[0, 1], [2]]), ["indices"]),
+    ],
+)
+def test_validate_refuses_with_clear_message(make, words):
+    with pytest.raises(BadInputError) as info:
+        make().validate()
+    for w in words:
+        assert w in str(info.value)
+
+
+def test_content_hash_identifies_the_input():
+    V, F = icosphere(1.0, 1)
+    h = Geometry.mesh(V, F).content_hash()
+    # same values in another dtype or memory layout: same hash
+    assert h == Geometry.mesh(np.asfortranarray(V), F.astype(np.int32)).content_hash()
+    assert len(h) == 64
+    V2 = V.copy()
+    V2[3, 1] += 1e-9
+    assert Geometry.mesh(V2, F).content_hash() != h
+    assert Geometry.mesh(V, F[:, [0, 2, 1]]).content_hash() != h
+    assert Geometry.points(V).content_hash() != h
+
+
+# -- round trips ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".obj", ".ply", ".off", ".OBJ"])
+def test_mesh_round_trip_keeps_order(tmp_path, ext):
+    V, F = torus_mesh(1.0, 0.3, 12, 8)
+    path = tmp_path / f"torus{ext}"
+    save_mesh(path, V, F)
+    g = load_geometry(path)
+    assert g.kind == "mesh"
+    np.testing.assert_allclose(g.vertices, V, atol=1e-6)
+    np.testing.assert_array_equal(g.faces, F)
+
+
+def test_stl_round_trip_merges_corners(tmp_path):
+    V, F = torus_mesh(1.0, 0.3, 12, 8)
+    save_mesh(tmp_path / "t.stl", V, F)
+    g = load_geometry(tmp_path / "t.stl")
+    assert g.vertices.shape == V.shape and g.faces.shape == F.shape
+    assert metrics.is_watertight(g.faces)
+    assert metrics.genus(g.vertices, g.faces) == 1
+    assert metrics.signed_volume(g.vertices, g.faces) == pytest.approx(
+        metrics.signed_volume(V, F), rel=1e-5
+    )
+
+
+def test_ascii_stl_and_binary_stl_that_starts_with_solid(tmp_path):
+    V, F = box_mesh(1.0)
+    tri = V[F]
+    lines = ["solid box"]
+    for t in tri:
+        lines += ["  facet normal 0 0 0", "    outer loop"]
+        lines += [f"      vertex {x:.6f} {y:.6f} {z:.6f}" for x, y, z in t]
+        lines += ["    endloop", "  endfacet"]
+    lines.append("endsolid box")
+    (tmp_path / "a.stl").write_text("\n".join(lines))
+    g = load_geometry(tmp_path / "a.stl")
+    assert g.vertices.shape == (8, 3) and g.faces.shape == (12, 3)
+    assert metrics.signed_volume(g.vertices, g.faces) == pytest.approx(8.0)
+
+    save_mesh(tmp_path / "b.stl", V, F)
+    data = bytearray((tmp_path / "b.stl").read_bytes())
+    data[:80] = b"solid but binary".ljust(80)
+    (tmp_path / "b.stl").write_bytes(bytes(data))
+    g = load_geometry(tmp_path / "b.stl")
+    assert metrics.is_watertight(g.faces) and len(g.vertices) == 8
+
+
+def test_obj_polygons_negative_indices_and_slashes(tmp_path):
+    text = """# a quad and a pentagon
+v 0 0 0
+v 1 0 0
+v 1 1 0
+v 0 1 0
+vt 0 0
+vn 0 0 1
+f 1/1/1 2/1/1 3/1/1 4/1/1
+v 2 0 0
+v 3 0 0
+v 3 1 0
+v 2.5 2 0
+v 2 1 0
+f -5 -4 -3 -2 -1
+o other  # comment
+"""
+    (tmp_path / "p.obj").write_text(text)
+    g = load_geometry(tmp_path / "p.obj")
+    assert g.kind == "mesh"
+    assert g.faces.tolist() == [[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7], [4, 7, 8]]
+
+
+def test_obj_points_with_normals_and_curves(tmp_path):
+    P = torus_points(50, seed=1)
+    N = P / np.linalg.norm(P, axis=1, keepdims=True)
+    body = "".join(f"v {x} {y} {z}\n" for x, y, z in P)
+    (tmp_path / "pts.obj").write_text(body + "".join(f"vn {x} {y} {z}\n" for x, y, z in N))
+    g = load_geometry(tmp_path / "pts.obj")
+    assert g.kind == "points"
+    np.testing.assert_allclose(g.vertices, P)
+    np.testing.assert_allclose(g.normals, N)
+
+    (tmp_path / "bare.obj").write_text(body + "vn 0 0 1\n")  # not one normal per vertex
+    assert load_geometry(tmp_path / "bare.obj").normals is None
+
+    V, _ = curve_circle(6)
+    text = "".join(f"v {x} {y} {z}\n" for x, y, z in V) + "l 1 2 3 4\nl 4 5 6 1\n"
+    (tmp_path / "c.obj").write_text(text)
+    c = load_geometry(tmp_path / "c.obj")
+    assert c.kind == "curve"
+    assert c.edges.tolist() == [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 0]]
+
+
+def test_ply_ascii_with_quads_and_extra_properties(tmp_path):
+    text = """ply
+format ascii 1.0
+comment made by hand
+element vertex 5
+property float x
+property float y
+property float z
+property uchar red
+element face 2
+property list uchar int vertex_indices
+property int flags
+end_header
+0 0 0 255
+1 0 0 0
+1 1 0 0
+0 1 0 0
+0.5 0.5 1 9
+4 0 1 2 3 7
+3 0 1 4 0
+"""
+    (tmp_path / "q.ply").write_text(text)
+    g = load_geometry(tmp_path / "q.ply")
+    assert g.kind == "mesh"
+    assert g.faces.tolist() == [[0, 1, 2], [0, 2, 3], [0, 1, 4]]
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_ply_binary_mixed_polygons(tmp_path, endian):
+    name = "binary_little_endian" if endian == "<" else "binary_big_endian"
+    V = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0.5, 0.5, 1]], dtype=np.float64)
+    head = (
+        f"ply\nformat {name} 1.0\nelement vertex 5\nproperty double x\nproperty double y\n"
+        "property double z\nelement face 2\nproperty list uchar uint vertex_indices\nend_header\n"
+    )
+    body = V.astype(endian + "f8").tobytes()
+    body += struct.pack(endian + "B4I", 4, 0, 1, 2, 3) + struct.pack(endian + "B3I", 3, 0, 1, 4)
+    (tmp_path / "m.ply").write_bytes(head.encode() + body)
+    g = load_geometry(tmp_path / "m.ply")
+    np.testing.assert_allclose(g.vertices, V)
+    assert g.faces.tolist() == [[0, 1, 2], [0, 2, 3], [0, 1, 4]]
+
+
+def test_ply_and_xyz_points_with_normals(tmp_path):
+    P = torus_points(40, seed=2)
+    N = np.tile([0.0, 0.0, 1.0], (40, 1))
+    for ext in (".ply", ".xyz"):
+        save_points(tmp_path / f"p{ext}", P, N)
+        g = load_geometry(tmp_path / f"p{ext}")
+        assert g.kind == "points"
+        np.testing.assert_allclose(g.vertices, P, atol=1e-6)
+        np.testing.assert_allclose(g.normals, N)
+    save_points(tmp_path / "bare.xyz", P)
+    g = load_geometry(tmp_path / "bare.xyz")
+    assert g.normals is None and g.vertices.shape == (40, 3)
+
+
+def test_ply_edges_become_a_curve(tmp_path):
+    V, E = curve_circle(4)
+    head = "ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
+    head += "property float z\nelement edge 4\nproperty int vertex1\nproperty int vertex2\n"
+    body = "".join(f"{x} {y} {z}\n" for x, y, z in V) + "".join(f"{a} {b}\n" for a, b in E)
+    (tmp_path / "c.ply").write_text(head + "end_header\n" + body)
+    g = load_geometry(tmp_path / "c.ply")
+    assert g.kind == "curve" and g.edges.tolist() == E.tolist()
+
+
+def test_off_variants(tmp_path):
+    (tmp_path / "a.off").write_text("OFF 4 1 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2 3\n")
+    assert load_geometry(tmp_path / "a.off").faces.tolist() == [[0, 1, 2], [0, 2, 3]]
+    (tmp_path / "b.off").write_text("COFF\n# c\n3 0 0\n0 0 0 1 1 1 1\n1 0 0 1 1 1 1\n0 2 0 1 1 1 1\n")
+    g = load_geometry(tmp_path / "b.off")
+    assert g.kind == "points" and g.vertices.shape == (3, 3)
+
+
+def test_open_monkey_round_trip_keeps_boundaries(tmp_path):
+    V, F = open_monkey_like()
+    save_mesh(tmp_path / "m.ply", V, F)
+    g = load_geometry(tmp_path / "m.ply")
+    np.testing.assert_array_equal(g.faces, F)
+    assert len(metrics.boundary_edges(g.faces)) > 0
+
+
+# -- bad files --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, content, words",
+    [
+        ("a.fbx", b"whatever", ["unknown file type '.fbx'", "Supported"]),
+        ("noext", b"v 0 0 0", ["unknown file type"]),
+        ("e.obj", b"", ["empty"]),
+        ("w.obj", b"  \n\n", ["empty"]),
+        ("n.obj", b"v 0 0 0\nv 1 nan 0\nv 0 1 0\nf 1 2 3\n", ["NaN"]),
+        ("r.obj", b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 7\n", ["only 3 vertices"]),
+        ("z.obj", b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 0 1 2\n", ["line 4", "start at 1"]),
+        ("g.obj", b"v 0 0 zero\n", ["not numbers"]),
+        ("s.obj", b"v 0 0\n", ["line 1", "x, y and z"]),
+        ("nov.obj", b"# only a comment\nvt 0 0\n", ["no vertices"]),
+        ("h.ply", b"ply\nformat ascii 1.0\nelement vertex 1\n", ["end_header"]),
+        ("x.ply", b"PLY?", ["not a PLY file"]),
+        (
+            "t.ply",
+            b"ply\nformat binary_little_endian 1.0\nelement vertex 10\nproperty float x\n"
+            b"property float y\nproperty float z\nend_header\n" + b"\0" * 20,
+            ["truncated"],
+        ),
+        (
+            "s.ply",
+            b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+            b"property float z\nend_header\n0 0 0\n1 1 1\n",
+            ["ends early"],
+        ),
+        ("t.stl", b"\0" * 80 + struct.pack("<I", 10) + b"\0" * 100, ["truncated"]),
+        ("e.stl", b"solid x\nendsolid x\n", ["no triangles"]),
+        ("b.off", b"NOT OFF\n", ["not an OFF file"]),
+        ("t.off", b"OFF\n4 1 0\n0 0 0\n", ["truncated"]),
+        ("c.xyz", b"0 0 0\n1 1 1 0 0 1\n", ["different numbers of columns"]),
+        ("d.xyz", b"0 0 0 0\n1 1 1 1\n", ["4 columns"]),
+        ("f.xyz", b"0 0 0\n0 0 0\n", ["same place"]),
+    ],
+)
+def test_bad_files_raise_bad_input_error(tmp_path, name, content, words):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(BadInputError) as info:
+        load_geometry(path)
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, msg
+    if name != "noext":
+        assert name in msg or name.split(".")[-1] in msg
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(BadInputError, match="does not exist"):
+        load_geometry(tmp_path / "missing.obj")
+    (tmp_path / "dir.obj").mkdir()
+    with pytest.raises(BadInputError, match="folder"):
+        load_geometry(tmp_path / "dir.obj")
+
+
+def test_save_mesh_refuses_unknown_extension_and_bad_arrays(tmp_path):
+    V, F = box_mesh()
+    with pytest.raises(BadInputError, match="unknown mesh file type"):
+        save_mesh(tmp_path / "x.fbx", V, F)
+    with pytest.raises(BadInputError, match="out of range"):
+        save_mesh(tmp_path / "x.obj", V, F + 8)
+    with pytest.raises(BadInputError, match=r"\(m, 3\)"):
+        save_mesh(tmp_path / "x.obj", V, np.zeros((2, 4), dtype=int))
+
+
+# -- primitives -------------------------------------------------------------------------------
+
+
+def test_primitives_are_what_they_claim():
+    V, F = icosphere(2.0, 2, center=(1.0, 0.0, 0.0))
+    assert V.shape == (162, 3) and F.shape == (320, 3)
+    np.testing.assert_allclose(np.linalg.norm(V - [1.0, 0.0, 0.0], axis=1), 2.0)
+    assert metrics.signed_volume(V, F) > 0
+
+    V, F = torus_mesh(1.0, 0.25, 64, 32)
+    assert metrics.signed_volume(V, F) == pytest.approx(2 * np.pi**2 * 0.25**2, rel=0.02)
+
+    P = torus_points(500, 1.0, 0.25, seed=3)
+    tube = np.hypot(np.linalg.norm(P[:, :2], axis=1) - 1.0, P[:, 2])
+    np.testing.assert_allclose(tube, 0.25)
+    np.testing.assert_array_equal(torus_points(20, seed=4), torus_points(20, seed=4))
+
+    V, E = curve_circle(10, 2.0)
+    np.testing.assert_allclose(np.linalg.norm(V, axis=1), 2.0)
+    assert np.all(np.bincount(E.ravel()) == 2)
+
+
+def test_open_monkey_like_is_awkward():
+    V, F = open_monkey_like()
+    assert not metrics.is_watertight(F)
+    assert len(metrics.boundary_edges(F)) > 0
+    assert metrics.connected_components(F) == 5  # head, two eyes, two ears
+    # the eyes poke through the head: some eye vertices are inside the unit head, some outside
+    eyes = V[np.abs(V[:, 1] + 0.9) < 0.31]
+    r = np.linalg.norm(eyes, axis=1)
+    assert (r < 0.99).any() and (r > 1.01).any()
+    Geometry.mesh(V, F).validate()

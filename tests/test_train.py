@@ -1,0 +1,166 @@
+"""Trained fields are distance bounds with the right signs, and their surfaces are right.
+
+Small networks and short schedules (conftest.TINY) keep this within the default test run; the
+real presets are measured by benchmarks/bench_core.py.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from lipsdf_blender.core import metrics, primitives
+from lipsdf_blender.core.csg import combine
+from lipsdf_blender.core.errors import BadInputError, CancelledError
+from lipsdf_blender.core.extract import extract, extract_levels
+from lipsdf_blender.core.geometry import Geometry
+from lipsdf_blender.core.query import value_and_gradient
+from lipsdf_blender.core.train import train_field
+
+from conftest import SPHERE_RADIUS, TINY, random_points
+
+
+def sphere_distance(P, r=SPHERE_RADIUS, c=(0, 0, 0)):
+    return np.linalg.norm(P - np.asarray(c), axis=1) - r
+
+
+def box_distance(P, h=(0.6, 0.4, 0.3)):
+    q = np.abs(P) - np.asarray(h)
+    return np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(axis=1), 0)
+
+
+@pytest.mark.parametrize(
+    "name,dist,half", [("sphere_field", sphere_distance, 1.1), ("box_field", box_distance, 0.9)]
+)
+def test_signs_and_distances(name, dist, half, request):
+    field = request.getfixturevalue(name)
+    m = field.record["margin"]
+    rng = np.random.default_rng(0)
+    P = random_points(50_000, half)
+    # Points near the surface too: the sign must hold there as well.
+    Q = P + rng.normal(size=P.shape) * 0.05
+    P = np.concatenate([P, Q])
+    d = dist(P)
+    f = field.evaluate(P)
+    # The tiny test network rounds the box's corners by about a hundredth of its size.
+    away = np.abs(d) > 2 * m + 0.015
+    assert np.all(np.sign(f[away]) == np.sign(d[away])), "wrong sign"
+    near = np.abs(d) < 0.03
+    assert np.abs(f[near] - d[near]).max() <= m + 0.03
+    # A distance *bound*: |f| never exceeds the true distance by more than the margin.
+    assert np.all(np.abs(f) <= np.abs(d) + m + 1e-3)
+
+
+@pytest.mark.parametrize("name", ["sphere_field", "box_field"])
+def test_trained_gradient_norm_at_most_one(name, request):
+    field = request.getfixturevalue(name)
+    P = random_points(100_000, 1.5, seed=3)
+    _, g = value_and_gradient(field, P)
+    assert np.linalg.norm(g, axis=1).max() <= 1 + 1e-5
+
+
+def test_remeshed_sphere_within_one_percent(sphere_field):
+    r = extract(sphere_field, 0.0, resolution=128)
+    radius = np.linalg.norm(r.vertices, axis=1)
+    assert np.abs(radius - SPHERE_RADIUS).max() <= 0.01 * SPHERE_RADIUS
+    assert metrics.is_watertight(r.faces)
+    assert metrics.signed_volume(r.vertices, r.faces) > 0
+
+
+def test_offsets_are_nested_at_the_right_radii(sphere_field):
+    results = extract_levels(sphere_field, [0.1, 0.2], resolution=96)
+    radii = [np.linalg.norm(r.vertices, axis=1) for r in results]
+    for r, level in zip(radii, (0.1, 0.2)):
+        assert np.abs(r - (SPHERE_RADIUS + level)).max() <= 0.015 * (SPHERE_RADIUS + level)
+    assert radii[0].max() < radii[1].min(), "offsets must be nested"
+    for r in results:
+        assert metrics.is_watertight(r.faces)
+
+
+@pytest.mark.parametrize("op", ["union", "intersection", "difference"])
+def test_csg_of_two_spheres_matches_analytic(sphere_field, op):
+    a = np.eye(4)
+    a[0, 3] = -0.4
+    b = np.eye(4)
+    b[0, 3] = 0.5
+    target = combine(op, [sphere_field, sphere_field], matrices=[a, b])
+    P = random_points(60_000, 1.5, seed=5)
+    d1, d2 = sphere_distance(P, c=(-0.4, 0, 0)), sphere_distance(P, c=(0.5, 0, 0))
+    exact = {"union": np.minimum(d1, d2), "intersection": np.maximum(d1, d2),
+             "difference": np.maximum(d1, -d2)}[op]
+    with torch.no_grad():
+        f = target(torch.from_numpy(P).float()).double().numpy()
+    m = sphere_field.record["margin"]
+    away = np.abs(exact) > 2 * m + 0.01
+    assert np.all(np.sign(f[away]) == np.sign(exact[away]))
+    near = np.abs(exact) < 0.03
+    assert np.abs(f[near] - exact[near]).max() <= m + 0.03
+    mesh = extract(target, 0.0, resolution=96)
+    assert metrics.is_watertight(mesh.faces)
+    # Every vertex of the result lies on the analytic surface.
+    Pv = mesh.vertices
+    e1, e2 = sphere_distance(Pv, c=(-0.4, 0, 0)), sphere_distance(Pv, c=(0.5, 0, 0))
+    ev = {"union": np.minimum(e1, e2), "intersection": np.maximum(e1, e2),
+          "difference": np.maximum(e1, -e2)}[op]
+    assert np.abs(ev).max() <= 0.02
+
+
+def test_open_self_intersecting_input_gives_one_closed_surface():
+    V, F = primitives.open_monkey_like()
+    assert not metrics.is_watertight(F)
+    field = train_field(Geometry.mesh(V, F), "fast", device="cpu", seed=0, **TINY)
+    r = extract(field, 0.0, resolution=96)
+    assert metrics.is_watertight(r.faces)
+    assert metrics.connected_components(r.faces) == 1
+    assert metrics.signed_volume(r.vertices, r.faces) > 0
+
+
+def test_torus_point_cloud_without_normals_gives_genus_one():
+    P = primitives.torus_points(4000, R=1.0, r=0.35, seed=0)
+    field = train_field(Geometry.points(P), "fast", device="cpu", seed=0, **TINY)
+    r = extract(field, 0.0, resolution=96)
+    assert metrics.is_watertight(r.faces)
+    assert metrics.connected_components(r.faces) == 1
+    assert metrics.genus(r.vertices, r.faces) == 1
+    # And it lies on the torus.
+    x, y, z = r.vertices.T
+    tube = np.sqrt((np.sqrt(x**2 + y**2) - 1.0) ** 2 + z**2)
+    assert np.abs(tube - 0.35).max() < 0.05
+
+
+def test_unsigned_field_of_a_curve_is_a_thin_tube():
+    V, E = primitives.curve_circle(64, 1.0)
+    field = train_field(Geometry.curve(V, E), "fast", mode="unsigned", device="cpu",
+                        thickness=0.05, **TINY)
+    r = extract(field, 0.0, resolution=96)
+    assert metrics.is_watertight(r.faces)
+    assert metrics.genus(r.vertices, r.faces) == 1
+    x, y, z = r.vertices.T
+    tube = np.sqrt((np.sqrt(x**2 + y**2) - 1.0) ** 2 + z**2)
+    assert np.abs(tube - 0.05).max() < 0.04
+
+
+def test_cancel_stops_training_and_bad_input_is_refused():
+    V, F = primitives.icosphere(1.0, 2)
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 5
+
+    with pytest.raises(CancelledError):
+        train_field(Geometry.mesh(V, F), "fast", device="cpu", cancel=cancel, **TINY)
+    bad = V.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(BadInputError, match="NaN"):
+        train_field(Geometry.mesh(bad, F), "fast", device="cpu", **TINY)
+    with pytest.raises(BadInputError, match="unsigned"):
+        train_field(Geometry.curve(*primitives.curve_circle(16)), "fast", device="cpu", **TINY)
+
+
+def test_same_seed_same_field():
+    V, F = primitives.icosphere(1.0, 2)
+    kw = dict(TINY, steps=50)
+    a = train_field(Geometry.mesh(V, F), "fast", device="cpu", seed=7, **kw)
+    b = train_field(Geometry.mesh(V, F), "fast", device="cpu", seed=7, **kw)
+    P = random_points(100, 1.0)
+    np.testing.assert_array_equal(a.evaluate(P), b.evaluate(P))
