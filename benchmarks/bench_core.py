@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from lipsdf_blender.core import metrics
-from lipsdf_blender.core.device import describe, pick_device
+from lipsdf_blender.core.device import DEVICES, describe, pick_device
 from lipsdf_blender.core.extract import extract
 from lipsdf_blender.core.io import load_geometry
 from lipsdf_blender.core.query import value_and_gradient
@@ -101,7 +101,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--hires-resolution", type=int, default=512, help="fast preset's extra extraction (0: skip)"
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="where to train and extract")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     args.presets = [s.strip() for s in args.presets.split(",") if s.strip()]

@@ -247,7 +247,9 @@ def test_ply_edges_become_a_curve(tmp_path):
 def test_off_variants(tmp_path):
     (tmp_path / "a.off").write_text("OFF 4 1 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2 3\n")
     assert load_geometry(tmp_path / "a.off").faces.tolist() == [[0, 1, 2], [0, 2, 3]]
-    (tmp_path / "b.off").write_text("COFF\n# c\n3 0 0\n0 0 0 1 1 1 1\n1 0 0 1 1 1 1\n0 2 0 1 1 1 1\n")
+    (tmp_path / "b.off").write_text(
+        "COFF\n# c\n3 0 0\n0 0 0 1 1 1 1\n1 0 0 1 1 1 1\n0 2 0 1 1 1 1\n"
+    )
     g = load_geometry(tmp_path / "b.off")
     assert g.kind == "points" and g.vertices.shape == (3, 3)
 

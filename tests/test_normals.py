@@ -152,7 +152,9 @@ def test_bad_clouds_are_refused(P, words):
         assert w in str(info.value)
 
 
-BUNNY = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "meshes", "stanford-bunny.obj")
+BUNNY = os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "meshes", "stanford-bunny.obj"
+)
 
 
 @pytest.mark.slow

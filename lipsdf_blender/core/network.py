@@ -76,12 +76,20 @@ class LipschitzMLP(nn.Module):
         self.width = width
         W = torch.empty(depth, width, width)
         for i in range(depth):
-            nn.init.xavier_normal_(W[i])
+            # Orthogonal columns make W^T W diagonal, so T = W^T W exactly and each layer
+            # starts as x - 2 U relu(U^T x + b'), a reflection on the active units: the
+            # Jacobian is orthogonal and |grad f| = 1 from the first step. Random W gives
+            # T >> W^T W and layers close to the identity, which learn distances slowly.
+            nn.init.orthogonal_(W[i])
         self.W = nn.Parameter(W)
         bound = 1.0 / math.sqrt(width)
         self.b = nn.Parameter(torch.empty(depth, width).uniform_(-bound, bound))
         self.q = nn.Parameter(torch.zeros(depth, width))
-        w = torch.randn(width)
+        # Start the read-out on the input's own coordinates: the padded dimensions carry
+        # nothing at first, so a random unit vector would give |grad f| ~ sqrt(3 / width) and
+        # training would spend most of its steps growing the gradient back towards 1.
+        w = torch.randn(width) * 0.05
+        w[:3] = torch.randn(3)
         self.w_out = nn.Parameter(w / w.norm())
         self.b_out = nn.Parameter(torch.zeros(()))
 

@@ -284,6 +284,8 @@ def _voronoi_cells(P, N, NB, R, sides: int = 8, scale: float = 0.75) -> Scalars:
     t2 = np.cross(N, t1)
     D = NB - P[:, None, :]
     Q = np.stack([np.einsum("nkd,nd->nk", D, t1), np.einsum("nkd,nd->nk", D, t2)], -1)
+    # nearest in the plane first (3D order differs off-plane): lets the loop below stop early
+    Q = np.take_along_axis(Q, np.argsort((Q * Q).sum(-1), axis=1)[..., None], 1)
     M = sides + k  # each clip adds at most one corner
     ang = np.linspace(0.0, 2.0 * np.pi, sides, endpoint=False)
     # polygon whose inscribed circle has radius scale * R
@@ -291,30 +293,36 @@ def _voronoi_cells(P, N, NB, R, sides: int = 8, scale: float = 0.75) -> Scalars:
     poly = np.zeros((n, M, 2))
     poly[:, :sides] = ring[None] * R[:, None, None]
     cnt = np.full(n, sides)
-    rows = np.arange(n)[:, None]
     cols = np.arange(M)[None]
+    act = np.arange(n)  # cells that a further neighbour may still cut
     for j in range(k):
-        q = Q[:, j]
-        s = np.einsum("nmd,nd->nm", poly, q) - 0.5 * (q * q).sum(1)[:, None]  # > 0: outside
-        valid = cols < cnt[:, None]
-        nxt = (cols + 1) % np.maximum(cnt[:, None], 1)
+        pa, ca, q = poly[act], cnt[act], Q[act, j]
+        valid = cols < ca[:, None]
+        qq = (q * q).sum(1)
+        # the bisector of q is |q|/2 away: it cannot cut a cell that lies closer. Neighbours
+        # come nearest first, so a cell that is safe now stays safe.
+        cuts = 0.25 * qq < np.where(valid, (pa * pa).sum(-1), 0.0).max(1)
+        act, pa, ca, q, qq, valid = act[cuts], pa[cuts], ca[cuts], q[cuts], qq[cuts], valid[cuts]
+        if len(act) == 0:
+            break
+        s = np.einsum("nmd,nd->nm", pa, q) - 0.5 * qq[:, None]  # > 0: beyond the bisector
+        nxt = (cols + 1) % ca[:, None]
         s_n = np.take_along_axis(s, nxt, 1)
-        v_n = np.take_along_axis(poly, nxt[..., None], 1)
+        v_n = np.take_along_axis(pa, nxt[..., None], 1)
         inside = s <= 0
         crosses = valid & (inside != (s_n <= 0))
         den = s - s_n
         t = np.divide(s, den, out=np.zeros_like(s), where=den != 0)
-        cand = np.stack([poly, poly + t[..., None] * (v_n - poly)], 2).reshape(n, 2 * M, 2)
-        keep = np.stack([valid & inside, crosses], 2).reshape(n, 2 * M)
+        cand = np.stack([pa, pa + t[..., None] * (v_n - pa)], 2).reshape(len(act), 2 * M, 2)
+        keep = np.stack([valid & inside, crosses], 2).reshape(len(act), 2 * M)
         dest = np.cumsum(keep, axis=1) - 1
-        new = np.zeros_like(poly)
+        new = np.zeros_like(pa)
         r_i, c_i = np.nonzero(keep & (dest < M))
         new[r_i, dest[r_i, c_i]] = cand[r_i, c_i]
-        poly = new
-        cnt = np.minimum(keep.sum(1), M)
+        poly[act] = new
+        cnt[act] = np.minimum(keep.sum(1), M)
     valid = cols < cnt[:, None]
-    nxt = (cols + 1) % np.maximum(cnt[:, None], 1)
-    v_n = poly[rows, nxt]
+    v_n = np.take_along_axis(poly, ((cols + 1) % np.maximum(cnt[:, None], 1))[..., None], 1)
     cr = poly[..., 0] * v_n[..., 1] - poly[..., 1] * v_n[..., 0]
     return 0.5 * np.abs(np.where(valid, cr, 0.0).sum(1))
 

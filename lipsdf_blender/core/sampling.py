@@ -128,7 +128,9 @@ class WindingNumber:
             self.V = np.ascontiguousarray(geom.vertices, dtype=np.float64)
             self.F = np.ascontiguousarray(geom.faces, dtype=np.int64)
         elif geom.kind == "points":
-            from .normals import estimate_normals, point_areas
+            from .normals import estimate_normals, point_areas, winding_number
+
+            self._points_wn = winding_number
 
             P = np.ascontiguousarray(geom.vertices, dtype=np.float64)
             N = geom.normals if geom.normals is not None else estimate_normals(P)
@@ -148,7 +150,8 @@ class WindingNumber:
             if self.geom.kind == "mesh":
                 out[s : s + chunk] = igl.fast_winding_number(self.V, self.F, q)
             else:
-                out[s : s + chunk] = igl.fast_winding_number(self.P, self.N, self.A, q)
+                # The wrapper merges coincident points, which crash libigl's octree.
+                out[s : s + chunk] = self._points_wn(self.P, self.N, self.A, q)
         return out
 
 

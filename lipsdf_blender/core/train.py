@@ -40,6 +40,7 @@ class Preset:
     margin: float = 5e-3
     lam: float = 100.0
     lam_warmup: float = 0.1
+    ortho: float = 0.0
     samples: SampleConfig = field(default_factory=SampleConfig)
     resolution: int = 256
 
@@ -220,6 +221,14 @@ class _Reporter:
         self.callback(Progress(step, self.total, loss, elapsed, eta, self.device))
 
 
+def _off_orthogonality(W: torch.Tensor) -> torch.Tensor:
+    """Mean squared off-diagonal of the normalised Gram matrices ``W^T W`` of all layers."""
+    Wn = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    G = torch.bmm(Wn.transpose(1, 2), Wn)
+    eye = torch.eye(G.shape[-1], device=G.device, dtype=G.dtype)
+    return ((G - eye) ** 2).sum(dim=(1, 2)).mean()
+
+
 def _optimise(samples, p: Preset, margin: float, dev, seed: int, report, cancel):
     """Adam on random batches of the labelled samples; returns (net, loss curve, seconds)."""
     torch.manual_seed(seed)
@@ -244,6 +253,8 @@ def _optimise(samples, p: Preset, margin: float, dev, seed: int, report, cancel)
         lam = p.lam * min(1.0, (step + 1) / warm)
         idx = torch.randint(0, n, (p.batch_size,), device=dev, generator=gen)
         loss = hkr_loss(net(X[idx]), Y[idx], margin, lam)
+        if p.ortho > 0:
+            loss = loss + p.ortho * _off_orthogonality(net.W)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
