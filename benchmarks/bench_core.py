@@ -79,6 +79,7 @@ COLUMNS = [
     ("IoU", "iou", "{:.4f}"),
     ("max|∇f|", "max_gradient_norm", "{:.4f}"),
     ("|f|<=d %", "lower_bound_percent", "{:.2f}"),
+    ("slope", "median_slope", "{:.3f}"),
 ]
 HIRES_COLUMNS = [
     ("mesh", "mesh", "{}"),
@@ -192,9 +193,13 @@ def field_checks(field, V, F, rng: np.random.Generator) -> dict:
     Q = uniform_points(*grown_box(V), N_FIELD, rng)
     f, g = value_and_gradient(field, Q)
     d = unsigned_distance(V, F, Q)
+    far = d > 0.01 * np.linalg.norm(V.max(0) - V.min(0))
     return {
         "max_gradient_norm": float(np.linalg.norm(g, axis=1).max()),
         "lower_bound_percent": 100.0 * float(np.mean(np.abs(f) <= d + BOUND_TOL)),
+        # |f| / d away from the surface: 1 for a true distance. A raw level set f = D lies at
+        # about D / slope from the surface.
+        "median_slope": float(np.median(np.abs(f)[far] / d[far])),
     }
 
 

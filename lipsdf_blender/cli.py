@@ -62,12 +62,20 @@ def _parser() -> argparse.ArgumentParser:
 
     def training_args(p):
         p.add_argument("--preset", choices=PRESET_NAMES, default="balanced")
-        p.add_argument("--mode", choices=("signed", "unsigned"), default=None,
-                       help="default: signed, or unsigned for a curve")
+        p.add_argument(
+            "--mode",
+            choices=("signed", "unsigned"),
+            default=None,
+            help="default: signed, or unsigned for a curve",
+        )
         p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--thickness", type=float, default=None,
-                       help="unsigned mode: shell half-thickness in object units")
+        p.add_argument(
+            "--thickness",
+            type=float,
+            default=None,
+            help="unsigned mode: shell half-thickness in object units",
+        )
         p.add_argument("--steps", type=int, default=None, help="override the preset's steps")
 
     p = sub.add_parser("train", help="train a field from a mesh, point cloud or curve file")
@@ -86,10 +94,22 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("offset", help="surfaces at distances from a field's surface")
     p.add_argument("field")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--distance", type=float, action="append", required=True,
-                   help="object units, negative = inward; repeat for several")
+    p.add_argument(
+        "--distance",
+        type=float,
+        action="append",
+        required=True,
+        help="object units, negative = inward; repeat for several",
+    )
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="extract the field's own level sets f = D (conservative: at least D "
+        "away, farther where its slope is below 1) instead of exact offsets "
+        "of its surface",
+    )
 
     p = sub.add_parser("csg", help="union / intersection / difference of fields")
     p.add_argument("op", choices=("union", "intersection", "difference"))
@@ -112,8 +132,16 @@ def _train(args, bar):
     geom = load_geometry(args.input)
     mode = args.mode or ("unsigned" if geom.kind == "curve" else "signed")
     overrides = {"steps": args.steps} if args.steps else {}
-    return train_field(geom, args.preset, mode=mode, device=args.device, seed=args.seed,
-                       thickness=args.thickness, progress=bar, **overrides)
+    return train_field(
+        geom,
+        args.preset,
+        mode=mode,
+        device=args.device,
+        seed=args.seed,
+        thickness=args.thickness,
+        progress=bar,
+        **overrides,
+    )
 
 
 def _resolution(args, fields) -> int:
@@ -129,13 +157,28 @@ def _extract(target, levels, resolution, bar, device="cpu"):
     from .core.device import pick_device
     from .core.extract import extract_levels
 
-    results = extract_levels(target, levels, resolution=resolution, device=pick_device(device),
-                             progress=bar.extraction)
+    results = extract_levels(
+        target, levels, resolution=resolution, device=pick_device(device), progress=bar.extraction
+    )
     for r in results:
         s = r.stats
-        print(f"level {r.level:+g}: {len(r.vertices)} vertices, {len(r.faces)} faces; "
-              f"{s.evaluations} network evaluations = {100 * s.ratio:.1f}% of the dense "
-              f"{s.dense_evaluations} at {resolution}^3, {s.seconds:.1f}s")
+        print(
+            f"level {r.level:+g}: {len(r.vertices)} vertices, {len(r.faces)} faces; "
+            f"{s.evaluations} network evaluations = {100 * s.ratio:.1f}% of the dense "
+            f"{s.dense_evaluations} at {resolution}^3, {s.seconds:.1f}s"
+        )
+    return results
+
+
+def _offsets(field, distances, resolution, bar, device="cpu"):
+    from .core.device import pick_device
+    from .core.meshfield import offset_surfaces
+
+    results = offset_surfaces(
+        field, distances, resolution=resolution, device=pick_device(device), progress=bar.extraction
+    )
+    for r in results:
+        print(f"offset {r.level:+g}: {len(r.vertices)} vertices, {len(r.faces)} faces")
     return results
 
 
@@ -143,7 +186,7 @@ def _save(path, results, names):
     from .core.errors import BadInputError
     from .core.io import save_mesh, save_obj_objects
 
-    empty = [n for n, r in zip(names, results) if len(r.faces) == 0]
+    empty = [n for n, r in zip(names, results, strict=True) if len(r.faces) == 0]
     if empty:
         raise BadInputError(f"no surface at {', '.join(empty)}: the level set is empty")
     if len(results) == 1:
@@ -151,7 +194,9 @@ def _save(path, results, names):
     else:
         if Path(path).suffix.lower() != ".obj":
             raise BadInputError("several surfaces are written as objects of one .obj file")
-        save_obj_objects(path, [(n, r.vertices, r.faces) for n, r in zip(names, results)])
+        save_obj_objects(
+            path, [(n, r.vertices, r.faces) for n, r in zip(names, results, strict=True)]
+        )
     print(f"wrote {path}")
 
 
@@ -163,8 +208,10 @@ def run(argv=None) -> int:
     if args.command == "train":
         field = _train(args, bar)
         field.save(args.output)
-        print(f"wrote {args.output} (final loss {field.record['final_loss']:.4f}, "
-              f"{field.record['seconds']:.1f}s on {field.record['device']})")
+        print(
+            f"wrote {args.output} (final loss {field.record['final_loss']:.4f}, "
+            f"{field.record['seconds']:.1f}s on {field.record['device']})"
+        )
     elif args.command == "remesh":
         field = Field.load(args.field) if args.field else _train(args, bar)
         if args.save_field and not args.field:
@@ -173,7 +220,10 @@ def run(argv=None) -> int:
         _save(args.output, results, ["remesh"])
     elif args.command == "offset":
         field = Field.load(args.field)
-        results = _extract(field, args.distance, _resolution(args, [field]), bar, args.device)
+        if args.raw:
+            results = _extract(field, args.distance, _resolution(args, [field]), bar, args.device)
+        else:
+            results = _offsets(field, args.distance, _resolution(args, [field]), bar, args.device)
         _save(args.output, results, [f"offset{d:+g}" for d in args.distance])
     elif args.command == "csg":
         from .core.csg import combine
@@ -190,10 +240,20 @@ def run(argv=None) -> int:
 def _info(field, args) -> None:
     r = field.record
     if args.json:
-        print(json.dumps({"mode": field.mode, "depth": field.net.depth, "width": field.net.width,
-                          "center": field.center.tolist(), "scale": field.scale,
-                          "bounds": [field.lo.tolist(), field.hi.tolist()], "record": r},
-                         indent=1))
+        print(
+            json.dumps(
+                {
+                    "mode": field.mode,
+                    "depth": field.net.depth,
+                    "width": field.net.width,
+                    "center": field.center.tolist(),
+                    "scale": field.scale,
+                    "bounds": [field.lo.tolist(), field.hi.tolist()],
+                    "record": r,
+                },
+                indent=1,
+            )
+        )
         return
     rows = [
         ("mode", field.mode),
@@ -202,8 +262,11 @@ def _info(field, args) -> None:
         ("preset", r.get("preset")),
         ("input", f"{r.get('input_kind')} sha256 {str(r.get('input_hash'))[:16]}..."),
         ("device", r.get("device")),
-        ("seconds", f"{r.get('seconds')} (labelling {r.get('seconds_labelling')}, "
-                    f"training {r.get('seconds_training')})"),
+        (
+            "seconds",
+            f"{r.get('seconds')} (labelling {r.get('seconds_labelling')}, "
+            f"training {r.get('seconds_training')})",
+        ),
         ("final loss", r.get("final_loss")),
         ("margin", r.get("margin")),
         ("samples", r.get("samples")),
@@ -228,6 +291,8 @@ def main(argv=None) -> int:
         print(f"lipsdf: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"lipsdf: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-              file=sys.stderr)
+        print(
+            f"lipsdf: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
         return 2

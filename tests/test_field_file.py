@@ -63,8 +63,13 @@ def test_tampered_weights_are_refused(field, tmp_path):
 
 def test_tampered_metadata_is_refused(field, tmp_path):
     path = field.save(tmp_path / "a.lipsdf")
-    _rewrite_member(path, "meta", lambda a: np.frombuffer(
-        a.tobytes().replace(b'"scale": 0.5', b'"scale": 5.0'), dtype=np.uint8))
+    _rewrite_member(
+        path,
+        "meta",
+        lambda a: np.frombuffer(
+            a.tobytes().replace(b'"scale": 0.5', b'"scale": 5.0'), dtype=np.uint8
+        ),
+    )
     with pytest.raises(FieldFileError, match="integrity"):
         Field.load(path)
 

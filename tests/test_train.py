@@ -7,16 +7,16 @@ real presets are measured by benchmarks/bench_core.py.
 import numpy as np
 import pytest
 import torch
+from conftest import SPHERE_RADIUS, TINY, random_points
 
 from lipsdf_blender.core import metrics, primitives
 from lipsdf_blender.core.csg import combine
 from lipsdf_blender.core.errors import BadInputError, CancelledError
 from lipsdf_blender.core.extract import extract, extract_levels
 from lipsdf_blender.core.geometry import Geometry
+from lipsdf_blender.core.meshfield import offset_surfaces
 from lipsdf_blender.core.query import value_and_gradient
 from lipsdf_blender.core.train import train_field
-
-from conftest import SPHERE_RADIUS, TINY, random_points
 
 
 def sphere_distance(P, r=SPHERE_RADIUS, c=(0, 0, 0)):
@@ -46,8 +46,12 @@ def test_signs_and_distances(name, dist, half, request):
     assert np.all(np.sign(f[away]) == np.sign(d[away])), "wrong sign"
     near = np.abs(d) < 0.03
     assert np.abs(f[near] - d[near]).max() <= m + 0.03
-    # A distance *bound*: |f| never exceeds the true distance by more than the margin.
-    assert np.all(np.abs(f) <= np.abs(d) + m + 1e-3)
+    # A distance bound: 1-Lipschitz means |f(x)| <= d(x) + |f| on the true surface, so |f|
+    # exceeds the true distance by no more than the surface error (largest at box corners).
+    assert np.all(np.abs(f) <= np.abs(d) + m + 0.025)
+    # And it is distance-like, not merely a bound: the slope away from the surface is near 1.
+    far = np.abs(d) > 0.1
+    assert np.median(np.abs(f[far]) / np.abs(d[far])) > 0.75
 
 
 @pytest.mark.parametrize("name", ["sphere_field", "box_field"])
@@ -67,13 +71,29 @@ def test_remeshed_sphere_within_one_percent(sphere_field):
 
 
 def test_offsets_are_nested_at_the_right_radii(sphere_field):
-    results = extract_levels(sphere_field, [0.1, 0.2], resolution=96)
+    results = offset_surfaces(sphere_field, [0.1, 0.2], resolution=96)
     radii = [np.linalg.norm(r.vertices, axis=1) for r in results]
-    for r, level in zip(radii, (0.1, 0.2)):
-        assert np.abs(r - (SPHERE_RADIUS + level)).max() <= 0.015 * (SPHERE_RADIUS + level)
+    for r, level in zip(radii, (0.1, 0.2), strict=True):
+        assert np.abs(r - (SPHERE_RADIUS + level)).max() <= 0.01 * (SPHERE_RADIUS + level)
     assert radii[0].max() < radii[1].min(), "offsets must be nested"
     for r in results:
         assert metrics.is_watertight(r.faces)
+    # Inward too.
+    (inner,) = offset_surfaces(sphere_field, [-0.2], resolution=96)
+    rin = np.linalg.norm(inner.vertices, axis=1)
+    assert np.abs(rin - (SPHERE_RADIUS - 0.2)).max() <= 0.01 * SPHERE_RADIUS
+
+
+def test_raw_level_sets_are_conservative_offsets(sphere_field):
+    """The field's own level set f = D is never nearer than D: the field is a distance bound."""
+    raw = extract_levels(sphere_field, [0.1, 0.2], resolution=96)
+    m = sphere_field.record["margin"]
+    for r, level in zip(raw, (0.1, 0.2), strict=True):
+        radius = np.linalg.norm(r.vertices, axis=1)
+        # Not nearer than asked (up to the surface error and one cell of marching cubes) ...
+        assert radius.min() >= SPHERE_RADIUS + level - m - 0.01
+        # ... and not absurdly far: the trained slope is close to 1.
+        assert radius.max() <= SPHERE_RADIUS + 1.3 * level
 
 
 @pytest.mark.parametrize("op", ["union", "intersection", "difference"])
@@ -85,8 +105,11 @@ def test_csg_of_two_spheres_matches_analytic(sphere_field, op):
     target = combine(op, [sphere_field, sphere_field], matrices=[a, b])
     P = random_points(60_000, 1.5, seed=5)
     d1, d2 = sphere_distance(P, c=(-0.4, 0, 0)), sphere_distance(P, c=(0.5, 0, 0))
-    exact = {"union": np.minimum(d1, d2), "intersection": np.maximum(d1, d2),
-             "difference": np.maximum(d1, -d2)}[op]
+    exact = {
+        "union": np.minimum(d1, d2),
+        "intersection": np.maximum(d1, d2),
+        "difference": np.maximum(d1, -d2),
+    }[op]
     with torch.no_grad():
         f = target(torch.from_numpy(P).float()).double().numpy()
     m = sphere_field.record["margin"]
@@ -99,8 +122,11 @@ def test_csg_of_two_spheres_matches_analytic(sphere_field, op):
     # Every vertex of the result lies on the analytic surface.
     Pv = mesh.vertices
     e1, e2 = sphere_distance(Pv, c=(-0.4, 0, 0)), sphere_distance(Pv, c=(0.5, 0, 0))
-    ev = {"union": np.minimum(e1, e2), "intersection": np.maximum(e1, e2),
-          "difference": np.maximum(e1, -e2)}[op]
+    ev = {
+        "union": np.minimum(e1, e2),
+        "intersection": np.maximum(e1, e2),
+        "difference": np.maximum(e1, -e2),
+    }[op]
     assert np.abs(ev).max() <= 0.02
 
 
@@ -129,8 +155,9 @@ def test_torus_point_cloud_without_normals_gives_genus_one():
 
 def test_unsigned_field_of_a_curve_is_a_thin_tube():
     V, E = primitives.curve_circle(64, 1.0)
-    field = train_field(Geometry.curve(V, E), "fast", mode="unsigned", device="cpu",
-                        thickness=0.05, **TINY)
+    field = train_field(
+        Geometry.curve(V, E), "fast", mode="unsigned", device="cpu", thickness=0.05, **TINY
+    )
     r = extract(field, 0.0, resolution=96)
     assert metrics.is_watertight(r.faces)
     assert metrics.genus(r.vertices, r.faces) == 1

@@ -147,6 +147,34 @@ def save_mesh(path: str | os.PathLike, V, F) -> None:
         raise BadInputError(f"Cannot write '{path}': {exc.strerror or exc}.") from exc
 
 
+def save_obj_objects(path: str | os.PathLike, objects) -> None:
+    """Write several meshes into one OBJ file, one ``o NAME`` object each.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An ``.obj`` file.
+    objects : sequence of (name, V (n, 3) float, F (m, 3) int)
+        Object units; each mesh's faces index its own vertices.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "wb") as fh:
+            fh.write(b"# written by LipSDF\n")
+            offset = 0
+            for name, V, F in objects:
+                V = np.asarray(V, dtype=np.float64).reshape(-1, 3)
+                F = np.asarray(F, dtype=np.int64).reshape(-1, 3)
+                fh.write(f"o {name}\n".encode())
+                if len(V):
+                    np.savetxt(fh, V, fmt="v %.9g %.9g %.9g")
+                if len(F):
+                    np.savetxt(fh, F + 1 + offset, fmt="f %d %d %d")
+                offset += len(V)
+    except OSError as exc:
+        raise BadInputError(f"Cannot write '{path}': {exc.strerror or exc}.") from exc
+
+
 def save_points(path: str | os.PathLike, P, N=None) -> None:
     """Write a point cloud as ``.xyz`` (text) or ``.ply`` (binary), with optional normals.
 
