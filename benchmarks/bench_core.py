@@ -73,6 +73,8 @@ COLUMNS = [
     ("evals %", "evaluations_percent", "{:.2f}"),
     ("chamfer %", "chamfer_percent", "{:.3f}"),
     ("hausdorff %", "hausdorff_percent", "{:.2f}"),
+    ("in→out %", "hausdorff_in_out_percent", "{:.2f}"),
+    ("out→in %", "hausdorff_out_in_percent", "{:.2f}"),
     ("NC", "normal_consistency", "{:.4f}"),
     ("watertight", "watertight", "{}"),
     ("components", "components", "{}"),
@@ -100,7 +102,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="override every preset's training steps")
     p.add_argument("--resolution", type=int, help="override every preset's resolution")
     p.add_argument(
-        "--hires-resolution", type=int, default=512, help="fast preset's extra extraction (0: skip)"
+        "--hires-resolution",
+        default="256,512",
+        help="comma-separated resolutions of the fast preset's extra extractions ('0': skip)",
     )
     p.add_argument("--device", default="cpu", choices=DEVICES, help="where to train and extract")
     p.add_argument("--seed", type=int, default=0)
@@ -177,6 +181,10 @@ def surface_quality(V, F, Vo, Fo, seed: int) -> dict:
     return {
         "chamfer_percent": 100.0 * ch["chamfer_l1"] / diag,
         "hausdorff_percent": 100.0 * ch["hausdorff"] / diag,
+        # One-way: input -> output measures what the output misses; output -> input also
+        # counts the caps a closed output must put over the input's holes.
+        "hausdorff_in_out_percent": 100.0 * ch["a_to_b_max"] / diag,
+        "hausdorff_out_in_percent": 100.0 * ch["b_to_a_max"] / diag,
         "normal_consistency": metrics.normal_consistency(V, F, Vo, Fo, n=N_SURFACE, seed=seed),
         "watertight": metrics.is_watertight(Fo),
         "components": metrics.connected_components(Fo),
@@ -230,8 +238,8 @@ def hires_extraction(field, mesh: str, resolution: int, device: torch.device) ->
     }
 
 
-def bench_one(path: Path, preset: str, args, device: torch.device) -> tuple[dict, dict | None]:
-    """Remesh one mesh with one preset; returns its table row and the 512^3 row (or None)."""
+def bench_one(path: Path, preset: str, args, device: torch.device) -> tuple[dict, list[dict]]:
+    """Remesh one mesh with one preset; returns its table row and the rows of the extra extractions."""
     geom = load_geometry(path)
     V, F = geom.vertices, geom.faces
     overrides = {"steps": args.steps} if args.steps else {}
@@ -270,9 +278,11 @@ def bench_one(path: Path, preset: str, args, device: torch.device) -> tuple[dict
         row["iou"] = volume_iou(V, F, Vo, Fo, rng)
     row.update(field_checks(field, V, F, rng))
 
-    hires = None
-    if preset == "fast" and args.hires_resolution:
-        hires = hires_extraction(field, path.stem, args.hires_resolution, device)
+    hires = []
+    if preset == "fast":
+        for res in (int(r) for r in str(args.hires_resolution).split(",")):
+            if res > 0:
+                hires.append(hires_extraction(field, path.stem, res, device))
     return row, hires
 
 
@@ -319,12 +329,11 @@ def main(argv=None) -> int:
             row, big = bench_one(path, preset, args, device)
             rows.append(row)
             print(f"  done in {row['seconds_total']:.1f} s", flush=True)
-            if big is not None:
-                hires.append(big)
+            hires.extend(big)
     print()
     print(markdown_table(rows, COLUMNS))
     if hires:
-        print(f"\nFast preset extracted at {args.hires_resolution}^3 (max RSS after it):\n")
+        print("\nFast preset's field extracted again at other resolutions (max RSS after):\n")
         print(markdown_table(hires, HIRES_COLUMNS))
     write_json(args.json, machine, rows, hires)
     print(f"\nwrote {args.json}")
