@@ -239,7 +239,7 @@ def hires_extraction(field, mesh: str, resolution: int, device: torch.device) ->
 
 
 def bench_one(path: Path, preset: str, args, device: torch.device) -> tuple[dict, list[dict]]:
-    """Remesh one mesh with one preset; returns its table row and the rows of the extra extractions."""
+    """Remesh one mesh with one preset; returns its row and the rows of extra extractions."""
     geom = load_geometry(path)
     V, F = geom.vertices, geom.faces
     overrides = {"steps": args.steps} if args.steps else {}
