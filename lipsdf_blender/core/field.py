@@ -82,12 +82,9 @@ class Field:
 
     def evaluate(self, P: np.ndarray, batch_size: int = 65536) -> np.ndarray:
         """Field values at ``P (n, 3)`` (object units) as float64 ``(n,)``."""
-        P = np.asarray(P, dtype=np.float32).reshape(-1, 3)
-        out = np.empty(len(P))
-        with torch.no_grad():
-            for s in range(0, len(P), batch_size):
-                out[s : s + batch_size] = self(torch.from_numpy(P[s : s + batch_size])).numpy()
-        return out
+        from .query import evaluate
+
+        return evaluate(self, P, batch_size=batch_size)
 
     # -- file -------------------------------------------------------------------------------
     def _meta(self) -> dict:
