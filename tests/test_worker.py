@@ -348,6 +348,16 @@ def test_out_of_memory_halves_the_batch_then_gives_up_clearly(tmp_path):
         batch = Field.load(r["files"]["field"]).record["settings"]["batch_size"]
         assert batch == OVERRIDES["batch_size"] // 2
 
+        # Shutting down cancels the running job and does not start the queued one.
+        a = c.submit("train", LONG, tmp_path / "c", arrays={"vertices": V, "faces": F})
+        b = c.submit("train", TRAIN, tmp_path / "d", arrays={"vertices": V, "faces": F})
+        wait_for(c, a, "train")
+        c.shutdown()
+        assert not c.is_alive()
+        for job in (a, b):
+            with pytest.raises(JobCancelledError):
+                c.wait(job, timeout=5)
+
 
 def test_protocol_round_trip_and_nan():
     msg = {"type": P.PROGRESS, "loss": float("nan"), "eta": float("inf"), "step": 3}

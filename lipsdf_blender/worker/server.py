@@ -305,6 +305,9 @@ class Server:
             request = self.jobs.get()
             if request is None:
                 return 0
+            if self._stopping.is_set():  # shutting down: queued jobs are not started
+                self.error(request.get("id"), P.CANCELLED, "the worker was shut down")
+                continue
             self.run(request)
 
     def run(self, request: dict) -> None:
