@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -258,6 +259,13 @@ def test_bad_jobs_get_errors_and_the_worker_keeps_serving(client, trained, tmp_p
         assert err.value.kind == err_kind, err.value
         assert text in str(err.value)
         assert "Traceback" in err.value.traceback
+    # Requests the client would never send still get an answer.
+    client._write({"id": "raw1", "type": "train", "params": "not a dict"})
+    client._write({"id": "raw2", "type": "frobnicate", "params": {}})
+    for job in ("raw1", "raw2"):
+        with pytest.raises(WorkerError) as err:
+            client.wait(job, timeout=10)
+        assert err.value.kind == P.BAD_INPUT
     assert client.pid == pid
     ok = client.run("extract", {"field": result["files"]["field"], "resolution": 16}, tmp_path)
     assert ok["type"] == P.RESULT
@@ -368,3 +376,33 @@ def test_protocol_round_trip_and_nan():
         P.decode("not json")
     with pytest.raises(P.ProtocolError):
         P.decode("[1, 2]")
+
+
+def test_worker_runs_from_a_blender_extension_layout(tmp_path):
+    # Blender imports an extension as bl_ext.<repo>.lipsdf_blender; the client must still
+    # start its worker as <package>.worker from the folder that holds the package.
+    repo = tmp_path / "bl_ext" / "user_default"
+    shutil.copytree(
+        ROOT / "lipsdf_blender",
+        repo / "lipsdf_blender",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    code = textwrap.dedent(
+        """
+        import sys
+        from bl_ext.user_default.lipsdf_blender.worker.client import WorkerClient
+        assert "torch" not in sys.modules and "bpy" not in sys.modules
+        with WorkerClient(env={"LIPSDF_WORKER_THREADS": "1"}) as c:
+            print(c.start()["protocol"])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(P.PROTOCOL_VERSION)

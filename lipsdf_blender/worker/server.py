@@ -195,6 +195,7 @@ class Server:
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._current: _Job | None = None
+        self._queued: set[str] = set()  # ids waiting in the queue
         self._dropped: set[str] = set()  # queued jobs already answered as cancelled
         self._stopping = threading.Event()
         # Test hook: the next N attempts of a job raise a CUDA out-of-memory error, so the
@@ -256,6 +257,8 @@ class Server:
             elif kind == P.SHUTDOWN:
                 break
             else:
+                with self._state_lock:
+                    self._queued.add(job_id)
                 self.jobs.put(msg)
         # End of stdin (the parent closed the pipe or died) or a shutdown request.
         self._stop()
@@ -265,10 +268,10 @@ class Server:
             if self._current is not None and self._current.id == job_id:
                 self._current.cancel_event.set()
                 return
-            if job_id in self._dropped:
-                return
+            if job_id not in self._queued:
+                return  # finished (its answer went out already) or unknown
+            self._queued.discard(job_id)
             self._dropped.add(job_id)
-        # Queued (or unknown, or finished): answer now; a finished job's answer came first.
         self.error(job_id, P.CANCELLED, "the job was cancelled before it started")
 
     def _stop(self) -> None:
@@ -305,22 +308,30 @@ class Server:
             request = self.jobs.get()
             if request is None:
                 return 0
-            if self._stopping.is_set():  # shutting down: queued jobs are not started
-                self.error(request.get("id"), P.CANCELLED, "the worker was shut down")
-                continue
             self.run(request)
 
     def run(self, request: dict) -> None:
         job_id = str(request.get("id"))
         try:
-            job = _Job(request)
+            job, failure = _Job(request), None
         except Exception as exc:
-            self.error(job_id, error_kind(exc), str(exc), traceback.format_exc())
-            return
+            job, failure = None, exc
+        # One locked step from "queued" to "current", so a cancel always finds the job.
         with self._state_lock:
-            if job.id in self._dropped:
+            self._queued.discard(job_id)
+            if job_id in self._dropped:  # cancelled while queued; answered already
+                self._dropped.discard(job_id)
                 return
-            self._current = job
+            stopping = self._stopping.is_set()
+            if job is not None and not stopping:
+                self._current = job
+        if stopping:  # shutting down: queued jobs are not started
+            self.error(job_id, P.CANCELLED, "the worker was shut down before the job started")
+            return
+        if failure is not None:
+            tb = "".join(traceback.format_exception(failure))
+            self.error(job_id, error_kind(failure), str(failure), tb)
+            return
         log.info("job %s: %s", job.id, job.type)
         try:
             handler = getattr(self, f"job_{job.type}", None)
