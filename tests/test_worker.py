@@ -406,3 +406,44 @@ def test_worker_runs_from_a_blender_extension_layout(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(P.PROTOCOL_VERSION)
+
+
+def test_a_python_without_torch_fails_to_start_with_its_reason(tmp_path):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "v")], check=True)
+    c = WorkerClient(python=str(tmp_path / "v" / "bin" / "python"), startup_timeout=60)
+    with pytest.raises(WorkerCrashedError) as err:
+        c.start()
+    assert "No module named" in str(err.value)
+    # A job submitted to it becomes an error too, not a hang.
+    job = c.submit("extract", {"field": "x.lipsdf"}, tmp_path)
+    with pytest.raises(WorkerCrashedError):
+        c.wait(job, timeout=30)
+
+
+def test_out_of_memory_on_a_gpu_falls_back_to_the_cpu(monkeypatch):
+    # No GPU needed: the device choice is faked, the fall-back logic is the real one.
+    import io
+
+    from lipsdf_blender.worker import server
+
+    def fake_pick(name="auto"):
+        return torch.device("cuda" if name == "cuda" else "cpu")
+
+    monkeypatch.setattr(server, "pick_device", fake_pick)
+    monkeypatch.delenv("LIPSDF_WORKER_FAKE_OOM", raising=False)
+    out = io.StringIO()
+    srv = server.Server(io.BytesIO(), out, parent_pid=os.getppid())
+    job = server._Job({"id": "7", "type": "train", "params": {}})
+    calls = []
+
+    def attempt(scale, dev):
+        calls.append((scale, dev))
+        if dev != "cpu":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return "done"
+
+    assert srv.with_fallbacks(job, attempt, "cuda") == "done"
+    assert calls == [(1.0, "cuda"), (0.5, "cuda"), (0.5, "cpu")]
+    logs = [P.decode(line) for line in out.getvalue().splitlines()]
+    assert [m["type"] for m in logs] == [P.LOG, P.LOG]
+    assert "half the batch" in logs[0]["message"] and "CPU" in logs[1]["message"]

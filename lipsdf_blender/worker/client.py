@@ -122,7 +122,8 @@ class WorkerClient:
         env.update(PYTHONIOENCODING="utf-8")
         env.update(self.env)
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
-        self._stderr.clear()
+        # Each process keeps its own log, so a crash report is never mixed with the next one.
+        self._stderr = collections.deque(maxlen=STDERR_LINES)
         self.handshake = None
         self._handshake_event.clear()
         try:
@@ -142,8 +143,9 @@ class WorkerClient:
                 P.CRASHED,
             ) from None
         self._proc = proc
-        threading.Thread(target=self._read_stderr, args=(proc,), daemon=True).start()
-        threading.Thread(target=self._read_stdout, args=(proc,), daemon=True).start()
+        log = self._stderr
+        threading.Thread(target=self._read_stderr, args=(proc, log), daemon=True).start()
+        threading.Thread(target=self._read_stdout, args=(proc, log), daemon=True).start()
 
     def _wait_handshake(self) -> None:
         proc = self._proc
@@ -154,9 +156,8 @@ class WorkerClient:
                     proc.kill()
                 proc.wait()
                 time.sleep(0.1)  # let the stderr reader catch the last lines
-                raise WorkerCrashedError(
-                    "the worker did not start: " + self._describe_exit(proc), P.CRASHED
-                )
+                why = self._describe_exit(proc, self._stderr)
+                raise WorkerCrashedError("the worker did not start: " + why, P.CRASHED)
         hs = self.handshake
         if hs.get("protocol") != P.PROTOCOL_VERSION:
             self.kill()
@@ -166,16 +167,16 @@ class WorkerClient:
                 P.PROTOCOL,
             )
 
-    def _read_stderr(self, proc) -> None:
+    def _read_stderr(self, proc, log) -> None:
         for raw in proc.stderr:
-            self._stderr.append(raw.decode("utf-8", errors="replace").rstrip("\n"))
+            log.append(raw.decode("utf-8", errors="replace").rstrip("\n"))
 
-    def _read_stdout(self, proc) -> None:
+    def _read_stdout(self, proc, log) -> None:
         for raw in proc.stdout:
             try:
                 msg = P.decode(raw)
             except P.ProtocolError:
-                self._stderr.append("[stdout] " + raw.decode("utf-8", errors="replace").rstrip())
+                log.append("[stdout] " + raw.decode("utf-8", errors="replace").rstrip())
                 continue
             if msg["type"] == P.HANDSHAKE:
                 self.handshake = msg
@@ -197,14 +198,14 @@ class WorkerClient:
                 del self._pending[j]
         if not owed:
             return
-        message = "the worker process stopped during the job: " + self._describe_exit(proc)
-        tail = "\n".join(list(self._stderr)[-CRASH_TAIL:])
+        message = "the worker process stopped during the job: " + self._describe_exit(proc, log)
+        tail = "\n".join(list(log)[-CRASH_TAIL:])
         for j in owed:
             self._messages.put(
                 {"type": P.ERROR, "id": j, "kind": P.CRASHED, "message": message, "traceback": tail}
             )
 
-    def _describe_exit(self, proc) -> str:
+    def _describe_exit(self, proc, log) -> str:
         code = proc.returncode
         if code is None:
             why = "no handshake in time"
@@ -215,7 +216,7 @@ class WorkerClient:
                 why = f"killed by signal {-code}"
         else:
             why = f"exit code {code}"
-        tail = "\n".join(list(self._stderr)[-CRASH_TAIL:]) or "(nothing on stderr)"
+        tail = "\n".join(list(log)[-CRASH_TAIL:]) or "(nothing on stderr)"
         return f"{why}. Last lines of its log:\n{tail}"
 
     def stderr_tail(self, n: int = CRASH_TAIL) -> str:
