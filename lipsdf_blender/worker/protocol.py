@@ -1,0 +1,172 @@
+"""The worker protocol, version 1: the one place it is written down.
+
+The Blender add-on never imports torch. It starts ``python -m lipsdf_blender.worker`` with an
+interpreter that has torch, numpy and libigl (the folder that contains the package on
+``PYTHONPATH``) and talks to it over the worker's stdin and stdout, one JSON object per line
+(UTF-8, ``\\n``-terminated). The worker's stdout carries nothing else; its log and any stray
+print go to stderr, which the client keeps as a ring buffer for crash reports.
+
+Handshake
+---------
+The worker's first line, sent once it has imported torch::
+
+    {"type": "handshake", "protocol": 1, "pid": 1234, "python": "3.11.2", "executable": "...",
+     "torch": "2.13.0", "numpy": "1.26.4", "igl": "2.6.3", "lipsdf": "0.1.0", "cuda": "12.8",
+     "device": {"type": "cuda", "name": "NVIDIA H100 (79 GiB)", "why_cpu": null}}
+
+``device.type`` is ``cuda``, ``mps`` or ``cpu``; for ``cpu``, ``why_cpu`` says why no GPU
+is used. A client refuses a worker whose ``protocol`` differs from its own.
+
+Requests (client -> worker, on stdin)
+-------------------------------------
+``{"id": "3", "type": <job type>, "params": {...}, "job_dir": "/tmp/lipsdf-job-xyz"}``
+
+Jobs run one at a time in the order they arrive (a queue); ``cancel`` and ``shutdown`` are
+acted on at once, even while a job runs. Relative file names in ``params`` are taken inside
+``job_dir``; big arrays travel as ``.npz`` files there (read with ``allow_pickle=False``).
+Distances are in the object's own units. ``device`` is ``auto`` (default), ``cpu``, ``cuda``
+or ``mps``.
+
+==========  ==================================================================================
+type        params -> result files
+==========  ==================================================================================
+train       ``input`` (npz with ``vertices`` and ``faces`` | ``normals`` | ``edges``),
+            ``kind`` (``mesh``/``points``/``curve``), ``preset``, ``mode``, ``seed``,
+            ``device``, ``thickness``, ``overrides`` (Preset fields; ``samples`` as a dict),
+            ``output`` -> ``{"field": path}``
+extract     ``field`` (a ``.lipsdf`` path), ``levels`` (list, default ``[0]``),
+            ``resolution``, ``device`` -> ``{"meshes": path}``
+offset      ``field``, ``distances``, ``resolution``, ``exact`` (default true), ``device``
+            -> ``{"meshes": path}``
+csg         ``op`` (union/intersection/difference), ``fields`` (paths), ``blend``,
+            ``matrices`` (one 4x4 list per field, optional), ``resolution``, ``device``
+            -> ``{"meshes": path}``
+sample      ``field``, ``n``, ``level``, ``seed``, ``resolution`` -> ``{"points": path}``
+project     ``field``, ``points`` (npz with ``points``), ``level``, ``iterations``
+            -> ``{"points": path}``
+cancel      ``id`` names the job to stop (running or queued): it ends with a ``cancelled``
+            error within a second
+shutdown    the worker cancels what runs and exits
+==========  ==================================================================================
+
+Every job takes an optional ``output`` file name; the default is ``<name>_<id>.<ext>`` in
+``job_dir`` (``field_3.lipsdf``, ``meshes_4.npz``). A ``meshes`` file holds ``vertices_<i>``
+``(n, 3) float64`` and ``faces_<i>`` ``(m, 3) int64`` for the ``i``-th level, distance or (for
+CSG) the one result, and ``levels`` ``(k,)``; a ``points`` file holds ``points`` ``(n, 3)
+float64``.
+
+Messages (worker -> client, on stdout)
+--------------------------------------
+- ``{"type": "progress", "id", "phase", "step", "total", "loss", "elapsed", "eta", "device"}``
+  at least once a second while a job runs (``phase``: ``label``, ``train``, ``extract``,
+  ...; ``loss`` and ``eta`` may be ``null``).
+- ``{"type": "log", "id", "level", "message"}``: something the user should know (for
+  example a fall-back to the CPU after running out of GPU memory).
+- ``{"type": "result", "id", "files": {name: absolute path}, "info": {...}}``.
+- ``{"type": "error", "id", "kind", "message", "traceback"}`` with ``kind`` one of
+  :data:`ERROR_KINDS`. ``message`` is meant for the user; ``traceback`` for a bug report.
+
+Every job ends with exactly one ``result`` or ``error``. The worker exits when its stdin
+closes or its parent process dies.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+PROTOCOL_VERSION = 1
+
+# Request types.
+TRAIN, EXTRACT, OFFSET, CSG = "train", "extract", "offset", "csg"
+SAMPLE, PROJECT = "sample", "project"
+CANCEL, SHUTDOWN = "cancel", "shutdown"
+JOB_TYPES = (TRAIN, EXTRACT, OFFSET, CSG, SAMPLE, PROJECT)
+REQUEST_TYPES = (*JOB_TYPES, CANCEL, SHUTDOWN)
+
+# Message types.
+HANDSHAKE, PROGRESS, LOG, RESULT, ERROR = "handshake", "progress", "log", "result", "error"
+MESSAGE_TYPES = (HANDSHAKE, PROGRESS, LOG, RESULT, ERROR)
+#: Messages that end a job.
+FINAL = (RESULT, ERROR)
+
+#: Error kinds: what the user can do differs for each.
+BAD_INPUT = "bad_input"  # fix the geometry or the settings
+FIELD_FILE = "field_file"  # the .lipsdf file is missing or damaged: train again
+CANCELLED = "cancelled"  # the user asked for it
+OUT_OF_MEMORY = "out_of_memory"  # even the CPU fall-back ran out: lower the preset
+INTERNAL = "internal"  # a bug: report it with the traceback
+CRASHED = "crashed"  # made by the client: the worker process died during the job
+PROTOCOL = "protocol"  # a malformed request or a worker of another protocol version
+ERROR_KINDS = (BAD_INPUT, FIELD_FILE, CANCELLED, OUT_OF_MEMORY, INTERNAL, CRASHED, PROTOCOL)
+
+
+class ProtocolError(ValueError):
+    """A line that is not a protocol message."""
+
+
+def _finite(obj):
+    """Replace NaN and infinities (not valid JSON) by ``None``, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def encode(message: dict) -> str:
+    """One message as a JSON line (with its ``\\n``); NaN becomes ``null``."""
+    return json.dumps(_finite(message), allow_nan=False, separators=(",", ":")) + "\n"
+
+
+def decode(line: str | bytes) -> dict:
+    """Parse one JSON line into a message dict; raises :class:`ProtocolError`."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"not a JSON line: {line[:200]!r} ({exc})") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError(f"a message must be a JSON object with a 'type': {line[:200]!r}")
+    return message
+
+
+def request(job_id: str, job_type: str, params: dict | None = None, job_dir=None) -> dict:
+    """A request message; ``job_dir`` is made absolute."""
+    if job_type not in REQUEST_TYPES:
+        raise ProtocolError(f"unknown request type {job_type!r}; use one of {REQUEST_TYPES}")
+    msg = {"id": str(job_id), "type": job_type, "params": dict(params or {})}
+    if job_dir is not None:
+        msg["job_dir"] = os.fspath(Path(job_dir).resolve())
+    return msg
+
+
+def save_arrays(path, **arrays) -> Path:
+    """Write arrays to an ``.npz`` file atomically (so a reader never sees half a file)."""
+    import numpy as np
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_arrays(path) -> dict:
+    """Read every array of an ``.npz`` file (never unpickles)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def load_meshes(path) -> list[tuple]:
+    """The ``(vertices, faces)`` pairs of a ``meshes`` result file, in order."""
+    a = load_arrays(path)
+    return [(a[f"vertices_{i}"], a[f"faces_{i}"]) for i in range(len(a["levels"]))]

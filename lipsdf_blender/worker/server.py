@@ -1,0 +1,612 @@
+"""The worker's loop: read requests, run core jobs one at a time, answer on the protocol stream.
+
+Three threads besides the one that runs jobs:
+
+- the *reader* reads stdin, queues jobs and acts on ``cancel`` and ``shutdown`` at once (a
+  running job polls a :class:`threading.Event` through the core's cancel hooks); end of
+  stdin means the parent is gone, and the worker exits;
+- the *watchdog* exits the process when the parent process changes (the parent was killed
+  and this process was re-parented), in case stdin stays open because a grandchild holds it;
+- the *heartbeat* repeats the last progress message so the client hears from a running job at
+  least once a second, even in phases the core reports rarely (labelling).
+
+See :mod:`.protocol` for the messages.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.metadata
+import logging
+import math
+import os
+import platform
+import queue
+import sys
+import threading
+import time
+import traceback
+from dataclasses import fields as dataclass_fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..core.csg import combine
+from ..core.device import describe, describe_why_cpu, pick_device
+from ..core.errors import BadInputError, CancelledError, FieldFileError
+from ..core.extract import extract_levels
+from ..core.field import Field
+from ..core.geometry import Geometry
+from ..core.meshfield import offset_surfaces
+from ..core.query import project, sample_surface_points
+from ..core.sampling import SampleConfig
+from ..core.train import Preset, Progress, get_preset, train_field
+from . import protocol as P
+
+log = logging.getLogger("lipsdf.worker")
+
+#: Seconds between progress messages at most (the protocol promises at least one a second).
+HEARTBEAT = 0.9
+#: Seconds the worker waits for a running job to notice a cancel before it exits anyway.
+EXIT_GRACE = 2.0
+
+_OOM_TYPES = tuple(
+    t for t in (getattr(torch.cuda, "OutOfMemoryError", None), MemoryError) if t is not None
+)
+
+
+class OutOfMemory(Exception):
+    """Even the fall-backs ran out of memory."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA / MPS / host out-of-memory errors."""
+    return isinstance(exc, _OOM_TYPES) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def error_kind(exc: BaseException) -> str:
+    """The protocol's error kind for an exception raised by a job."""
+    if isinstance(exc, CancelledError):
+        return P.CANCELLED
+    if isinstance(exc, FieldFileError):
+        return P.FIELD_FILE
+    if isinstance(exc, BadInputError):
+        return P.BAD_INPUT
+    if isinstance(exc, OutOfMemory) or is_out_of_memory(exc):
+        return P.OUT_OF_MEMORY
+    return P.INTERNAL
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def handshake() -> dict:
+    """The first message: versions and the device ``auto`` picks."""
+    dev = pick_device("auto")
+    return {
+        "type": P.HANDSHAKE,
+        "protocol": P.PROTOCOL_VERSION,
+        "pid": os.getpid(),
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "igl": _version("libigl"),
+        "lipsdf": __version__,
+        "cuda": torch.version.cuda,
+        "device": {
+            "type": dev.type,
+            "name": describe(dev),
+            "why_cpu": describe_why_cpu() if dev.type == "cpu" else None,
+        },
+    }
+
+
+class FieldCache:
+    """Recently used fields, keyed by path, modification time and size (LRU)."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._items: collections.OrderedDict = collections.OrderedDict()
+
+    @staticmethod
+    def _key(path: Path):
+        st = path.stat()
+        return (str(path), st.st_mtime_ns, st.st_size)
+
+    def get(self, path) -> tuple[Field, bool]:
+        """The field at ``path`` and whether it came from the cache."""
+        path = Path(path).resolve()
+        if not path.is_file():
+            return Field.load(path), False  # raises a FieldFileError that names the file
+        key = self._key(path)
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key], True
+        field = Field.load(path)
+        self.put(path, field, key)
+        return field, False
+
+    def put(self, path, field: Field, key=None) -> None:
+        path = Path(path).resolve()
+        key = key or self._key(path)
+        self._items[key] = field
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+class _Job:
+    """One request being run: its cancel event and its progress state."""
+
+    def __init__(self, request: dict):
+        self.id = str(request.get("id"))
+        self.type = request.get("type")
+        self.params = request.get("params") or {}
+        if not isinstance(self.params, dict):
+            raise BadInputError("a job's params must be a JSON object")
+        job_dir = request.get("job_dir")
+        self.dir = Path(job_dir) if job_dir else None
+        self.cancel_event = threading.Event()
+        self.started = time.monotonic()
+        self.last_progress: dict | None = None
+        self.last_sent = 0.0
+
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def path(self, name: str, what: str) -> Path:
+        """A file named in the params: relative names are inside the job folder."""
+        if not isinstance(name, str) or not name:
+            raise BadInputError(f"the job needs a file name for {what}")
+        p = Path(name)
+        if not p.is_absolute():
+            if self.dir is None:
+                raise BadInputError(f"{what} {name!r} is relative but the job has no job_dir")
+            p = self.dir / p
+        return p
+
+    def output(self, stem: str, suffix: str) -> Path:
+        """Where the result goes: ``params["output"]`` or ``<stem>_<job id><suffix>``, so
+        jobs sharing a folder do not overwrite each other's results."""
+        if self.dir is None:
+            raise BadInputError("the job needs a job_dir to write its result into")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.id)
+        return self.path(self.params.get("output") or f"{stem}_{safe}{suffix}", "output")
+
+
+class Server:
+    """Serves requests from ``stdin`` (binary, JSON lines) and answers on ``out`` (text)."""
+
+    def __init__(self, stdin, out, parent_pid: int | None = None):
+        self.stdin, self.out = stdin, out
+        self.parent_pid = os.getppid() if parent_pid is None else parent_pid
+        self.jobs: queue.Queue = queue.Queue()
+        self.fields = FieldCache()
+        self._send_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._current: _Job | None = None
+        self._queued: set[str] = set()  # ids waiting in the queue
+        self._dropped: set[str] = set()  # queued jobs already answered as cancelled
+        self._stopping = threading.Event()
+        # Test hook: the next N attempts of a job raise a CUDA out-of-memory error, so the
+        # fall-backs can be tested on a machine without a GPU.
+        self._fake_oom = int(os.environ.get("LIPSDF_WORKER_FAKE_OOM", "0") or 0)
+
+    # -- output ---------------------------------------------------------------------------
+    def send(self, message: dict) -> None:
+        line = P.encode(message)
+        with self._send_lock:
+            try:
+                self.out.write(line)
+                self.out.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                # The parent closed our stdout: nobody is listening any more.
+                os._exit(0)
+
+    def log_message(self, job: _Job | None, level: str, message: str) -> None:
+        getattr(log, level if level in ("info", "warning", "error") else "info")(message)
+        self.send(
+            {"type": P.LOG, "id": job.id if job else None, "level": level, "message": message}
+        )
+
+    def error(self, job_id, kind: str, message: str, tb: str = "") -> None:
+        self.send(
+            {"type": P.ERROR, "id": job_id, "kind": kind, "message": message, "traceback": tb}
+        )
+
+    def progress(
+        self, job: _Job, phase: str, step: int, total: int, loss=None, eta=None, device=""
+    ):
+        msg = {
+            "type": P.PROGRESS,
+            "id": job.id,
+            "phase": phase,
+            "step": int(step),
+            "total": int(total),
+            "loss": loss,
+            "elapsed": round(time.monotonic() - job.started, 3),
+            "eta": eta,
+            "device": device,
+        }
+        job.last_progress, job.last_sent = msg, time.monotonic()
+        self.send(msg)
+
+    # -- threads --------------------------------------------------------------------------
+    def _reader(self) -> None:
+        for raw in self.stdin:
+            if not raw.strip():
+                continue
+            try:
+                msg = P.decode(raw)
+            except P.ProtocolError as exc:
+                self.error(None, P.PROTOCOL, str(exc))
+                continue
+            kind, job_id = msg["type"], str(msg.get("id"))
+            if kind == P.CANCEL:
+                self._cancel(job_id)
+            elif kind == P.SHUTDOWN:
+                break
+            else:
+                with self._state_lock:
+                    self._queued.add(job_id)
+                self.jobs.put(msg)
+        # End of stdin (the parent closed the pipe or died) or a shutdown request.
+        self._stop()
+
+    def _cancel(self, job_id: str) -> None:
+        with self._state_lock:
+            if self._current is not None and self._current.id == job_id:
+                self._current.cancel_event.set()
+                return
+            if job_id not in self._queued:
+                return  # finished (its answer went out already) or unknown
+            self._queued.discard(job_id)
+            self._dropped.add(job_id)
+        self.error(job_id, P.CANCELLED, "the job was cancelled before it started")
+
+    def _stop(self) -> None:
+        self._stopping.set()
+        with self._state_lock:
+            if self._current is not None:
+                self._current.cancel_event.set()
+        self.jobs.put(None)
+        # A job without cancel hooks must not keep an orphan alive.
+        threading.Timer(EXIT_GRACE, os._exit, args=(0,)).start()
+
+    def _watchdog(self) -> None:
+        while not self._stopping.wait(0.5):
+            if os.getppid() != self.parent_pid:
+                log.warning("the parent process is gone; exiting")
+                os._exit(0)
+
+    def _heartbeat(self) -> None:
+        while not self._stopping.wait(0.25):
+            job = self._current
+            if job is not None and job.last_progress is not None:
+                if time.monotonic() - job.last_sent >= HEARTBEAT:
+                    msg = dict(job.last_progress)
+                    msg["elapsed"] = round(time.monotonic() - job.started, 3)
+                    job.last_sent = time.monotonic()
+                    self.send(msg)
+
+    # -- main loop ------------------------------------------------------------------------
+    def serve(self) -> int:
+        for target in (self._reader, self._watchdog, self._heartbeat):
+            threading.Thread(target=target, daemon=True, name=target.__name__).start()
+        self.send(handshake())
+        while True:
+            request = self.jobs.get()
+            if request is None:
+                return 0
+            self.run(request)
+
+    def run(self, request: dict) -> None:
+        job_id = str(request.get("id"))
+        try:
+            job, failure = _Job(request), None
+        except Exception as exc:
+            job, failure = None, exc
+        # One locked step from "queued" to "current", so a cancel always finds the job.
+        with self._state_lock:
+            self._queued.discard(job_id)
+            if job_id in self._dropped:  # cancelled while queued; answered already
+                self._dropped.discard(job_id)
+                return
+            stopping = self._stopping.is_set()
+            if job is not None and not stopping:
+                self._current = job
+        if stopping:  # shutting down: queued jobs are not started
+            self.error(job_id, P.CANCELLED, "the worker was shut down before the job started")
+            return
+        if failure is not None:
+            tb = "".join(traceback.format_exception(failure))
+            self.error(job_id, error_kind(failure), str(failure), tb)
+            return
+        log.info("job %s: %s", job.id, job.type)
+        try:
+            handler = getattr(self, f"job_{job.type}", None)
+            if job.type not in P.JOB_TYPES or handler is None:
+                raise BadInputError(
+                    f"unknown job type {job.type!r}; use one of {', '.join(P.JOB_TYPES)}"
+                )
+            files, info = handler(job)
+            self.send({"type": P.RESULT, "id": job.id, "files": files, "info": info})
+        except Exception as exc:
+            kind = error_kind(exc)
+            message = str(exc) or type(exc).__name__
+            if kind == P.INTERNAL:
+                message = f"internal error ({type(exc).__name__}: {exc}); please report it"
+            elif kind == P.OUT_OF_MEMORY and not isinstance(exc, OutOfMemory):
+                message = f"out of memory ({exc}); choose a smaller preset or resolution"
+            log.warning("job %s failed (%s): %s", job.id, kind, message)
+            self.error(job.id, kind, message, traceback.format_exc())
+        finally:
+            with self._state_lock:
+                self._current = None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    # -- out-of-memory fall-backs ---------------------------------------------------------
+    def with_fallbacks(self, job: _Job, attempt, device: str):
+        """Run ``attempt(batch_scale, device)``; on out-of-memory halve the batch, then use
+        the CPU, and say so in log messages."""
+        plans = [(1.0, device), (0.5, device)]
+        if pick_device(device).type != "cpu":
+            plans.append((0.5, "cpu"))
+        for i, (scale, dev) in enumerate(plans):
+            try:
+                if self._fake_oom > 0:
+                    self._fake_oom -= 1
+                    raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated for a test)")
+                return attempt(scale, dev)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if i + 1 == len(plans):
+                    raise OutOfMemory(
+                        "out of memory even with half the batch on the CPU; choose a smaller "
+                        "preset or resolution"
+                    ) from exc
+                nxt_scale, nxt_dev = plans[i + 1]
+                what = "with half the batch" if nxt_dev == dev else "on the CPU (slower)"
+                self.log_message(job, "warning", f"out of memory on {dev}; retrying {what}")
+        raise AssertionError("unreachable")
+
+    # -- jobs -----------------------------------------------------------------------------
+    def _train_progress(self, job: _Job):
+        def report(p: Progress) -> None:
+            self.progress(job, p.phase, p.step, p.total, p.loss, p.eta, p.device)
+
+        return report
+
+    def _extract_progress(self, job: _Job, phase: str, device: str):
+        t0 = time.monotonic()
+
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - job.last_sent < 0.25 and done < total:
+                return
+            eta = (now - t0) / done * (total - done) if done > 0 else None
+            self.progress(job, phase, done, total, None, eta, device)
+
+        return report
+
+    def job_train(self, job: _Job):
+        p = job.params
+        arrays = _load_input(job, p.get("input", "input.npz"), "the training input")
+        geom = _geometry(p.get("kind", "mesh"), arrays)
+        overrides = _overrides(p.get("overrides") or {})
+        preset = p.get("preset", "balanced")
+        base = get_preset(preset, **overrides)
+        device = p.get("device", "auto")
+        out = job.output("field", ".lipsdf")
+        self.progress(job, "label", 0, base.steps, None, None, describe(pick_device(device)))
+
+        def attempt(scale: float, dev: str) -> Field:
+            ov = dict(overrides)
+            if scale < 1.0:
+                ov["batch_size"] = max(16, int(base.batch_size * scale))
+            return train_field(
+                geom,
+                preset,
+                mode=p.get("mode", "signed"),
+                device=dev,
+                seed=int(p.get("seed", 0)),
+                thickness=p.get("thickness"),
+                progress=self._train_progress(job),
+                cancel=job.cancelled,
+                **ov,
+            )
+
+        field = self.with_fallbacks(job, attempt, device)
+        field.save(out)
+        self.fields.put(out, field)
+        r = field.record
+        info = {
+            k: r.get(k)
+            for k in ("device", "seconds", "seconds_training", "final_loss", "samples", "preset")
+        }
+        return {"field": str(out.resolve())}, info
+
+    def _field(self, job: _Job, name, info: dict) -> Field:
+        field, hit = self.fields.get(job.path(name, "field"))
+        info.setdefault("cached", []).append(hit)
+        return field
+
+    def _resolution(self, job: _Job, fields) -> int:
+        res = job.params.get("resolution")
+        if res is None:
+            res = max(
+                (f.record.get("settings", {}).get("resolution", 256) for f in fields), default=256
+            )
+        return int(res)
+
+    def _meshes(self, job: _Job, results, levels, info: dict):
+        arrays = {"levels": np.asarray(levels, dtype=np.float64)}
+        for i, r in enumerate(results):
+            arrays[f"vertices_{i}"] = np.asarray(r.vertices, dtype=np.float64)
+            arrays[f"faces_{i}"] = np.asarray(r.faces, dtype=np.int64)
+        path = P.save_arrays(job.output("meshes", ".npz"), **arrays)
+        info["faces"] = [int(len(r.faces)) for r in results]
+        return {"meshes": str(path.resolve())}, info
+
+    def _extract_with(self, job: _Job, fn, phase: str):
+        device = job.params.get("device", "auto")
+        name = describe(pick_device(device))
+        self.progress(job, phase, 0, 1, None, None, name)
+
+        def attempt(scale: float, dev: str):
+            return fn(
+                batch_size=max(1024, int(65536 * scale)),
+                device=pick_device(dev),
+                progress=self._extract_progress(job, phase, name),
+                cancel=job.cancelled,
+            )
+
+        return self.with_fallbacks(job, attempt, device)
+
+    def job_extract(self, job: _Job):
+        info: dict = {}
+        field = self._field(job, job.params.get("field"), info)
+        levels = [float(x) for x in job.params.get("levels", [0.0])]
+        res = self._resolution(job, [field])
+        results = self._extract_with(
+            job, lambda **kw: extract_levels(field, levels, resolution=res, **kw), "extract"
+        )
+        return self._meshes(job, results, levels, info)
+
+    def job_offset(self, job: _Job):
+        info: dict = {}
+        field = self._field(job, job.params.get("field"), info)
+        distances = [float(x) for x in job.params.get("distances", [])]
+        if not distances:
+            raise BadInputError("an offset job needs at least one distance")
+        res = self._resolution(job, [field])
+        exact = bool(job.params.get("exact", True))
+
+        def run(batch_size, device, progress, cancel):
+            # offset_surfaces has no batch size of its own; the core default is used.
+            return offset_surfaces(
+                field, distances, res, exact=exact, device=device, progress=progress, cancel=cancel
+            )
+
+        results = self._extract_with(job, run, "offset")
+        return self._meshes(job, results, distances, info)
+
+    def job_csg(self, job: _Job):
+        info: dict = {}
+        p = job.params
+        names = p.get("fields") or []
+        fields = [self._field(job, n, info) for n in names]
+        matrices = p.get("matrices")
+        target = combine(
+            p.get("op", "union"),
+            fields,
+            blend=float(p.get("blend", 0.0)),
+            matrices=None
+            if matrices is None
+            else [np.asarray(m, dtype=np.float64) for m in matrices],
+            names=[Path(n).name for n in names],
+        )
+        res = self._resolution(job, fields)
+        results = self._extract_with(
+            job, lambda **kw: extract_levels(target, [0.0], resolution=res, **kw), "csg"
+        )
+        return self._meshes(job, results, [0.0], info)
+
+    def job_sample(self, job: _Job):
+        info: dict = {}
+        p = job.params
+        field = self._field(job, p.get("field"), info)
+        self.progress(job, "sample", 0, 1, None, None, "CPU")
+        P_ = sample_surface_points(
+            field,
+            int(p.get("n", 1000)),
+            level=float(p.get("level", 0.0)),
+            seed=int(p.get("seed", 0)),
+            resolution=int(p.get("resolution", 64)),
+        )
+        path = P.save_arrays(job.output("points", ".npz"), points=P_)
+        return {"points": str(path.resolve())}, info
+
+    def job_project(self, job: _Job):
+        info: dict = {}
+        p = job.params
+        field = self._field(job, p.get("field"), info)
+        arrays = _load_input(job, p.get("points", "points_in.npz"), "the points to project")
+        if "points" not in arrays:
+            raise BadInputError("the points file has no array named 'points'")
+        pts = arrays["points"]
+        if pts.ndim != 2 or pts.shape[1:] != (3,) or not np.isfinite(pts).all():
+            raise BadInputError("the points must be an (n, 3) array of finite numbers")
+        self.progress(job, "project", 0, 1, None, None, "CPU")
+        Q = project(
+            field, pts, level=float(p.get("level", 0.0)), iterations=int(p.get("iterations", 10))
+        )
+        path = P.save_arrays(job.output("projected", ".npz"), points=Q)
+        return {"points": str(path.resolve())}, info
+
+
+def _load_input(job: _Job, name, what: str) -> dict:
+    path = job.path(name, what)
+    if not path.is_file():
+        raise BadInputError(f"{what} file {path} does not exist")
+    try:
+        return P.load_arrays(path)
+    except Exception as exc:
+        raise BadInputError(f"{what} file {path.name} is not a readable .npz: {exc}") from None
+
+
+def _geometry(kind: str, a: dict) -> Geometry:
+    if "vertices" not in a:
+        raise BadInputError("the input has no 'vertices' array")
+    if kind == "mesh":
+        if "faces" not in a:
+            raise BadInputError("a mesh input needs a 'faces' array")
+        return Geometry.mesh(a["vertices"], a["faces"])
+    if kind == "points":
+        return Geometry.points(a["vertices"], a.get("normals"))
+    if kind == "curve":
+        if "edges" not in a:
+            raise BadInputError("a curve input needs an 'edges' array")
+        return Geometry.curve(a["vertices"], a["edges"])
+    raise BadInputError(f"unknown geometry kind {kind!r}; use mesh, points or curve")
+
+
+_PRESET_FIELDS = {f.name for f in dataclass_fields(Preset)} - {"name"}
+_SAMPLE_FIELDS = {f.name for f in dataclass_fields(SampleConfig)}
+
+
+def _overrides(ov: dict) -> dict:
+    if not isinstance(ov, dict):
+        raise BadInputError("overrides must be a JSON object of preset settings")
+    unknown = set(ov) - _PRESET_FIELDS
+    if unknown:
+        raise BadInputError(
+            f"unknown preset settings {sorted(unknown)}; use some of {sorted(_PRESET_FIELDS)}"
+        )
+    out = dict(ov)
+    if isinstance(out.get("samples"), dict):
+        s = dict(out["samples"])
+        bad = set(s) - _SAMPLE_FIELDS
+        if bad:
+            raise BadInputError(f"unknown sample settings {sorted(bad)}")
+        if "sigmas" in s:
+            s["sigmas"] = tuple(float(x) for x in s["sigmas"])
+        out["samples"] = SampleConfig(**s)
+    for k, v in out.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise BadInputError(f"the setting {k} must be a finite number")
+    return out
