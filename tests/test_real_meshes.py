@@ -52,3 +52,15 @@ def test_open_suzanne_becomes_one_closed_surface():
     _, out = remesh("suzanne")
     assert metrics.is_watertight(out.faces)
     assert metrics.signed_volume(out.vertices, out.faces) > 0
+
+
+def test_deep_high_preset_network_keeps_its_slope():
+    """20 layers of 128 must not collapse to a flat field (see LipschitzMLP's bias_shift)."""
+    geom = load_geometry(MESHES / "spot.obj")
+    field = train_field(geom, "high", device="cpu", seed=0, steps=400, batch_size=1024)
+    V, F = geom.vertices, geom.faces
+    lo, hi = V.min(0), V.max(0)
+    P = np.random.default_rng(0).uniform(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), (20_000, 3))
+    d = np.sqrt(igl.point_mesh_squared_distance(P, V, F)[0])
+    far = d > 0.01 * np.linalg.norm(hi - lo)
+    assert np.median(np.abs(field.evaluate(P[far])) / d[far]) > 0.4

@@ -45,6 +45,7 @@ class Preset:
     # Keeps each layer's W^T W near diagonal, where T = W^T W and the layer is locally an
     # isometry: without it the field's slope collapses to ~0.3 and offsets land far out.
     ortho: float = 1.0
+    bias_shift: float = 0.0
     samples: SampleConfig = field(default_factory=SampleConfig)
     resolution: int = 256
 
@@ -80,6 +81,7 @@ PRESETS: dict[str, Preset] = {
         steps=20000,
         batch_size=8192,
         lr=5e-3,
+        bias_shift=0.3,
         samples=SampleConfig(n_uniform=400_000, n_surface=1_600_000),
         resolution=384,
     ),
@@ -238,7 +240,7 @@ def _off_orthogonality(W: torch.Tensor) -> torch.Tensor:
 def _optimise(samples, p: Preset, margin: float, dev, seed: int, report, cancel):
     """Adam on random batches of the labelled samples; returns (net, loss curve, seconds)."""
     torch.manual_seed(seed)
-    net = LipschitzMLP(p.depth, p.width).to(dev)
+    net = LipschitzMLP(p.depth, p.width, p.bias_shift).to(dev)
     X = torch.from_numpy(samples.points).to(dev)
     Y = torch.from_numpy(samples.labels).to(dev)
     n = len(Y)
