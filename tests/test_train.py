@@ -101,6 +101,16 @@ def test_raw_level_sets_are_conservative_offsets(sphere_field):
         assert radius.max() <= SPHERE_RADIUS + 1.3 * level
 
 
+def two_spheres_exact(op, P):
+    """Exact CSG value of the spheres at x = -0.4 and x = 0.5 (radius SPHERE_RADIUS)."""
+    d1, d2 = sphere_distance(P, c=(-0.4, 0, 0)), sphere_distance(P, c=(0.5, 0, 0))
+    return {
+        "union": np.minimum(d1, d2),
+        "intersection": np.maximum(d1, d2),
+        "difference": np.maximum(d1, -d2),
+    }[op]
+
+
 @pytest.mark.parametrize("op", ["union", "intersection", "difference"])
 def test_csg_of_two_spheres_matches_analytic(sphere_field, op):
     a = np.eye(4)
@@ -109,12 +119,7 @@ def test_csg_of_two_spheres_matches_analytic(sphere_field, op):
     b[0, 3] = 0.5
     target = combine(op, [sphere_field, sphere_field], matrices=[a, b])
     P = random_points(60_000, 1.5, seed=5)
-    d1, d2 = sphere_distance(P, c=(-0.4, 0, 0)), sphere_distance(P, c=(0.5, 0, 0))
-    exact = {
-        "union": np.minimum(d1, d2),
-        "intersection": np.maximum(d1, d2),
-        "difference": np.maximum(d1, -d2),
-    }[op]
+    exact = two_spheres_exact(op, P)
     with torch.no_grad():
         f = target(torch.from_numpy(P).float()).double().numpy()
     m = sphere_field.record["margin"]
@@ -125,14 +130,7 @@ def test_csg_of_two_spheres_matches_analytic(sphere_field, op):
     mesh = extract(target, 0.0, resolution=96)
     assert metrics.is_watertight(mesh.faces)
     # Every vertex of the result lies on the analytic surface.
-    Pv = mesh.vertices
-    e1, e2 = sphere_distance(Pv, c=(-0.4, 0, 0)), sphere_distance(Pv, c=(0.5, 0, 0))
-    ev = {
-        "union": np.minimum(e1, e2),
-        "intersection": np.maximum(e1, e2),
-        "difference": np.maximum(e1, -e2),
-    }[op]
-    assert np.abs(ev).max() <= 0.02
+    assert np.abs(two_spheres_exact(op, mesh.vertices)).max() <= 0.02
 
 
 def test_open_self_intersecting_input_gives_one_closed_surface():

@@ -15,6 +15,8 @@ from scipy.spatial import cKDTree
 
 from .errors import BadInputError, CancelledError
 from .geometry import Geometry
+from .normals import estimate_normals, point_areas
+from .normals import winding_number as points_winding_number
 
 
 @dataclass
@@ -128,10 +130,6 @@ class WindingNumber:
             self.V = np.ascontiguousarray(geom.vertices, dtype=np.float64)
             self.F = np.ascontiguousarray(geom.faces, dtype=np.int64)
         elif geom.kind == "points":
-            from .normals import estimate_normals, point_areas, winding_number
-
-            self._points_wn = winding_number
-
             P = np.ascontiguousarray(geom.vertices, dtype=np.float64)
             N = geom.normals if geom.normals is not None else estimate_normals(P)
             N = N / np.maximum(np.linalg.norm(N, axis=1, keepdims=True), 1e-12)
@@ -151,7 +149,7 @@ class WindingNumber:
                 out[s : s + chunk] = igl.fast_winding_number(self.V, self.F, q)
             else:
                 # The wrapper merges coincident points, which crash libigl's octree.
-                out[s : s + chunk] = self._points_wn(self.P, self.N, self.A, q)
+                out[s : s + chunk] = points_winding_number(self.P, self.N, self.A, q)
         return out
 
 

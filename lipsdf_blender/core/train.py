@@ -250,7 +250,6 @@ def _optimise(samples, p: Preset, margin: float, dev, seed: int, report, cancel)
     curve: list[list[float]] = []
     every = max(1, p.steps // 200)
     report.t0 = time.perf_counter()
-    running = None
     for step in range(p.steps):
         if cancel is not None and cancel():
             raise CancelledError("training was cancelled")
@@ -270,10 +269,9 @@ def _optimise(samples, p: Preset, margin: float, dev, seed: int, report, cancel)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise BadInputError("training diverged (loss is not finite); try another seed")
-            running = value
             curve.append([step, value])
             report(step + 1, value, force=step == p.steps - 1)
     seconds = time.perf_counter() - report.t0
-    if running is None:
+    if not curve:
         raise BadInputError("no training step ran; steps must be at least 1")
     return net, curve, seconds
