@@ -2,7 +2,47 @@
 
 This package is imported in two kinds of process: inside Blender (where ``bpy`` exists and the
 add-on registers its classes) and in the worker or the command line (no ``bpy``). Importing it
-must never fail or register anything when ``bpy`` is absent.
+must never fail or register anything when ``bpy`` is absent: the Blender layer is imported only
+by :func:`register`.
 """
 
+import sys
+
 __version__ = "0.1.0"
+
+#: The name scripts import the add-on by, whatever Blender calls the installed package
+#: (an extension is ``bl_ext.<repository>.lipsdf_blender``).
+PUBLIC_NAME = "lipsdf_blender"
+
+
+def register() -> None:
+    """Blender's entry point: register the operators, panel, menu and preferences."""
+    from . import blender
+
+    blender.register()
+    _publish()
+
+
+def unregister() -> None:
+    from . import blender
+
+    _unpublish()
+    blender.unregister()
+
+
+def _publish() -> None:
+    # Let ``from lipsdf_blender import api`` work in scripts when Blender installed the add-on
+    # as an extension under another package name. A package of that name imported from
+    # elsewhere (a development checkout) is left alone.
+    if __name__ == PUBLIC_NAME or PUBLIC_NAME in sys.modules:
+        return
+    from . import api
+
+    sys.modules[PUBLIC_NAME] = sys.modules[__name__]
+    sys.modules[PUBLIC_NAME + ".api"] = api
+
+
+def _unpublish() -> None:
+    if __name__ != PUBLIC_NAME and sys.modules.get(PUBLIC_NAME) is sys.modules[__name__]:
+        del sys.modules[PUBLIC_NAME]
+        sys.modules.pop(PUBLIC_NAME + ".api", None)

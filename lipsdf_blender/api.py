@@ -1,0 +1,108 @@
+"""A small scripting API over the LipSDF operators, for ``blender -b -P script.py``.
+
+Every function runs the same operator that the sidebar and F3 run (so it makes one undo step
+and never changes its inputs), blocks until the worker is done, prints progress lines, and
+returns the new objects. A failure raises :class:`~lipsdf_blender.core.errors.LipSDFError`
+with the operator's message.
+
+>>> from lipsdf_blender import api
+>>> monkey = bpy.data.objects["Suzanne"]
+>>> shell = api.remesh(monkey, preset="fast")
+>>> outer, inner = api.offset(monkey, [0.05, -0.02])
+>>> blob = api.csg([monkey, bpy.data.objects["Cube"]], "union", blend=0.1)
+
+Extra keyword arguments of :func:`train`, :func:`remesh`, :func:`offset` and :func:`csg` are
+preset settings (``steps=500``, ``width=32``, ...), applied on top of ``preset``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import bpy
+
+from .blender import operators
+from .core.errors import LipSDFError
+
+_SETTINGS = ("preset", "mode", "thickness", "resolution", "seed")
+
+
+def _split(kwargs: dict) -> tuple[dict, dict]:
+    settings = {k: kwargs.pop(k) for k in _SETTINGS if k in kwargs}
+    return settings, kwargs
+
+
+def _run(op, objects, **props) -> list:
+    objects = list(objects)
+    if not objects:
+        raise LipSDFError("give at least one object")
+    settings, overrides = _split(props.pop("extra"))
+    props.update(settings)
+    if overrides:
+        props["overrides"] = json.dumps(overrides)
+    active = objects[0]
+    ctx = bpy.context
+    with ctx.temp_override(
+        active_object=active,
+        object=active,
+        selected_objects=objects,
+        selected_editable_objects=objects,
+    ):
+        if not op.poll():
+            raise LipSDFError(
+                f"{op.idname_py()} cannot run now: a LipSDF job is running, or the objects "
+                "are not meshes, curves or point clouds, or Blender is not in Object Mode"
+            )
+        try:
+            result = op("EXEC_DEFAULT", **props)
+        except RuntimeError as exc:  # an operator that reports an error raises in scripts
+            raise LipSDFError(operators.last_error or str(exc)) from None
+    if "FINISHED" not in result:
+        raise LipSDFError(operators.last_error or f"{op.idname_py()} was cancelled")
+    return [bpy.data.objects[name] for name in operators.last_results]
+
+
+def train(objects, preset: str = "fast", **kwargs) -> None:
+    """Train (or retrain) and store a field on each object."""
+    if isinstance(objects, bpy.types.Object):
+        objects = [objects]
+    _run(bpy.ops.lipsdf.train, objects, preset=preset, extra=kwargs)
+
+
+def remesh(obj, preset: str = "fast", **kwargs):
+    """The zero level set of ``obj``'s field as a new object (training first if needed)."""
+    return _run(bpy.ops.lipsdf.remesh, [obj], preset=preset, extra=kwargs)[0]
+
+
+def offset(obj, distances, preset: str = "fast", exact: bool = True, **kwargs) -> list:
+    """New objects at ``distances`` (object units; negative = inward), in the given order."""
+    if isinstance(distances, int | float):
+        distances = [distances]
+    text = ", ".join(repr(float(d)) for d in distances)
+    return _run(
+        bpy.ops.lipsdf.offset, [obj], preset=preset, distances=text, exact=exact, extra=kwargs
+    )
+
+
+def csg(objects, operation: str = "union", blend: float = 0.0, preset: str = "fast", **kwargs):
+    """Combine ``objects`` in world space, ``objects[0]`` first; one new object.
+
+    ``operation`` is ``union``, ``intersection`` or ``difference`` (the first minus the
+    rest); ``blend`` > 0 makes it smooth with that radius (world units).
+    """
+    return _run(
+        bpy.ops.lipsdf.csg,
+        objects,
+        preset=preset,
+        operation=operation,
+        smooth=blend > 0,
+        blend=max(float(blend), 0.0),
+        extra=kwargs,
+    )[0]
+
+
+def field_of(obj) -> bytes | None:
+    """The ``.lipsdf`` file stored with ``obj`` (bytes), or ``None`` if it has none."""
+    from .blender import fields
+
+    return fields.field_bytes(obj) if fields.has_field(obj) else None

@@ -1,0 +1,211 @@
+"""Blender objects to arrays and back, with ``foreach_get`` / ``foreach_set`` and numpy.
+
+Inputs are read from the *evaluated* object (modifiers, curve resolution and geometry nodes
+applied), in the object's local coordinates:
+
+=================  ==========================================================================
+object             becomes
+=================  ==========================================================================
+mesh with faces    ``mesh``: triangles of its loop triangulation
+mesh, no faces     ``points``: its vertices, normals from a ``normal``/``N`` point attribute
+point cloud        ``points``: likewise
+curve (no bevel)   ``curve``: the evaluated polyline's edges; with bevel or extrusion, ``mesh``
+hair curves        ``curve``: consecutive control points joined
+text, surface,     ``mesh`` (through their evaluated mesh)
+metaball
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from ..core.errors import BadInputError
+from .jobs import Source
+
+SUPPORTED_TYPES = {"MESH", "CURVE", "SURFACE", "META", "FONT", "POINTCLOUD", "CURVES"}
+NORMAL_ATTRIBUTES = ("normal", "normals", "N")
+COLLECTION = "LipSDF"
+#: Relative spread of an object's scale factors still treated as uniform.
+UNIFORM_TOLERANCE = 1e-4
+
+
+def supported(obj) -> bool:
+    return obj is not None and obj.type in SUPPORTED_TYPES
+
+
+def _read(collection, attr: str, n: int, width: int, dtype) -> np.ndarray:
+    buf = np.empty(n * width, dtype=dtype)
+    if n:
+        collection.foreach_get(attr, buf)
+    return buf.reshape(n, width) if width > 1 else buf
+
+
+def _point_normals(attributes, n: int) -> np.ndarray | None:
+    for name in NORMAL_ATTRIBUTES:
+        att = attributes.get(name)
+        if att is not None and att.domain == "POINT" and att.data_type == "FLOAT_VECTOR":
+            return _read(att.data, "vector", n, 3, np.float32)
+    return None
+
+
+def _positions(attributes, n: int) -> np.ndarray:
+    return _read(attributes["position"].data, "vector", n, 3, np.float32)
+
+
+def _mesh_arrays(me) -> tuple[str, dict]:
+    n = len(me.vertices)
+    verts = _read(me.vertices, "co", n, 3, np.float32)
+    if len(me.polygons):
+        me.calc_loop_triangles()
+        tris = _read(me.loop_triangles, "vertices", len(me.loop_triangles), 3, np.int32)
+        return "mesh", {"vertices": verts, "faces": tris}
+    if len(me.edges):
+        # A mesh of edges only is a wire: treat it as a polyline, like a curve object.
+        edges = _read(me.edges, "vertices", len(me.edges), 2, np.int32)
+        return "curve", {"vertices": verts, "edges": edges}
+    arrays = {"vertices": verts}
+    normals = _point_normals(me.attributes, n)
+    if normals is not None:
+        arrays["normals"] = normals
+    return "points", arrays
+
+
+def _curves_arrays(curves) -> tuple[str, dict]:
+    n = len(curves.points)
+    verts = _positions(curves.attributes, n)
+    offsets = _read(curves.curve_offset_data, "value", len(curves.curve_offset_data), 1, np.int32)
+    starts, ends = offsets[:-1], offsets[1:]
+    edges = [
+        np.stack([np.arange(a, b - 1), np.arange(a + 1, b)], axis=1)
+        for a, b in zip(starts, ends, strict=True)
+    ]
+    edges = np.concatenate(edges).astype(np.int32) if edges else np.zeros((0, 2), np.int32)
+    return "curve", {"vertices": verts, "edges": edges}
+
+
+def object_arrays(obj, depsgraph) -> tuple[str, dict]:
+    """``(kind, arrays)`` of an object's evaluated geometry in its local coordinates.
+
+    Raises
+    ------
+    BadInputError
+        The object's type is not supported, it has no geometry, or a coordinate is not finite.
+    """
+    if not supported(obj):
+        raise BadInputError(
+            f"{obj.name} is a {obj.type.lower()} object; LipSDF takes meshes, curves, "
+            "point clouds, text, surfaces and metaballs"
+        )
+    ev = obj.evaluated_get(depsgraph)
+    if obj.type == "POINTCLOUD":
+        pc = ev.data
+        n = len(pc.points)
+        kind, arrays = "points", {"vertices": _positions(pc.attributes, n)}
+        normals = _point_normals(pc.attributes, n)
+        if normals is not None:
+            arrays["normals"] = normals
+    elif obj.type == "CURVES":
+        kind, arrays = _curves_arrays(ev.data)
+    else:
+        me = ev.to_mesh()
+        try:
+            if me is None:
+                raise BadInputError(f"{obj.name} has no geometry to work on")
+            kind, arrays = _mesh_arrays(me)
+        finally:
+            ev.to_mesh_clear()
+    verts = arrays["vertices"]
+    if len(verts) == 0:
+        raise BadInputError(f"{obj.name} is empty: it has no vertices; add geometry first")
+    if kind == "curve" and len(arrays["edges"]) == 0:
+        kind, arrays = "points", {"vertices": verts}
+    if not np.isfinite(verts).all():
+        bad = int((~np.isfinite(verts)).any(axis=1).sum())
+        raise BadInputError(
+            f"{obj.name} has {bad} vertices with NaN or infinite coordinates; fix or delete them "
+            "(Mesh › Clean Up) first"
+        )
+    if "normals" in arrays and not np.isfinite(arrays["normals"]).all():
+        del arrays["normals"]  # estimated in the worker instead
+    return kind, arrays
+
+
+def object_source(obj, depsgraph, field_file: str | None = None) -> Source:
+    kind, arrays = object_arrays(obj, depsgraph)
+    matrix = np.array(obj.matrix_world, dtype=np.float64)
+    return Source(obj.name, kind, arrays, field_file=field_file, matrix=matrix)
+
+
+def check_uniform_scale(obj, why: str) -> None:
+    """Refuse an object whose world transform stretches distances unevenly.
+
+    Raises
+    ------
+    BadInputError
+        Its scale differs between axes (or the transform shears), with what to do.
+    """
+    m = np.array(obj.matrix_world, dtype=np.float64)[:3, :3]
+    s = np.linalg.svd(m, compute_uv=False)
+    if s.min() <= 0:
+        raise BadInputError(f"{obj.name} has a zero scale; give it a non-zero scale first")
+    if s.max() / s.min() - 1.0 > UNIFORM_TOLERANCE:
+        sx, sy, sz = obj.matrix_world.to_scale()
+        raise BadInputError(
+            f"{obj.name} has a non-uniform scale ({sx:.3g}, {sy:.3g}, {sz:.3g}), which would "
+            f"stretch {why}. Apply the scale first (Object › Apply › Scale, Ctrl+A)"
+        )
+
+
+# -- results ----------------------------------------------------------------------------------
+def result_collection(context):
+    """The scene's "LipSDF" collection, made and linked when missing."""
+    coll = bpy.data.collections.get(COLLECTION)
+    if coll is None:
+        coll = bpy.data.collections.new(COLLECTION)
+    scene_coll = context.scene.collection
+    if coll.name not in scene_coll.children and not _linked_below(scene_coll, coll):
+        scene_coll.children.link(coll)
+    return coll
+
+
+def _linked_below(parent, coll) -> bool:
+    return any(c == coll or _linked_below(c, coll) for c in parent.children)
+
+
+def new_mesh_object(context, name: str, vertices, faces, matrix=None, like=None):
+    """A new mesh object in the LipSDF collection; materials copied from ``like``."""
+    V = np.ascontiguousarray(vertices, dtype=np.float32)
+    F = np.ascontiguousarray(faces, dtype=np.int32)
+    me = bpy.data.meshes.new(name)
+    try:
+        me.vertices.add(len(V))
+        me.vertices.foreach_set("co", V.ravel())
+        me.loops.add(F.size)
+        me.loops.foreach_set("vertex_index", F.ravel())
+        me.polygons.add(len(F))
+        me.polygons.foreach_set("loop_start", np.arange(0, F.size, 3, dtype=np.int32))
+        me.update(calc_edges=True)
+        if len(F):
+            me.shade_smooth()
+        if like is not None and getattr(like, "data", None) is not None:
+            for mat in getattr(like.data, "materials", ()):
+                me.materials.append(mat)
+        obj = bpy.data.objects.new(name, me)
+    except Exception:
+        bpy.data.meshes.remove(me)
+        raise
+    if matrix is not None:
+        obj.matrix_world = matrix
+    result_collection(context).objects.link(obj)
+    return obj
+
+
+def remove_objects(objects) -> None:
+    """Delete objects made by a run that then failed, with their meshes."""
+    for obj in objects:
+        me = obj.data
+        bpy.data.objects.remove(obj)
+        if me is not None and me.users == 0:
+            bpy.data.meshes.remove(me)

@@ -1,0 +1,146 @@
+"""Trained fields stored with their objects (inside the .blend) and copied to the cache.
+
+A field lives in the object's ``lipsdf`` property group: the ``.lipsdf`` file's bytes
+(base64, so a .blend opened on another machine can offset without retraining), its SHA-256,
+the hash of the geometry it was trained on and a summary for the panel. The worker reads
+fields from files, so :func:`field_file` writes ``<cache>/<sha256>.lipsdf`` when missing.
+
+A field is *stale* when the object's evaluated geometry no longer hashes to what it was
+trained on. The panel asks :func:`field_state`, which caches the answer per object until a
+depsgraph update reports that object's geometry changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import bpy
+
+from ..core.errors import FieldFileError
+from . import convert
+from .jobs import Trained, geometry_hash
+
+NONE, FRESH, STALE = "none", "fresh", "stale"
+_state_cache: dict[str, tuple[str, str]] = {}  # object name -> (field sha, state)
+
+
+def has_field(obj) -> bool:
+    return obj is not None and bool(getattr(obj, "lipsdf", None) and obj.lipsdf.data)
+
+
+def store(obj, trained: Trained, cache_dir: Path) -> None:
+    """Keep a freshly trained field with ``obj`` (and a copy in the cache)."""
+    sha = hashlib.sha256(trained.data).hexdigest()
+    pg = obj.lipsdf
+    pg.data = base64.b64encode(trained.data).decode("ascii")
+    pg.sha256 = sha
+    pg.input_hash = trained.input_hash
+    pg.kind = trained.kind
+    pg.mode = trained.mode
+    pg.thickness = trained.thickness or 0.0
+    info = trained.info
+    pg.preset = str(info.get("preset") or "")
+    pg.device = str(info.get("device") or "")
+    pg.seconds = float(info.get("seconds") or 0.0)
+    pg.final_loss = float(info.get("final_loss") or 0.0)
+    pg.samples = int(info.get("samples") or 0)
+    _write_cache(cache_dir, sha, trained.data)
+    _state_cache.pop(obj.name, None)
+
+
+def clear(obj) -> None:
+    pg = obj.lipsdf
+    for key in ("data", "sha256", "input_hash", "kind", "mode", "preset", "device"):
+        setattr(pg, key, "")
+    _state_cache.pop(obj.name, None)
+
+
+def _write_cache(cache_dir: Path, sha: str, data: bytes) -> Path:
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{sha}.lipsdf"
+    if not path.exists() or path.stat().st_size != len(data):
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def field_bytes(obj) -> bytes:
+    pg = obj.lipsdf
+    try:
+        data = base64.b64decode(pg.data.encode("ascii"), validate=True)
+    except ValueError:
+        raise FieldFileError(f"{obj.name}'s stored field is damaged; train it again") from None
+    if hashlib.sha256(data).hexdigest() != pg.sha256:
+        raise FieldFileError(f"{obj.name}'s stored field is damaged; train it again")
+    return data
+
+
+def field_file(obj, cache_dir: Path) -> str:
+    """The path of ``obj``'s field in the cache, written from the .blend when missing."""
+    pg = obj.lipsdf
+    path = Path(cache_dir) / f"{pg.sha256}.lipsdf"
+    if not path.exists():
+        path = _write_cache(cache_dir, pg.sha256, field_bytes(obj))
+    return str(path)
+
+
+def usable_field(obj, kind: str, arrays: dict, mode: str, thickness: float) -> bool:
+    """Does ``obj`` hold a field trained on exactly this geometry with these settings?"""
+    if not has_field(obj):
+        return False
+    pg = obj.lipsdf
+    if pg.input_hash != geometry_hash(kind, arrays) or pg.mode != mode:
+        return False
+    return mode != "unsigned" or abs(pg.thickness - thickness) <= 1e-9 * max(1.0, thickness)
+
+
+def field_state(obj, depsgraph, refresh: bool = False) -> str:
+    """``none``, ``fresh`` or ``stale`` (the geometry changed since training)."""
+    if not has_field(obj):
+        return NONE
+    pg = obj.lipsdf
+    cached = _state_cache.get(obj.name)
+    if cached is not None and cached[0] == pg.sha256 and not refresh:
+        return cached[1]
+    try:
+        kind, arrays = convert.object_arrays(obj, depsgraph)
+        state = FRESH if geometry_hash(kind, arrays) == pg.input_hash else STALE
+    except Exception:  # an object emptied since training, say: its field no longer fits
+        state = STALE
+    _state_cache[obj.name] = (pg.sha256, state)
+    return state
+
+
+@bpy.app.handlers.persistent
+def _on_depsgraph_update(scene, depsgraph) -> None:
+    for update in depsgraph.updates:
+        if update.is_updated_geometry and isinstance(update.id, bpy.types.Object):
+            _state_cache.pop(update.id.original.name, None)
+
+
+@bpy.app.handlers.persistent
+def _on_load(*_args) -> None:
+    _state_cache.clear()
+
+
+HANDLERS = (
+    (bpy.app.handlers.depsgraph_update_post, _on_depsgraph_update),
+    (bpy.app.handlers.load_post, _on_load),
+)
+
+
+def register() -> None:
+    for handlers, fn in HANDLERS:
+        if fn not in handlers:
+            handlers.append(fn)
+
+
+def unregister() -> None:
+    for handlers, fn in HANDLERS:
+        if fn in handlers:
+            handlers.remove(fn)
+    _state_cache.clear()

@@ -1,0 +1,465 @@
+"""The LipSDF operators: train, remesh, offset, csg and cancel.
+
+Each operator copies its properties into a :class:`~.jobs.Settings`, turns the selected
+objects into :class:`~.jobs.Source` arrays and runs a plan on the worker. ``invoke`` (the
+sidebar, menus, F3) runs it as a modal operator: a timer polls the worker, the status bar and
+the panel show progress, Esc or :class:`LIPSDF_OT_cancel` stops it. ``execute`` (scripts,
+``blender -b``, the redo panel) blocks and prints progress lines. In both, the scene is touched
+only after the worker's last answer, inside one undo step; a failure removes anything made.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
+
+from ..core.errors import BadInputError, CancelledError, LipSDFError
+from . import convert, fields, prefs
+from .jobs import (
+    CSG_RESULT,
+    Job,
+    Settings,
+    Status,
+    count_requests,
+    plan_csg,
+    plan_offset,
+    plan_remesh,
+    plan_train,
+)
+from .props import OP_ITEMS, settings_properties
+
+SETTINGS_KEYS = ("preset", "mode", "thickness", "resolution", "seed")
+CSG_SYMBOLS = {"union": "∪", "intersection": "∩", "difference": "∖"}
+
+# The one job of this Blender session, and what the last finished run made or said
+# (the scripting API reads these).
+_job: Job | None = None
+last_results: list[str] = []
+last_error: str = ""
+
+
+def busy() -> bool:
+    return _job is not None and not _job.done
+
+
+def current_job() -> Job | None:
+    return _job
+
+
+def _set_job(job: Job | None) -> None:
+    global _job
+    _job = job
+
+
+def parse_distances(text: str) -> list[float]:
+    """``"0.05, -0.1 0.2"`` -> ``[0.05, -0.1, 0.2]``; raises :class:`BadInputError`."""
+    parts = [p for p in re.split(r"[,;\s]+", text.strip()) if p]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise BadInputError(
+            f"cannot read the distances {text!r}: write numbers separated by commas, "
+            "for example 0.05, -0.05"
+        ) from None
+    if not values:
+        raise BadInputError("give at least one offset distance, for example 0.05")
+    if any(v != v or abs(v) == float("inf") for v in values):
+        raise BadInputError("offset distances must be finite numbers")
+    return values
+
+
+def _selected(context) -> list:
+    return [o for o in getattr(context, "selected_objects", None) or () if convert.supported(o)]
+
+
+def _csg_objects(context) -> list:
+    active = getattr(context, "active_object", None)
+    if not convert.supported(active):
+        return []
+    others = sorted((o for o in _selected(context) if o != active), key=lambda o: o.name)
+    return [active, *others]
+
+
+class _Progress:
+    """Prints progress lines at most once a second (background mode and scripts)."""
+
+    def __init__(self, what: str):
+        self.what, self.last, self.text = what, 0.0, ""
+
+    def __call__(self, status: Status) -> None:
+        text = status.text()
+        now = time.monotonic()
+        if text != self.text and now - self.last >= 1.0:
+            self.text, self.last = text, now
+            sys.stdout.write(f"LipSDF {self.what}: {text}\n")
+            sys.stdout.flush()
+
+
+class _JobOperator:
+    """What the four job operators share; subclasses set ``objects``, ``plan`` and ``build``."""
+
+    bl_options = {"REGISTER", "UNDO"}
+    #: Does the plan reuse a stored, up-to-date field instead of training again?
+    reuse_fields = True
+    #: Why a non-uniform scale is refused (``None``: it is fine).
+    uniform_scale_for: str | None = None
+
+    @classmethod
+    def poll(cls, context):
+        if busy():
+            cls.poll_message_set("A LipSDF job is running: wait for it or cancel it (Esc)")
+            return False
+        if context.mode != "OBJECT":
+            cls.poll_message_set("Switch to Object Mode first")
+            return False
+        return cls.poll_objects(context)
+
+    @classmethod
+    def poll_objects(cls, context) -> bool:
+        if not _selected(context):
+            cls.poll_message_set("Select a mesh, curve or point cloud object")
+            return False
+        return True
+
+    # -- what a subclass provides ---------------------------------------------------------
+    def objects(self, context) -> list:
+        return _selected(context)
+
+    def plan(self, sources, settings):
+        raise NotImplementedError
+
+    def build(self, context, outcome, made: list) -> None:
+        """Make the result objects, appending each to ``made`` as soon as it exists."""
+
+    # -- shared machinery -----------------------------------------------------------------
+    def settings(self) -> Settings:
+        try:
+            overrides = json.loads(self.overrides) if self.overrides else {}
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"the overrides are not valid JSON: {exc}") from None
+        if not isinstance(overrides, dict):
+            raise BadInputError("the overrides must be a JSON object of preset settings")
+        return Settings(
+            preset=self.preset,
+            mode=self.mode,
+            thickness=self.thickness,
+            resolution=self.resolution,
+            seed=self.seed,
+            device=prefs.device(),
+            overrides=overrides,
+        )
+
+    def _start(self, context) -> Job:
+        global last_error
+        last_error = ""
+        last_results.clear()
+        objs = self.objects(context)
+        if not objs:
+            raise BadInputError("select a mesh, curve or point cloud object first")
+        settings = self.settings()
+        depsgraph = context.evaluated_depsgraph_get()
+        cache = prefs.cache_dir()
+        sources = []
+        for obj in objs:
+            if self.uniform_scale_for:
+                convert.check_uniform_scale(obj, self.uniform_scale_for)
+            src = convert.object_source(obj, depsgraph)
+            mode = settings.mode_for(src.kind)
+            if self.reuse_fields and fields.usable_field(
+                obj, src.kind, src.arrays, mode, settings.thickness
+            ):
+                src.field_file = fields.field_file(obj, cache)
+            sources.append(src)
+        self._names = [o.name for o in objs]
+        plan = self.plan(sources, settings)
+        job = Job(prefs.client(), plan, stages=self.stages(sources))
+        _set_job(job)
+        job.start()
+        return job
+
+    def stages(self, sources) -> int:
+        return count_requests(sources)
+
+    def invoke(self, context, event):
+        scene_settings = getattr(context.scene, "lipsdf", None)
+        for key in SETTINGS_KEYS + tuple(getattr(self, "scene_keys", ())):
+            if scene_settings is not None and not self.properties.is_property_set(key):
+                setattr(self, key, getattr(scene_settings, key))
+        if bpy.app.background:
+            return self.execute(context)
+        try:
+            self._job = self._start(context)
+        except LipSDFError as exc:
+            return self._fail(exc)
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 1000)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        job = self._job
+        if event.type == "ESC" and event.value == "PRESS":
+            job.cancel()
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        job.poll()
+        wm = context.window_manager
+        wm.progress_update(int(job.status.fraction * 1000))
+        if context.workspace is not None:
+            context.workspace.status_text_set(f"LipSDF: {job.status.text()}  (Esc to cancel)")
+        _redraw(context)
+        if not job.done:
+            return {"PASS_THROUGH"}
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        _redraw(context)
+        return self._conclude(context, job)
+
+    def execute(self, context):
+        try:
+            job = self._start(context)
+        except LipSDFError as exc:
+            return self._fail(exc)
+        try:
+            job.run(on_progress=_Progress(self.bl_label))
+        except LipSDFError:
+            pass  # _conclude reports it
+        return self._conclude(context, job)
+
+    def _conclude(self, context, job: Job):
+        _set_job(None)
+        for line in job.logs:
+            self.report({"WARNING"}, line)
+        try:
+            outcome = job.result()
+        except CancelledError as exc:
+            return self._fail(exc, "WARNING")
+        except LipSDFError as exc:
+            return self._fail(exc)
+        made: list = []
+        try:
+            self.build(context, outcome, made)
+            for name, trained in outcome.trained.items():
+                obj = bpy.data.objects.get(name)
+                if obj is not None:
+                    fields.store(obj, trained, prefs.cache_dir())
+        except Exception as exc:  # nothing half-made: remove what was built, then say why
+            convert.remove_objects(made)
+            msg = str(exc) if isinstance(exc, LipSDFError) else f"{type(exc).__name__}: {exc}"
+            return self._fail(LipSDFError(f"making the result failed: {msg}"))
+        if made:
+            for obj in context.view_layer.objects:
+                obj.select_set(False)
+            for obj in made:
+                obj.select_set(True)
+            context.view_layer.objects.active = made[-1]
+        last_results[:] = [o.name for o in made]
+        self.report({"INFO"}, self.summary(outcome, made))
+        return {"FINISHED"}
+
+    def summary(self, outcome, made) -> str:
+        if not made:
+            return "LipSDF: trained " + ", ".join(
+                f"{n} ({t.info.get('seconds') or 0:.1f} s, "
+                f"loss {t.info.get('final_loss') or 0:.3g}, {t.info.get('device')})"
+                for n, t in outcome.trained.items()
+            )
+        return "LipSDF: made " + ", ".join(
+            f"{o.name} ({len(o.data.polygons):,} faces)" for o in made
+        )
+
+    def _fail(self, exc: Exception, level: str = "ERROR"):
+        global last_error
+        last_error = str(exc)
+        self.report({level}, str(exc))
+        return {"CANCELLED"}
+
+
+def _redraw(context) -> None:
+    screen = getattr(context, "screen", None)
+    for area in screen.areas if screen else ():
+        if area.type in ("VIEW_3D", "STATUSBAR"):
+            area.tag_redraw()
+
+
+def _with_settings(cls):
+    """Give an operator class the shared settings properties (and ``overrides``)."""
+    ann = dict(settings_properties())
+    ann["overrides"] = StringProperty(
+        name="Overrides",
+        description="Preset settings as JSON, for scripts (for example {\"steps\": 500})",
+        options={"HIDDEN", "SKIP_SAVE"},
+    )
+    ann.update(cls.__dict__.get("__annotations__", {}))
+    cls.__annotations__ = ann
+    return cls
+
+
+@_with_settings
+class LIPSDF_OT_train(_JobOperator, bpy.types.Operator):
+    """Train a distance field for each selected mesh, point cloud or curve and keep it with
+    the object (signed for surfaces and clouds, unsigned for curves)"""
+
+    bl_idname = "lipsdf.train"
+    bl_label = "Train Field"
+    reuse_fields = False
+
+    def plan(self, sources, settings):
+        return plan_train(sources, settings)
+
+    def stages(self, sources) -> int:
+        return len(sources)
+
+
+@_with_settings
+class LIPSDF_OT_remesh(_JobOperator, bpy.types.Operator):
+    """New object from the zero level set of each selected object's field: a clean, closed
+    remesh (trains the field first when there is none)"""
+
+    bl_idname = "lipsdf.remesh"
+    bl_label = "Remesh"
+
+    def plan(self, sources, settings):
+        return plan_remesh(sources, settings)
+
+    def build(self, context, outcome, made):
+        for name in self._names:
+            src = bpy.data.objects.get(name)
+            V, F, _ = outcome.meshes[name][0]
+            matrix = src.matrix_world.copy() if src is not None else None
+            made.append(convert.new_mesh_object(context, f"{name}.remesh", V, F, matrix, src))
+
+
+@_with_settings
+class LIPSDF_OT_offset(_JobOperator, bpy.types.Operator):
+    """New objects at one or several distances from each selected object's surface, in object
+    units (negative = inward; trains the field first when there is none)"""
+
+    bl_idname = "lipsdf.offset"
+    bl_label = "Offset"
+    uniform_scale_for = "its offsets"
+    scene_keys = ("distances", "exact")
+
+    distances: StringProperty(
+        name="Distances",
+        description="Offset distances in object units, separated by commas; negative = inward",
+        default="0.05",
+    )
+    exact: BoolProperty(
+        name="Exact",
+        description="Measure from the remeshed surface (exact). Off: the field's own level "
+        "sets, faster and never farther than asked",
+        default=True,
+    )
+
+    def plan(self, sources, settings):
+        return plan_offset(sources, settings, parse_distances(self.distances), self.exact)
+
+    def stages(self, sources) -> int:
+        return count_requests(sources)
+
+    def build(self, context, outcome, made):
+        for name in self._names:
+            src = bpy.data.objects.get(name)
+            matrix = src.matrix_world.copy() if src is not None else None
+            for V, F, level in outcome.meshes[name]:
+                made.append(
+                    convert.new_mesh_object(
+                        context, f"{name}.offset{level:+g}", V, F, matrix, src
+                    )
+                )
+
+
+@_with_settings
+class LIPSDF_OT_csg(_JobOperator, bpy.types.Operator):
+    """Combine the active object with the other selected ones in world space (union,
+    intersection, difference, optionally smooth) into one new object"""
+
+    bl_idname = "lipsdf.csg"
+    bl_label = "Combine (CSG)"
+    uniform_scale_for = "distances in the combination"
+    scene_keys = ("operation", "smooth", "blend")
+
+    operation: EnumProperty(name="Operation", items=OP_ITEMS, default="union")
+    smooth: BoolProperty(name="Smooth", description="Blend the seams with a radius")
+    blend: FloatProperty(
+        name="Blend Radius",
+        description="Radius of the smooth blend, in world units",
+        default=0.1,
+        min=0.0,
+        soft_max=1.0,
+    )
+
+    @classmethod
+    def poll_objects(cls, context) -> bool:
+        if len(_csg_objects(context)) < 2:
+            cls.poll_message_set(
+                "Select two or more meshes, curves or point clouds; the active one comes first"
+            )
+            return False
+        return True
+
+    def objects(self, context):
+        objs = _csg_objects(context)
+        if len(objs) < 2:
+            raise BadInputError("CSG needs the active object and at least one other selected")
+        return objs
+
+    def plan(self, sources, settings):
+        blend = self.blend if self.smooth else 0.0
+        return plan_csg(sources, settings, self.operation, blend)
+
+    def stages(self, sources) -> int:
+        return count_requests(sources, per_source=0, shared=1)
+
+    def build(self, context, outcome, made):
+        V, F, _ = outcome.meshes[CSG_RESULT][0]
+        name = CSG_SYMBOLS[self.operation].join(self._names)
+        if self.smooth and self.blend > 0:
+            name += f".smooth{self.blend:g}"
+        like = bpy.data.objects.get(self._names[0])
+        made.append(convert.new_mesh_object(context, name, V, F, None, like))
+
+
+class LIPSDF_OT_cancel(bpy.types.Operator):
+    """Stop the running LipSDF job; nothing it would have made is added"""
+
+    bl_idname = "lipsdf.cancel"
+    bl_label = "Cancel LipSDF Job"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        if not busy():
+            cls.poll_message_set("No LipSDF job is running")
+            return False
+        return True
+
+    def execute(self, context):
+        _job.cancel()
+        self.report({"INFO"}, "LipSDF: cancelling the running job")
+        return {"FINISHED"}
+
+
+classes = (
+    LIPSDF_OT_train,
+    LIPSDF_OT_remesh,
+    LIPSDF_OT_offset,
+    LIPSDF_OT_csg,
+    LIPSDF_OT_cancel,
+)
+
+
+def unregister() -> None:
+    if _job is not None and not _job.done:
+        _job.cancel()
+    _set_job(None)

@@ -1,0 +1,128 @@
+"""The sidebar panel ("LipSDF" tab of the 3D viewport) and the Object › LipSDF menu."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import convert, fields, operators
+
+OPERATORS = ("lipsdf.train", "lipsdf.remesh", "lipsdf.offset", "lipsdf.csg", "lipsdf.cancel")
+
+
+class LIPSDF_MT_object(bpy.types.Menu):
+    """Object › LipSDF: every operator, so F3 finds them too"""
+
+    bl_idname = "LIPSDF_MT_object"
+    bl_label = "LipSDF"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.operator("lipsdf.train", icon="MOD_REMESH")
+        layout.operator("lipsdf.remesh", icon="MESH_ICOSPHERE")
+        layout.operator("lipsdf.offset", icon="MOD_SOLIDIFY")
+        layout.operator_menu_enum("lipsdf.csg", "operation", icon="MOD_BOOLEAN")
+        layout.separator()
+        layout.operator("lipsdf.cancel", icon="CANCEL")
+
+
+def _menu_entry(self, context):
+    self.layout.menu(LIPSDF_MT_object.bl_idname)
+
+
+def _field_box(layout, context) -> None:
+    obj = context.active_object
+    box = layout.box()
+    if obj is None or not convert.supported(obj):
+        box.label(text="No mesh, curve or point cloud active", icon="INFO")
+        return
+    state = fields.field_state(obj, context.evaluated_depsgraph_get())
+    if state == fields.NONE:
+        box.label(text=f"{obj.name}: no field yet", icon="OBJECT_DATA")
+        return
+    pg = obj.lipsdf
+    if state == fields.STALE:
+        row = box.row()
+        row.alert = True
+        row.label(text=f"{obj.name}: field is stale (edited since training)", icon="ERROR")
+    else:
+        box.label(text=f"{obj.name}: field trained", icon="CHECKMARK")
+    col = box.column(align=True)
+    col.label(text=f"{pg.preset} · {pg.mode} · {pg.kind} · {pg.samples:,} samples")
+    col.label(text=f"loss {pg.final_loss:.4g} · {pg.device} · {pg.seconds:.1f} s")
+
+
+def _job_box(layout, job) -> None:
+    box = layout.box()
+    status = job.status
+    box.progress(factor=status.fraction, type="BAR", text=status.label)
+    col = box.column(align=True)
+    if status.total:
+        col.label(text=f"{status.phase} {status.step}/{status.total}")
+    if status.loss is not None:
+        col.label(text=f"loss {status.loss:.4g}")
+    if status.eta is not None:
+        col.label(text=f"ETA {status.eta:.0f} s · {status.device}")
+    box.operator("lipsdf.cancel", icon="CANCEL", text="Cancel")
+
+
+def _with_settings(op, s, *extra) -> None:
+    for key in (*operators.SETTINGS_KEYS, *extra):
+        setattr(op, key, getattr(s, key))
+
+
+class LIPSDF_PT_main(bpy.types.Panel):
+    """The active object's field, the operators and their settings"""
+
+    bl_idname = "LIPSDF_PT_main"
+    bl_label = "LipSDF"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "LipSDF"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.lipsdf
+        job = operators.current_job()
+        if job is not None and not job.done:
+            _job_box(layout, job)
+        _field_box(layout, context)
+
+        col = layout.column(align=True)
+        col.prop(s, "preset")
+        col.prop(s, "mode")
+        if s.mode == "unsigned" or (
+            s.mode == "auto" and getattr(context.active_object, "type", "") in ("CURVE", "CURVES")
+        ):
+            col.prop(s, "thickness")
+        col.prop(s, "resolution")
+
+        row = layout.row(align=True)
+        _with_settings(row.operator("lipsdf.train", icon="MOD_REMESH", text="Train"), s)
+        _with_settings(row.operator("lipsdf.remesh", icon="MESH_ICOSPHERE", text="Remesh"), s)
+
+        box = layout.box()
+        box.prop(s, "distances")
+        box.prop(s, "exact")
+        op = box.operator("lipsdf.offset", icon="MOD_SOLIDIFY")
+        _with_settings(op, s, "distances", "exact")
+
+        box = layout.box()
+        box.prop(s, "operation", expand=True)
+        row = box.row(align=True)
+        row.prop(s, "smooth")
+        sub = row.row(align=True)
+        sub.active = s.smooth
+        sub.prop(s, "blend")
+        op = box.operator("lipsdf.csg", icon="MOD_BOOLEAN")
+        _with_settings(op, s, "operation", "smooth", "blend")
+
+
+classes = (LIPSDF_MT_object, LIPSDF_PT_main)
+
+
+def register() -> None:
+    bpy.types.VIEW3D_MT_object.append(_menu_entry)
+
+
+def unregister() -> None:
+    bpy.types.VIEW3D_MT_object.remove(_menu_entry)
