@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench venv clean
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lipsdf_blender/__init__.py)
+ZIP := dist/lipsdf_blender-$(VERSION).zip
+
+.PHONY: demo demo-core extension test test-slow lint bench venv clean
 
 $(STAMP): requirements.txt requirements-blender.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -15,8 +18,19 @@ $(STAMP): requirements.txt requirements-blender.txt
 
 venv: $(STAMP)
 
-## demo: remesh and offset an embedded sample shape on the CPU; writes meshes and demo_out/demo.png
-demo: $(STAMP)
+## extension: build the Blender extension zip with Blender's own tool and validate it
+extension: $(STAMP)
+	$(PY) scripts/build_extension.py --out dist
+
+## demo: headless Blender installs the add-on, remeshes, offsets and combines three shapes,
+## saves demo_out/demo.blend and renders demo_out/demo.png with Cycles on the CPU
+demo: extension
+	rm -rf demo_out/user
+	BLENDER_USER_RESOURCES=$(CURDIR)/demo_out/user LIPSDF_WORKER_PYTHON=$(CURDIR)/$(PY) \
+		$(PY) scripts/demo_blender.py --zip $(ZIP) --out demo_out
+
+## demo-core: the core library alone (no Blender): remesh and offsets drawn with matplotlib
+demo-core: $(STAMP)
 	PYTHONPATH=. $(PY) scripts/demo.py --out demo_out
 
 ## test: the default test run (a few minutes on 2 cores)
@@ -35,4 +49,4 @@ bench: $(STAMP)
 	PYTHONPATH=. $(PY) benchmarks/bench_core.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) demo_out .pytest_cache build dist

@@ -36,13 +36,18 @@ def _publish() -> None:
     # elsewhere (a development checkout) is left alone.
     if __name__ == PUBLIC_NAME or PUBLIC_NAME in sys.modules:
         return
-    from . import api
+    from . import api  # noqa: F401 - imported so that it is published below
 
-    sys.modules[PUBLIC_NAME] = sys.modules[__name__]
-    sys.modules[PUBLIC_NAME + ".api"] = api
+    # Every loaded submodule too: importing one under the public name must give the same
+    # module object (one set of registered classes, one running job), not a second copy.
+    prefix = __name__ + "."
+    for name, module in list(sys.modules.items()):
+        if name == __name__ or name.startswith(prefix):
+            sys.modules[PUBLIC_NAME + name[len(__name__) :]] = module
 
 
 def _unpublish() -> None:
-    if __name__ != PUBLIC_NAME and sys.modules.get(PUBLIC_NAME) is sys.modules[__name__]:
-        del sys.modules[PUBLIC_NAME]
-        sys.modules.pop(PUBLIC_NAME + ".api", None)
+    if __name__ == PUBLIC_NAME or sys.modules.get(PUBLIC_NAME) is not sys.modules[__name__]:
+        return
+    for name in [n for n in sys.modules if n == PUBLIC_NAME or n.startswith(PUBLIC_NAME + ".")]:
+        del sys.modules[name]
