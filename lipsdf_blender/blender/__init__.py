@@ -20,6 +20,7 @@ def register() -> None:
             bpy.utils.register_class(cls)
     props.register()
     fields.register()
+    operators.register()
     ui.register()
 
 

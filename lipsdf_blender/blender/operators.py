@@ -35,6 +35,8 @@ from .props import OP_ITEMS, settings_properties
 
 SETTINGS_KEYS = ("preset", "mode", "thickness", "resolution", "seed")
 CSG_SYMBOLS = {"union": "∪", "intersection": "∩", "difference": "∖"}
+#: Seconds the Cancel operator waits for the worker to confirm.
+CANCEL_WAIT = 3.0
 
 # The one job of this Blender session, and what the last finished run made or said
 # (the scripting API reads these).
@@ -236,7 +238,8 @@ class _JobOperator:
         return self._conclude(context, job)
 
     def _conclude(self, context, job: Job):
-        _set_job(None)
+        if _job is job:
+            _set_job(None)
         for line in job.logs:
             self.report({"WARNING"}, line)
         try:
@@ -445,9 +448,32 @@ class LIPSDF_OT_cancel(bpy.types.Operator):
         return True
 
     def execute(self, context):
-        _job.cancel()
-        self.report({"INFO"}, "LipSDF: cancelling the running job")
+        stop_job()
+        self.report({"INFO"}, "LipSDF: the running job was cancelled")
         return {"FINISHED"}
+
+
+def stop_job(timeout: float = CANCEL_WAIT) -> None:
+    """Cancel the running job and wait (briefly) until the worker confirms.
+
+    The job is forgotten even when no operator polls it any more (its modal operator was
+    dropped when a file was loaded, say), so the other operators become available again.
+    """
+    job = _job
+    if job is None:
+        return
+    job.cancel()
+    deadline = time.monotonic() + timeout
+    while not job.poll() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _set_job(None)
+
+
+@bpy.app.handlers.persistent
+def _on_load_pre(*_args) -> None:
+    # Loading a file drops modal operators: stop their job rather than leave it orphaned.
+    if busy():
+        stop_job()
 
 
 classes = (
@@ -459,7 +485,12 @@ classes = (
 )
 
 
+def register() -> None:
+    if _on_load_pre not in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.append(_on_load_pre)
+
+
 def unregister() -> None:
-    if _job is not None and not _job.done:
-        _job.cancel()
-    _set_job(None)
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)
+    stop_job()
