@@ -17,11 +17,14 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import bpy
+import numpy as np
+
+BACK_Y, FRONT_Y = 3.0, -1.8
+FRONT_X = (-5.0, -1.6, 1.9, 5.2)
 
 
 def parse_args():
@@ -63,10 +66,10 @@ def shade(obj, mat) -> None:
 def label(text: str, x: float, y: float) -> None:
     curve = bpy.data.curves.new(f"label {text}", "FONT")
     curve.body = text
-    curve.size = 0.28
+    curve.size = 0.36
     curve.align_x = "CENTER"
     obj = bpy.data.objects.new(f"label {text}", curve)
-    obj.location = (x, y, 0.0)
+    obj.location = (x, y, 0.02)
     bpy.context.scene.collection.objects.link(obj)
     shade(obj, bpy.data.materials["Label"])
 
@@ -95,37 +98,43 @@ def run_operators(monkey, torus, cube, preset: str) -> list:
     t = time.monotonic()
     results = []
     remesh = api.remesh(monkey, preset=preset)
-    results.append((remesh, "Suzanne remeshed"))
+    results.append((remesh, "remesh"))
     shell, inner = api.offset(torus, [0.12, -0.12], preset=preset)
     shade(shell, material("Shell", (0.2, 0.5, 0.85, 1), alpha=0.35))
-    results.append(([shell, inner], "torus offsets ±0.12"))
+    results.append(([shell, inner], "offsets ±0.12"))
     bpy.ops.mesh.primitive_uv_sphere_add(radius=0.75, location=(4.6, 3.0, 1.5))
     ball = bpy.context.active_object
     shade(ball, material("Ball", (0.8, 0.8, 0.25, 1)))
     blend = api.csg([cube, ball], "union", blend=0.25, preset=preset)
     cut = api.csg([cube, ball], "difference", preset=preset)
-    results.append((blend, "cube ∪ ball, smooth"))
-    results.append((cut, "cube ∖ ball"))
+    results.append((blend, "smooth union"))
+    results.append((cut, "difference"))
     print(f"demo: operators took {time.monotonic() - t:.1f} s", flush=True)
-    return results, ball
+    return results
 
 
-def arrange(results, ball) -> None:
-    # Results go on the front row, below their sources, so both show side by side.
-    xs = (-4.5, -0.5, 2.5, 5.5)
-    for (objs, text), x in zip(results, xs, strict=True):
+def world_center(objs):
+    """The centre of the world-space bounding box of some mesh objects."""
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for obj in objs:
+        me = obj.data
+        co = np.empty(len(me.vertices) * 3, np.float32)
+        me.vertices.foreach_get("co", co)
+        M = np.array(obj.matrix_world)
+        V = co.reshape(-1, 3) @ M[:3, :3].T + M[:3, 3]
+        lo, hi = np.minimum(lo, V.min(0)), np.maximum(hi, V.max(0))
+    return (lo + hi) / 2
+
+
+def arrange(results) -> None:
+    """Move each group of results to the front row, one column each, with a label."""
+    for i, (objs, text) in enumerate(results):
         objs = objs if isinstance(objs, list) else [objs]
-        first = objs[0].matrix_world.translation.copy()
+        x = FRONT_X[i]
+        shift = np.array([x, FRONT_Y, 0.0]) - world_center(objs) * [1, 1, 0]
         for obj in objs:
-            shift = obj.matrix_world.translation - first
-            obj.location = (x + shift.x, -1.2 + shift.y, obj.location.z)
-            if obj.name.startswith("Cube"):  # CSG results live in world space
-                c = sum((obj.matrix_world @ v.co for v in obj.data.vertices), obj.location * 0)
-                c /= max(len(obj.data.vertices), 1)
-                obj.location = (x - c.x + obj.location.x, -1.2 - c.y + obj.location.y, 0)
-        label(text, x, -3.0)
-    label("sources", -4.0, 1.4)
-    ball.location.x += 0.0
+            obj.location = tuple(np.array(obj.location) + shift)
+        label(text, x, FRONT_Y - 1.9)
 
 
 def stage_and_render(out: Path, samples: int, size: str) -> Path:
@@ -141,8 +150,8 @@ def stage_and_render(out: Path, samples: int, size: str) -> Path:
     cam_data = bpy.data.cameras.new("Camera")
     cam_data.lens = 32
     cam = bpy.data.objects.new("Camera", cam_data)
-    cam.location = (0.5, -12.5, 9.0)
-    cam.rotation_euler = (math.radians(52), 0, 0)
+    cam.location = (0.2, -12.8, 8.6)
+    cam.rotation_euler = (math.radians(57), 0, 0)
     scene.collection.objects.link(cam)
     scene.camera = cam
     world = bpy.data.worlds.new("World")
@@ -170,11 +179,10 @@ def main() -> None:
     args = parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="lipsdf-demo-"))
     install(args.zip)
     monkey, torus, cube = build_scene()
-    results, ball = run_operators(monkey, torus, cube, args.preset)
-    arrange(results, ball)
+    results = run_operators(monkey, torus, cube, args.preset)
+    arrange(results)
     bpy.ops.wm.save_as_mainfile(filepath=str(out / "demo.blend"))
     print(f"demo: saved {out / 'demo.blend'}", flush=True)
     stage_and_render(out, args.samples, args.size)

@@ -115,8 +115,14 @@ clear_scene()
 def extension_zip(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "build_extension.py"), "--out", str(out),
-         "--stage", str(out / "stage")],
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "build_extension.py"),
+            "--out",
+            str(out),
+            "--stage",
+            str(out / "stage"),
+        ],
         capture_output=True,
         text=True,
     )
@@ -151,8 +157,12 @@ def run_blender(script: str, out: Path, zip_path: Path, timeout: float = 600, en
     log_path = out / "log.txt"
     with open(log_path, "w") as log_file:
         proc = subprocess.run(
-            [sys.executable, str(path)], stdout=log_file, stderr=subprocess.STDOUT,
-            timeout=timeout, env=full_env, cwd=str(out),
+            [sys.executable, str(path)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            env=full_env,
+            cwd=str(out),
         )
     log = log_path.read_text(errors="replace")
     assert proc.returncode == 0, log[-6000:]
@@ -503,8 +513,18 @@ def test_cancel_stops_the_job_and_leaves_nothing_behind(extension_zip, tmp_path)
 def test_the_batch_example_script_runs(extension_zip, tmp_path):
     obj = tmp_path / "suzanne.obj"
     cmd = [
-        sys.executable, str(ROOT / "scripts" / "example_batch.py"), "--zip", str(extension_zip),
-        "--out", str(obj), "--steps", "300", "--resolution", "64", "--offset", "0.05",
+        sys.executable,
+        str(ROOT / "scripts" / "example_batch.py"),
+        "--zip",
+        str(extension_zip),
+        "--out",
+        str(obj),
+        "--steps",
+        "300",
+        "--resolution",
+        "64",
+        "--offset",
+        "0.05",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path), timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]

@@ -1,21 +1,25 @@
 """The Blender side of LipSDF: operators, panel, menu, preferences, mesh <-> numpy.
 
-Imported only inside Blender (it needs ``bpy``); it never imports torch. The heavy work runs
-in the worker process (``lipsdf_blender.worker``), which this layer drives through
-:mod:`.jobs`.
+Everything here runs inside Blender and never imports torch; the heavy work runs in the worker
+process (``lipsdf_blender.worker``), driven through :mod:`.jobs`. :mod:`.jobs` itself needs no
+``bpy``, so this file imports the Blender modules only when the add-on registers.
 """
 
 from __future__ import annotations
 
-import bpy
 
-from . import fields, operators, prefs, props, ui
+def _modules():
+    from . import operators, prefs, props, ui
 
-_MODULES = (props, prefs, operators, ui)
+    return (props, prefs, operators, ui)
 
 
 def register() -> None:
-    for module in _MODULES:
+    import bpy
+
+    from . import fields, operators, props, ui
+
+    for module in _modules():
         for cls in module.classes:
             bpy.utils.register_class(cls)
     props.register()
@@ -25,11 +29,15 @@ def register() -> None:
 
 
 def unregister() -> None:
+    import bpy
+
+    from . import fields, operators, prefs, props, ui
+
     ui.unregister()
-    fields.unregister()
     operators.unregister()
+    fields.unregister()
     prefs.shutdown_worker()
     props.unregister()
-    for module in reversed(_MODULES):
+    for module in reversed(_modules()):
         for cls in reversed(module.classes):
             bpy.utils.unregister_class(cls)

@@ -432,4 +432,3 @@ class Job:
         self._current = None
         self.plan.close()
         shutil.rmtree(self._dir, ignore_errors=True)
-

@@ -299,7 +299,7 @@ def _with_settings(cls):
     ann = dict(settings_properties())
     ann["overrides"] = StringProperty(
         name="Overrides",
-        description="Preset settings as JSON, for scripts (for example {\"steps\": 500})",
+        description='Preset settings as JSON, for scripts (for example {"steps": 500})',
         options={"HIDDEN", "SKIP_SAVE"},
     )
     ann.update(cls.__dict__.get("__annotations__", {}))
@@ -376,9 +376,7 @@ class LIPSDF_OT_offset(_JobOperator, bpy.types.Operator):
             matrix = src.matrix_world.copy() if src is not None else None
             for V, F, level in outcome.meshes[name]:
                 made.append(
-                    convert.new_mesh_object(
-                        context, f"{name}.offset{level:+g}", V, F, matrix, src
-                    )
+                    convert.new_mesh_object(context, f"{name}.offset{level:+g}", V, F, matrix, src)
                 )
 
 
