@@ -16,7 +16,7 @@ import sys
 import time
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
+from bpy.props import StringProperty
 
 from ..core.errors import BadInputError, CancelledError, LipSDFError
 from . import convert, fields, prefs
@@ -31,7 +31,7 @@ from .jobs import (
     plan_remesh,
     plan_train,
 )
-from .props import OP_ITEMS, settings_properties
+from .props import csg_properties, offset_properties, settings_properties
 
 SETTINGS_KEYS = ("preset", "mode", "thickness", "resolution", "seed")
 CSG_SYMBOLS = {"union": "∪", "intersection": "∩", "difference": "∖"}
@@ -294,20 +294,26 @@ def _redraw(context) -> None:
             area.tag_redraw()
 
 
-def _with_settings(cls):
-    """Give an operator class the shared settings properties (and ``overrides``)."""
-    ann = dict(settings_properties())
-    ann["overrides"] = StringProperty(
-        name="Overrides",
-        description='Preset settings as JSON, for scripts (for example {"steps": 500})',
-        options={"HIDDEN", "SKIP_SAVE"},
-    )
-    ann.update(cls.__dict__.get("__annotations__", {}))
-    cls.__annotations__ = ann
-    return cls
+def _with_settings(*groups):
+    """Give an operator class the shared settings, ``overrides`` and the given property groups."""
+
+    def decorate(cls):
+        ann = dict(settings_properties())
+        for group in groups:
+            ann.update(group())
+        ann["overrides"] = StringProperty(
+            name="Overrides",
+            description='Preset settings as JSON, for scripts (for example {"steps": 500})',
+            options={"HIDDEN", "SKIP_SAVE"},
+        )
+        ann.update(cls.__dict__.get("__annotations__", {}))
+        cls.__annotations__ = ann
+        return cls
+
+    return decorate
 
 
-@_with_settings
+@_with_settings()
 class LIPSDF_OT_train(_JobOperator, bpy.types.Operator):
     """Train a distance field for each selected mesh, point cloud or curve and keep it with
     the object (signed for surfaces and clouds, unsigned for curves)"""
@@ -323,7 +329,7 @@ class LIPSDF_OT_train(_JobOperator, bpy.types.Operator):
         return len(sources)
 
 
-@_with_settings
+@_with_settings()
 class LIPSDF_OT_remesh(_JobOperator, bpy.types.Operator):
     """New object from the zero level set of each selected object's field: a clean, closed
     remesh (trains the field first when there is none)"""
@@ -342,7 +348,7 @@ class LIPSDF_OT_remesh(_JobOperator, bpy.types.Operator):
             made.append(convert.new_mesh_object(context, f"{name}.remesh", V, F, matrix, src))
 
 
-@_with_settings
+@_with_settings(offset_properties)
 class LIPSDF_OT_offset(_JobOperator, bpy.types.Operator):
     """New objects at one or several distances from each selected object's surface, in object
     units (negative = inward; trains the field first when there is none)"""
@@ -351,18 +357,6 @@ class LIPSDF_OT_offset(_JobOperator, bpy.types.Operator):
     bl_label = "Offset"
     uniform_scale_for = "its offsets"
     scene_keys = ("distances", "exact")
-
-    distances: StringProperty(
-        name="Distances",
-        description="Offset distances in object units, separated by commas; negative = inward",
-        default="0.05",
-    )
-    exact: BoolProperty(
-        name="Exact",
-        description="Measure from the remeshed surface (exact). Off: the field's own level "
-        "sets, faster and never farther than asked",
-        default=True,
-    )
 
     def plan(self, sources, settings):
         return plan_offset(sources, settings, parse_distances(self.distances), self.exact)
@@ -380,7 +374,7 @@ class LIPSDF_OT_offset(_JobOperator, bpy.types.Operator):
                 )
 
 
-@_with_settings
+@_with_settings(csg_properties)
 class LIPSDF_OT_csg(_JobOperator, bpy.types.Operator):
     """Combine the active object with the other selected ones in world space (union,
     intersection, difference, optionally smooth) into one new object"""
@@ -389,16 +383,6 @@ class LIPSDF_OT_csg(_JobOperator, bpy.types.Operator):
     bl_label = "Combine (CSG)"
     uniform_scale_for = "distances in the combination"
     scene_keys = ("operation", "smooth", "blend")
-
-    operation: EnumProperty(name="Operation", items=OP_ITEMS, default="union")
-    smooth: BoolProperty(name="Smooth", description="Blend the seams with a radius")
-    blend: FloatProperty(
-        name="Blend Radius",
-        description="Radius of the smooth blend, in world units",
-        default=0.1,
-        min=0.0,
-        soft_max=1.0,
-    )
 
     @classmethod
     def poll_objects(cls, context) -> bool:

@@ -53,11 +53,8 @@ def settings_properties() -> dict:
     }
 
 
-class LIPSDF_PG_settings(bpy.types.PropertyGroup):
-    """Settings the sidebar panel hands to the operators (``scene.lipsdf``)."""
-
-    __annotations__ = {
-        **settings_properties(),
+def offset_properties() -> dict:
+    return {
         "distances": StringProperty(
             name="Distances",
             description="Offset distances in object units, separated by commas; negative = inward",
@@ -69,6 +66,11 @@ class LIPSDF_PG_settings(bpy.types.PropertyGroup):
             "own level sets, faster and never farther than asked",
             default=True,
         ),
+    }
+
+
+def csg_properties() -> dict:
+    return {
         "operation": EnumProperty(name="Operation", items=OP_ITEMS, default="union"),
         "smooth": BoolProperty(name="Smooth", description="Blend the seams with a radius"),
         "blend": FloatProperty(
@@ -79,6 +81,12 @@ class LIPSDF_PG_settings(bpy.types.PropertyGroup):
             soft_max=1.0,
         ),
     }
+
+
+class LIPSDF_PG_settings(bpy.types.PropertyGroup):
+    """Settings the sidebar panel hands to the operators (``scene.lipsdf``)."""
+
+    __annotations__ = {**settings_properties(), **offset_properties(), **csg_properties()}
 
 
 class LIPSDF_PG_field(bpy.types.PropertyGroup):
