@@ -292,8 +292,11 @@ FACTS["box_state"] = fields.field_state(cube, dg)
 bpy.ops.wm.save_as_mainfile(filepath=os.path.join(OUT, "scene.blend"))
 monkey.data.vertices[0].co.x += 0.05
 monkey.data.update()
-dg = bpy.context.evaluated_depsgraph_get()
+FACTS["panel_state_trained"] = fields.cached_state(monkey)
+dg = bpy.context.evaluated_depsgraph_get()  # the depsgraph handler sees the edit
+FACTS["panel_state_edited"] = fields.cached_state(monkey)
 FACTS["state_edited"] = fields.field_state(monkey, dg, refresh=True)
+FACTS["panel_state_checked"] = fields.cached_state(monkey)
 """
 
 
@@ -440,6 +443,11 @@ def test_operators_are_in_the_object_menu_with_undo_and_a_description(scene):
 def test_a_mesh_edited_after_training_has_a_stale_field(scene):
     facts, _, _ = scene
     assert facts["box_state"] == "fresh" and facts["state_edited"] == "stale"
+    # The panel never evaluates in draw(): an edit makes its state "checking" until a timer
+    # (here: the direct call above) has looked again.
+    assert facts["panel_state_trained"] == "fresh"
+    assert facts["panel_state_edited"] == "checking"
+    assert facts["panel_state_checked"] == "stale"
 
 
 REOPEN = """

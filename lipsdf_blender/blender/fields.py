@@ -47,7 +47,7 @@ def store(obj, trained: Trained, cache_dir: Path) -> None:
     pg.final_loss = float(info.get("final_loss") or 0.0)
     pg.samples = int(info.get("samples") or 0)
     _write_cache(cache_dir, sha, trained.data)
-    _state_cache.pop(obj.name, None)
+    _state_cache[obj.name] = (sha, FRESH)
 
 
 def clear(obj) -> None:
@@ -99,7 +99,11 @@ def usable_field(obj, kind: str, arrays: dict, mode: str, thickness: float) -> b
 
 
 def field_state(obj, depsgraph, refresh: bool = False) -> str:
-    """``none``, ``fresh`` or ``stale`` (the geometry changed since training)."""
+    """``none``, ``fresh`` or ``stale`` (the geometry changed since training).
+
+    Evaluates the object unless a cached answer is still valid (or ``refresh`` is false and
+    an answer is cached). Not for ``draw()``: the panel uses :func:`cached_state`.
+    """
     if not has_field(obj):
         return NONE
     pg = obj.lipsdf
@@ -115,6 +119,49 @@ def field_state(obj, depsgraph, refresh: bool = False) -> str:
     return state
 
 
+CHECKING = "checking"
+_dirty: set[str] = set()
+#: Seconds between an edit and the state check, so that a stroke of edits costs one check.
+CHECK_DELAY = 0.5
+
+
+def cached_state(obj) -> str:
+    """The state for the panel, without evaluating anything: ``checking`` until known.
+
+    Evaluating the depsgraph inside ``draw()`` is unsafe, so an unknown state is computed
+    by a timer shortly after and the panel redrawn.
+    """
+    if not has_field(obj):
+        return NONE
+    cached = _state_cache.get(obj.name)
+    if cached is not None and cached[0] == obj.lipsdf.sha256:
+        return cached[1]
+    _schedule(obj.name)
+    return CHECKING
+
+
+def _schedule(name: str) -> None:
+    _dirty.add(name)
+    if not bpy.app.timers.is_registered(_check_dirty):
+        bpy.app.timers.register(_check_dirty, first_interval=CHECK_DELAY)
+
+
+def _check_dirty():
+    context = bpy.context
+    depsgraph = context.evaluated_depsgraph_get()
+    names = list(_dirty)
+    _dirty.clear()
+    for name in names:
+        obj = bpy.data.objects.get(name)
+        if obj is not None:
+            field_state(obj, depsgraph, refresh=True)
+    for window in getattr(context.window_manager, "windows", ()):
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+    return None  # run once
+
+
 @bpy.app.handlers.persistent
 def _on_depsgraph_update(scene, depsgraph) -> None:
     for update in depsgraph.updates:
@@ -125,6 +172,7 @@ def _on_depsgraph_update(scene, depsgraph) -> None:
 @bpy.app.handlers.persistent
 def _on_load(*_args) -> None:
     _state_cache.clear()
+    _dirty.clear()
 
 
 HANDLERS = (
@@ -143,4 +191,7 @@ def unregister() -> None:
     for handlers, fn in HANDLERS:
         if fn in handlers:
             handlers.remove(fn)
+    if bpy.app.timers.is_registered(_check_dirty):
+        bpy.app.timers.unregister(_check_dirty)
     _state_cache.clear()
+    _dirty.clear()

@@ -35,9 +35,12 @@ def _field_box(layout, context) -> None:
     if obj is None or not convert.supported(obj):
         box.label(text="No mesh, curve or point cloud active", icon="INFO")
         return
-    state = fields.field_state(obj, context.evaluated_depsgraph_get())
+    state = fields.cached_state(obj)
     if state == fields.NONE:
         box.label(text=f"{obj.name}: no field yet", icon="OBJECT_DATA")
+        return
+    if state == fields.CHECKING:
+        box.label(text=f"{obj.name}: checking the field...", icon="TIME")
         return
     pg = obj.lipsdf
     if state == fields.STALE:
