@@ -43,12 +43,15 @@ def sll_scales(W: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     (L, d) tensor
         ``2 / T_i`` per layer and unit, computed in float32 whatever the input dtype.
     """
-    W = W.float()
-    q = q.float()
-    gram = torch.bmm(W.transpose(1, 2), W).abs()  # (L, d, d): |W^T W|
-    eq = torch.exp(q - q.max(dim=1, keepdim=True).values)  # same ratios, no overflow
-    t = torch.einsum("lij,lj->li", gram, eq) / eq
-    return 2.0 / (t + _T_EPS)
+    # Under autocast the products would silently run in bf16/fp16; T must stay float32 so the
+    # trained function is the one that is folded and evaluated in float32 afterwards.
+    with torch.autocast(W.device.type, enabled=False):
+        W = W.float()
+        q = q.float()
+        gram = torch.bmm(W.transpose(1, 2), W).abs()  # (L, d, d): |W^T W|
+        eq = torch.exp(q - q.max(dim=1, keepdim=True).values)  # same ratios, no overflow
+        t = torch.einsum("lij,lj->li", gram, eq) / eq
+        return 2.0 / (t + _T_EPS)
 
 
 class LipschitzMLP(nn.Module):
