@@ -203,7 +203,6 @@ def eval_phase(args) -> None:
     torch.set_num_threads(args.threads)
     args_n_surface[0] = args.n_surface
     dev = torch.device(args.device)
-    rows = []
     for name in args.meshes:
         meta = json.loads((args.out / f"{name}_train.json").read_text())
         geom = load_geometry(MESH_DIR / f"{name}.obj")
@@ -254,8 +253,17 @@ def eval_phase(args) -> None:
                 "ratio_at_ours_final": (t_r_final or cap) / t_o_final,
                 "ratio_at_ours_final_is_lower_bound": t_r_final is None,
             }
-        rows.append(row)
-    (args.out / "eval.json").write_text(json.dumps(rows, indent=1))
+        (args.out / f"{name}_eval.json").write_text(json.dumps(row, indent=1))
+    print_table(args.out)
+
+
+def print_table(out: Path) -> None:
+    """The side-by-side table from every ``*_eval.json`` in ``out``."""
+    rows = [
+        json.loads((out / f"{m}_eval.json").read_text())
+        for m in MESHES
+        if (out / f"{m}_eval.json").exists()
+    ]
     print()
     print(
         "| mesh | metric | reference best (in cap) | ours s to it | reference s to it | ratio "
@@ -284,7 +292,7 @@ def eval_phase(args) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("phase", choices=["train", "eval"])
+    p.add_argument("phase", choices=["train", "eval", "table"])
     p.add_argument("--meshes", default=",".join(MESHES))
     p.add_argument("--preset", default="fast")
     p.add_argument("--steps", type=int)
@@ -299,7 +307,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.meshes = [m for m in args.meshes.split(",") if m]
     get_preset(args.preset)
-    (train_phase if args.phase == "train" else eval_phase)(args)
+    if args.phase == "table":
+        print_table(args.out)
+    else:
+        (train_phase if args.phase == "train" else eval_phase)(args)
     return 0
 
 

@@ -82,18 +82,20 @@ PRESETS: dict[str, Preset] = {
         samples=SampleConfig(n_uniform=150_000, n_surface=450_000),
         resolution=256,
     ),
-    # The paper's size: 20 layers of 128; meant for a GPU.
+    # The paper's size: 20 layers of 128; meant for a GPU. Tuned on one H100: a CUDA-graph
+    # step of 16384 points takes ~4 ms in tf32, so 4000 steps train in under 20 s; on spot,
+    # 20000 steps of 8192 (66 s) gave Chamfer 0.059 % and 5000 of 16384 (22 s) 0.062 %.
     "high": Preset(
         "high",
         depth=20,
         width=128,
-        steps=20000,
-        batch_size=8192,
-        lr=5e-3,
+        steps=4000,
+        batch_size=16384,
+        lr=8e-3,
         bias_shift=0.3,
         samples=SampleConfig(n_uniform=400_000, n_surface=1_600_000),
         resolution=384,
-        precision="bf16",
+        precision="tf32",
     ),
 }
 
