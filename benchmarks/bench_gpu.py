@@ -122,7 +122,7 @@ def sec_steps(args, out):
     n = 2_000_000
     X = (torch.rand(n, 3, device=dev) * 2.6 - 1.3).contiguous()
     Y = torch.where(X.norm(dim=1) < 0.8, -1.0, 1.0)
-    for batch in (2048, 8192, 32768):
+    for batch in (2048, 8192, 16384, 32768):
         for graph, precision in ((False, "fp32"), (True, "fp32"), (True, "tf32"), (True, "bf16")):
             p = get_preset("high", batch_size=batch, cuda_graph=graph, precision=precision)
             torch.manual_seed(0)
