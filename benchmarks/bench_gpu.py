@@ -183,7 +183,7 @@ def sec_check(args, out):
     X = torch.rand(n, 3, device=dev) * 2.6 - 1.3
     Y = torch.where(X.norm(dim=1) < 0.8, -1.0, 1.0)
     res = {}
-    for precision in ("bf16", "fp32"):
+    for precision in ("bf16", "tf32", "fp32"):
         p = get_preset("high", batch_size=4096, precision=precision, lr=2e-2)
         net = LipschitzMLP(p.depth, p.width, p.bias_shift).to(dev)
         step = _Step(net, X, Y, p, 5e-3, dev, 0)
