@@ -79,7 +79,9 @@ def _train_ours(geom, args) -> tuple[dict, list]:
             snaps.append((elapsed, step, _state(net)))
         hook_time[0] += time.perf_counter() - now
 
-    overrides = {"steps": args.steps} if args.steps else {}
+    overrides = json.loads(args.overrides) if args.overrides else {}
+    if args.steps:
+        overrides["steps"] = args.steps
     field = train_field(
         geom, args.preset, device=args.device, seed=args.seed, on_step=hook, **overrides
     )
@@ -128,6 +130,11 @@ def train_phase(args) -> None:
         ours, states = _train_ours(geom, args)
         torch.save(states, args.out / f"{name}_ours.pt")
         print(f"{name}: ours {ours['seconds_total']:.1f} s", flush=True)
+        if args.skip_reference:  # keep the reference run already in --out
+            meta = json.loads((args.out / f"{name}_train.json").read_text())
+            meta["ours"] = ours
+            (args.out / f"{name}_train.json").write_text(json.dumps(meta, indent=1))
+            continue
         ref, states = _train_ref(geom, args)
         torch.save(states, args.out / f"{name}_ref.pt")
         meta = {
@@ -296,6 +303,8 @@ def main(argv=None) -> int:
     p.add_argument("--meshes", default=",".join(MESHES))
     p.add_argument("--preset", default="fast")
     p.add_argument("--steps", type=int)
+    p.add_argument("--overrides", help="JSON preset overrides for our trainer")
+    p.add_argument("--skip-reference", action="store_true", help="train ours only")
     p.add_argument("--cap", type=float, default=600.0, help="reference wall-clock cap, s")
     p.add_argument("--ours-every", type=float, default=2.0, help="our snapshot interval, s")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
