@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lipsdf_blender/__init__.py)
 ZIP := dist/lipsdf_blender-$(VERSION).zip
 
-.PHONY: demo demo-core extension test test-slow lint bench venv clean
+.PHONY: demo demo-core extension test test-slow lint bench bench-speed venv clean
 
 $(STAMP): requirements.txt requirements-blender.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -47,6 +47,10 @@ lint: $(STAMP)
 ## bench: quality and speed of every preset on ../shared/meshes (long: see benchmarks/README)
 bench: $(STAMP)
 	PYTHONPATH=. $(PY) benchmarks/bench_core.py
+
+## bench-speed: issue 5's CPU speed numbers (about an hour on 2 cores; use a quiet machine)
+bench-speed: $(STAMP)
+	PY=$(PY) bash benchmarks/run_cpu_speed.sh
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache build dist

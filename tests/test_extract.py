@@ -317,3 +317,38 @@ def test_nan_field_is_reported():
 
     with pytest.raises(BadInputError, match="NaN"):
         extract(NaNField(), resolution=32)
+
+
+def _device_path_on(monkeypatch, device):
+    """Force the whole-hierarchy tensor path (used on CUDA) onto ``device``."""
+    import lipsdf_blender.core.extract as E
+
+    monkeypatch.setattr(E, "_cuda_device", lambda d: torch.device(device))
+
+
+@pytest.mark.parametrize("levels", [[0.0], [0.0, -0.3, 0.2]])
+def test_tensor_path_gives_the_same_meshes_as_the_numpy_path(monkeypatch, levels):
+    # The CUDA path is the same algorithm in torch; run it on the CPU so CI checks it.
+    field = BoxField(half_size=(1.0, 0.5, 0.25))
+    ref = extract_levels(field, levels, resolution=48)
+    _device_path_on(monkeypatch, "cpu")
+    got = extract_levels(field, levels, resolution=48, device="cpu")
+    for a, b in zip(ref, got, strict=True):
+        assert a.stats.evaluations == b.stats.evaluations
+        assert a.stats.active_cells == b.stats.active_cells
+        assert np.array_equal(a.faces.shape, b.faces.shape)
+        np.testing.assert_array_equal(np.sort(a.vertices, axis=0), np.sort(b.vertices, axis=0))
+
+
+@pytest.mark.gpu
+def test_cuda_extraction_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    field = SphereField(radius=1.0)
+    ref = extract(field, 0.0, resolution=64)
+    got = extract(field, 0.0, resolution=64, device="cuda")
+    assert ref.stats.evaluations == got.stats.evaluations
+    assert len(ref.faces) == len(got.faces)
+    np.testing.assert_allclose(
+        np.sort(ref.vertices, axis=0), np.sort(got.vertices, axis=0), atol=1e-5
+    )

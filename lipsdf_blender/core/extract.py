@@ -369,6 +369,124 @@ def _clean(V: np.ndarray, F: np.ndarray) -> tuple[Points, Faces]:
     return np.ascontiguousarray(V[used]), np.ascontiguousarray(remap[F].astype(np.int64))
 
 
+def _cuda_device(device) -> torch.device | None:
+    """The CUDA device to run the whole hierarchy on, or None for the numpy path."""
+    if device is None:
+        return None
+    dev = torch.device(device)
+    return dev if dev.type == "cuda" else None
+
+
+def _t_children(cells: torch.Tensor, child_size: int, n: torch.Tensor) -> torch.Tensor:
+    kids = (2 * cells[:, None, :] + _T_CHILDREN.to(cells.device)[None]).reshape(-1, 3)
+    return kids[(kids * child_size < n).all(dim=1)]
+
+
+_T_CHILDREN = torch.from_numpy(_CHILDREN)
+
+
+def _t_evaluate(field, points: torch.Tensor) -> torch.Tensor:
+    """Field values at float64 ``points`` (on the device), as float64 on the same device."""
+    with torch.no_grad():
+        y = field(points.float()).reshape(-1)
+    if len(y) != len(points):
+        raise BadInputError(
+            f"The field returned {len(y)} values for {len(points)} points; it must return one "
+            "value per point."
+        )
+    if not bool(torch.isfinite(y).all()):
+        raise BadInputError(
+            "The field returned NaN or infinite values; check the field (a trained field may "
+            "have diverged) before extracting a surface from it."
+        )
+    return y.double()
+
+
+def _levels_on_device(field, grid: _Grid, lv: np.ndarray, batch_size, dev, tracker, top: int):
+    """The whole hierarchy on a CUDA device (same tests and results as the numpy path).
+
+    Every step is a few large tensor operations, so the host only launches work: pruning,
+    corner deduplication (``torch.unique`` over the 3x3x3 lattice of each surviving 2h cell),
+    corner values and the crossing test all stay on the GPU; only the corner positions, the
+    per-level values and the crossing cells' corner indices come back for marching cubes.
+    """
+    n = torch.as_tensor(grid.n, device=dev)
+    lo = torch.as_tensor(grid.lo, device=dev)
+    levels = torch.as_tensor(lv, device=dev)
+    size = 1 << top
+    counts = -(-grid.n // size)
+    axes = [torch.arange(int(c), device=dev) for c in counts]
+    cells = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+    scale = float(np.abs(grid.lo).max() + grid.n.max() * grid.h)
+    eps = 1e-6 * scale
+    evaluations = 0
+    for step, k in enumerate(range(top, 0, -1)):
+        size = 1 << k
+        tracker.stage(0.3 * step / top, 0.3 * (step + 1) / top)
+        radius = 0.5 * math.sqrt(3.0) * size * grid.h * (1.0 + 1e-4) + eps
+        kids = _t_children(cells, size, n) if step > 0 else cells
+        kept = []
+        for a in range(0, len(kids), batch_size):
+            tracker.report(a / max(len(kids), 1))
+            kb = kids[a : a + batch_size]
+            values = _t_evaluate(field, lo + (kb.double() + 0.5) * (size * grid.h))
+            d = values[:, None] - levels[None, :]
+            one_sided = ((kb == 0) | ((kb + 1) * size >= n)).any(dim=1)
+            two = (d.abs() <= radius).any(dim=1)
+            one = (d <= radius).any(dim=1)
+            kept.append(kb[torch.where(one_sided, one, two)])
+        evaluations += len(kids)
+        cells = torch.cat(kept) if kept else kids[:0]
+
+    # Corners of all children of the surviving 2h cells: the 3x3x3 lattice of each parent.
+    tracker.stage(0.3, 0.9)
+    lattice = torch.from_numpy(_LATTICE).to(dev)
+    lat = (2 * cells[:, None, :] + lattice[None]).reshape(-1, 3)
+    sx, sy = int(grid.stride[0]), int(grid.stride[1])
+    outside = (lat > n).any(dim=1)
+    keys = lat[:, 0] + sx * (lat[:, 1] + sy * lat[:, 2])
+    keys[outside] = -1  # corners of children outside the grid; never used below
+    uniq, inv = torch.unique(keys, return_inverse=True)
+    inv = inv.reshape(-1, 27)
+    valid = uniq >= 0
+    ukeys = uniq.clamp_min(0)
+    ijk = torch.stack([ukeys % sx, (ukeys // sx) % sy, ukeys // (sx * sy)], dim=1)
+    positions = lo + ijk.double() * grid.h
+    values = torch.zeros(len(uniq), dtype=torch.float64, device=dev)
+    vidx = torch.nonzero(valid).reshape(-1)
+    for a in range(0, len(vidx), batch_size):
+        tracker.report(a / max(len(vidx), 1))
+        ix = vidx[a : a + batch_size]
+        values[ix] = _t_evaluate(field, positions[ix])
+    evaluations += len(vidx)
+    on_boundary = ((ijk == 0) | (ijk == n)).any(dim=1)
+
+    # Children (8 per parent) and their 8 corners as lattice indices i + 3 j + 9 k.
+    tracker.stage(0.9, 0.95)
+    child = torch.from_numpy(_CHILDREN).to(dev)  # (8, 3)
+    corner = torch.from_numpy(CUBE_CORNERS).to(dev)  # (8, 3)
+    lat_of = child[:, None, :] + corner[None, :, :]  # (8 children, 8 corners, 3)
+    lat_idx = (lat_of[..., 0] + 3 * lat_of[..., 1] + 9 * lat_of[..., 2]).reshape(-1)
+    gi = inv[:, lat_idx].reshape(-1, 8)  # (8 P, 8) indices into uniq
+    kid_cells = (2 * cells[:, None, :] + child[None]).reshape(-1, 3)
+    inside = (kid_cells < n).all(dim=1)
+    gi = gi[inside]
+    delta = 1e-6 * grid.h
+    level_values, crossing = [], []
+    for level in lv:
+        level = float(level)
+        sv = values.clone()
+        near = (sv - level).abs() < delta
+        up = torch.full_like(sv, level + delta)
+        sv = torch.where(near, torch.where(sv >= level, up, up - 2 * delta), sv)
+        sv = torch.where(on_boundary, torch.clamp_min(sv, level + delta), sv)
+        v = sv[gi]
+        cross = (v.min(dim=1).values < level) & (v.max(dim=1).values > level)
+        level_values.append(sv.cpu().numpy())
+        crossing.append(gi[cross].cpu().numpy())
+    return positions.cpu().numpy(), level_values, crossing, evaluations
+
+
 def extract_levels(
     field: DistanceField,
     levels: Sequence[float],
@@ -452,11 +570,16 @@ def extract_levels(
             for v in lv
         ]
     dense = int(np.prod(grid.n + 1))
-    shape = tuple(int(v) for v in grid.n)
 
     # Start at 8 to 16 cells along the longest axis; always at least one split so the last
     # step can go straight from cells of side 2h to corner values (see below).
     top = max(1, int(math.floor(math.log2(int(grid.n.max()) / 8))))
+    cuda = _cuda_device(device)
+    if cuda is not None:
+        positions, level_values, crossing, evaluations = _levels_on_device(
+            field, grid, lv, batch_size, cuda, tracker, top
+        )
+        return _meshes(grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0)
     parents, evaluations = _prune(grid, lv, batch_size, device, field, tracker, top)
 
     # The last split skips the centre test: evaluating the corners of all children of the
@@ -481,6 +604,12 @@ def extract_levels(
     del values, on_boundary
     crossing = _crossing_cells(grid, parents, keys, level_values, lv)
     del parents, keys
+    return _meshes(grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0)
+
+
+def _meshes(grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0):
+    """Marching cubes for each level on the crossing cells, and the results with their stats."""
+    shape = tuple(int(v) for v in grid.n)
     results = []
     for idx, (level, s, active) in enumerate(zip(lv, level_values, crossing, strict=True)):
         tracker.stage(0.95 + 0.05 * idx / len(lv), 0.95 + 0.05 * (idx + 1) / len(lv))
