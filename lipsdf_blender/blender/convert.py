@@ -22,13 +22,12 @@ import bpy
 import numpy as np
 
 from ..core.errors import BadInputError
+from ..core.transform import similarity_scales
 from .jobs import Source
 
 SUPPORTED_TYPES = {"MESH", "CURVE", "SURFACE", "META", "FONT", "POINTCLOUD", "CURVES"}
 NORMAL_ATTRIBUTES = ("normal", "normals", "N")
 COLLECTION = "LipSDF"
-#: Relative spread of an object's scale factors still treated as uniform.
-UNIFORM_TOLERANCE = 1e-4
 
 
 def supported(obj) -> bool:
@@ -141,21 +140,18 @@ def object_source(obj, depsgraph, field_file: str | None = None) -> Source:
 def check_uniform_scale(obj, why: str) -> None:
     """Refuse an object whose world transform stretches distances unevenly.
 
+    The same test as the worker's (:func:`~..core.transform.similarity_scales`), made here
+    so the user hears it before any training.
+
     Raises
     ------
     BadInputError
-        Its scale differs between axes (or the transform shears), with what to do.
+        Its scale differs between axes, the transform shears or a scale is zero, with what to do.
     """
-    m = np.array(obj.matrix_world, dtype=np.float64)[:3, :3]
-    s = np.linalg.svd(m, compute_uv=False)
-    if s.min() <= 0:
-        raise BadInputError(f"{obj.name} has a zero scale; give it a non-zero scale first")
-    if s.max() / s.min() - 1.0 > UNIFORM_TOLERANCE:
-        sx, sy, sz = obj.matrix_world.to_scale()
-        raise BadInputError(
-            f"{obj.name} has a non-uniform scale ({sx:.3g}, {sy:.3g}, {sz:.3g}), which would "
-            f"stretch {why}. Apply the scale first (Object › Apply › Scale, Ctrl+A)"
-        )
+    try:
+        similarity_scales(np.array(obj.matrix_world, dtype=np.float64), obj.name)
+    except BadInputError as exc:
+        raise BadInputError(f"{exc} (it would stretch {why})") from None
 
 
 # -- results ----------------------------------------------------------------------------------

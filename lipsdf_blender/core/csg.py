@@ -32,11 +32,7 @@ import torch
 from .errors import BadInputError
 from .query import field_device
 from .sdf import DistanceField
-
-#: Singular values of a transform's linear part may differ by this much (relative) and still
-#: count as a uniform scale; Blender stores object matrices in float32, so exact equality is
-#: too strict, but a real non-uniform scale is far larger than this.
-UNIFORM_SCALE_RTOL = 1e-6
+from .transform import UNIFORM_SCALE_RTOL, similarity_scales  # noqa: F401 - re-exported
 
 OPERATIONS = ("union", "intersection", "difference")
 
@@ -171,41 +167,10 @@ class Transformed(_Node):
         self.name = name
         label = f"object {name!r}" if name else "the object"
         M = np.asarray(matrix, dtype=np.float64)
-        if M.shape != (4, 4) or not np.all(np.isfinite(M)):
-            raise BadInputError(
-                f"{label} has an unusable transform: expected a finite 4x4 matrix, "
-                f"got shape {M.shape}"
-            )
-        if not np.allclose(M[3], (0.0, 0.0, 0.0, 1.0), atol=1e-9):
-            raise BadInputError(
-                f"{label} has a perspective transform (last row {tuple(M[3])}); only rotation, "
-                "translation and uniform scale are supported"
-            )
-        A = M[:3, :3]
-        # Blender's per-axis scale is the length of each column of the linear part; the
-        # singular values decide, because a shear can have equal column lengths.
-        axis_scale = np.linalg.norm(A, axis=0)
-        shown = ", ".join(f"{v:.6g}" for v in axis_scale)
-        sigma = np.linalg.svd(A, compute_uv=False)
-        if sigma[-1] <= 1e-12 * max(1.0, sigma[0]):
-            raise BadInputError(
-                f"{label} has a zero scale ({shown}); give it a non-zero uniform scale"
-            )
-        if sigma[0] - sigma[-1] > UNIFORM_SCALE_RTOL * sigma[0]:
-            if np.ptp(axis_scale) > UNIFORM_SCALE_RTOL * axis_scale.max():
-                raise BadInputError(
-                    f"{label} has a non-uniform scale ({shown}); apply the scale "
-                    "(Ctrl+A > Scale) or make it uniform"
-                )
-            raise BadInputError(
-                f"{label} has a sheared transform (singular values "
-                f"{', '.join(f'{v:.6g}' for v in sigma)}), usually from a parent with a "
-                "non-uniform scale; apply the transforms (Ctrl+A > All Transforms) or give "
-                "the parents a uniform scale"
-            )
+        sigma = similarity_scales(M, label)
         self.matrix = M
         self.scale = float(sigma.mean())
-        self._inverse_linear = np.linalg.inv(A)
+        self._inverse_linear = np.linalg.inv(M[:3, :3])
         self._translation = M[:3, 3].copy()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
