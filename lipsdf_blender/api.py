@@ -24,11 +24,9 @@ import bpy
 from .blender import operators
 from .core.errors import LipSDFError
 
-_SETTINGS = ("preset", "mode", "thickness", "resolution", "seed")
-
 
 def _split(kwargs: dict) -> tuple[dict, dict]:
-    settings = {k: kwargs.pop(k) for k in _SETTINGS if k in kwargs}
+    settings = {k: kwargs.pop(k) for k in operators.SETTINGS_KEYS if k in kwargs}
     return settings, kwargs
 
 

@@ -139,7 +139,7 @@ def test_offset_and_extract_match_core_and_reuse_the_field(client, trained, one_
     assert off["info"]["cached"] == [True]  # kept loaded since the training
     ext = client.run("extract", {"field": path, "levels": [0.02], "resolution": 24}, d)
     field = Field.load(path)
-    for (V, F), r in zip(
+    for (V, F, _), r in zip(
         P.load_meshes(off["files"]["meshes"]),
         offset_surfaces(field, [0.0, 0.05], resolution=24),
         strict=True,
@@ -147,7 +147,8 @@ def test_offset_and_extract_match_core_and_reuse_the_field(client, trained, one_
         assert len(F) > 0
         np.testing.assert_array_equal(F, r.faces)
         np.testing.assert_allclose(V, r.vertices, atol=1e-6)
-    ((V, F),) = P.load_meshes(ext["files"]["meshes"])
+    ((V, F, level),) = P.load_meshes(ext["files"]["meshes"])
+    assert level == 0.02
     (r,) = extract_levels(field, [0.02], resolution=24)
     np.testing.assert_array_equal(F, r.faces)
     np.testing.assert_allclose(V, r.vertices, atol=1e-6)
@@ -168,7 +169,7 @@ def test_csg_sample_project(client, trained):
         },
         d,
     )
-    ((V, _),) = P.load_meshes(csg["files"]["meshes"])
+    ((V, _, _),) = P.load_meshes(csg["files"]["meshes"])
     assert V[:, 0].max() > 1.1  # the shifted copy reaches further along x
     s = client.run("sample", {"field": path, "n": 50, "resolution": 16}, d)
     pts = P.load_arrays(s["files"]["points"])["points"]

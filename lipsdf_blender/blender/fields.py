@@ -50,13 +50,6 @@ def store(obj, trained: Trained, cache_dir: Path) -> None:
     _state_cache[obj.name] = (sha, FRESH)
 
 
-def clear(obj) -> None:
-    pg = obj.lipsdf
-    for key in ("data", "sha256", "input_hash", "kind", "mode", "preset", "device"):
-        setattr(pg, key, "")
-    _state_cache.pop(obj.name, None)
-
-
 def _write_cache(cache_dir: Path, sha: str, data: bytes) -> Path:
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ interface stays responsive) and :meth:`Job.run`, which blocks (``blender -b``, s
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import BadInputError, CancelledError, LipSDFError
+from ..core.geometry import Geometry
 from ..worker import protocol as P
 from ..worker.client import WorkerClient, WorkerError, raise_for
 
@@ -85,13 +85,8 @@ class Source:
 
 
 def geometry_hash(kind: str, arrays: dict) -> str:
-    """SHA-256 of a geometry's arrays: it tells whether a field is stale."""
-    h = hashlib.sha256(kind.encode())
-    for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
-        h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    """The geometry's content hash (as a field's record keeps it): tells whether it is stale."""
+    return Geometry(kind, **arrays).content_hash()
 
 
 @dataclass
@@ -178,16 +173,6 @@ def _extract_params(s: Settings, **params) -> dict:
     return params
 
 
-def _meshes(result: dict) -> list:
-    """``(vertices, faces, level)`` triples of a ``meshes`` result, in the requested order."""
-    arrays = P.load_arrays(result["files"]["meshes"])
-    levels = arrays["levels"]
-    return [
-        (arrays[f"vertices_{i}"], arrays[f"faces_{i}"], float(level))
-        for i, level in enumerate(levels)
-    ]
-
-
 def plan_train(sources: list[Source], s: Settings) -> Plan:
     """Train a field for every source (also those that have one)."""
     outcome = Outcome()
@@ -202,7 +187,7 @@ def plan_remesh(sources: list[Source], s: Settings) -> Plan:
     for src in sources:
         params = _extract_params(s, field=files[src.name], levels=[0.0])
         result = yield Request(P.EXTRACT, params, label=f"{src.name}: remeshing")
-        outcome.meshes[src.name] = _meshes(result)
+        outcome.meshes[src.name] = P.load_meshes(result["files"]["meshes"])
     return outcome
 
 
@@ -216,7 +201,7 @@ def plan_offset(sources: list[Source], s: Settings, distances, exact: bool = Tru
     for src in sources:
         params = _extract_params(s, field=files[src.name], distances=distances, exact=exact)
         result = yield Request(P.OFFSET, params, label=f"{src.name}: offsetting")
-        outcome.meshes[src.name] = _meshes(result)
+        outcome.meshes[src.name] = P.load_meshes(result["files"]["meshes"])
     return outcome
 
 
@@ -240,7 +225,7 @@ def plan_csg(sources: list[Source], s: Settings, op: str, blend: float = 0.0) ->
         matrices=[m.tolist() for m in matrices],
     )
     result = yield Request(P.CSG, params, label=f"{sources[0].name}: {op}")
-    outcome.meshes[CSG_RESULT] = _meshes(result)
+    outcome.meshes[CSG_RESULT] = P.load_meshes(result["files"]["meshes"])
     return outcome
 
 

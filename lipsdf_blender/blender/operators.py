@@ -361,9 +361,6 @@ class LIPSDF_OT_offset(_JobOperator, bpy.types.Operator):
     def plan(self, sources, settings):
         return plan_offset(sources, settings, parse_distances(self.distances), self.exact)
 
-    def stages(self, sources) -> int:
-        return count_requests(sources)
-
     def build(self, context, outcome, made):
         for name in self._names:
             src = bpy.data.objects.get(name)

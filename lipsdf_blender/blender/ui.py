@@ -68,7 +68,7 @@ def _job_box(layout, job) -> None:
     box.operator("lipsdf.cancel", icon="CANCEL", text="Cancel")
 
 
-def _with_settings(op, s, *extra) -> None:
+def _pass_settings(op, s, *extra) -> None:
     for key in (*operators.SETTINGS_KEYS, *extra):
         setattr(op, key, getattr(s, key))
 
@@ -100,14 +100,14 @@ class LIPSDF_PT_main(bpy.types.Panel):
         col.prop(s, "resolution")
 
         row = layout.row(align=True)
-        _with_settings(row.operator("lipsdf.train", icon="MOD_REMESH", text="Train"), s)
-        _with_settings(row.operator("lipsdf.remesh", icon="MESH_ICOSPHERE", text="Remesh"), s)
+        _pass_settings(row.operator("lipsdf.train", icon="MOD_REMESH", text="Train"), s)
+        _pass_settings(row.operator("lipsdf.remesh", icon="MESH_ICOSPHERE", text="Remesh"), s)
 
         box = layout.box()
         box.prop(s, "distances")
         box.prop(s, "exact")
         op = box.operator("lipsdf.offset", icon="MOD_SOLIDIFY")
-        _with_settings(op, s, "distances", "exact")
+        _pass_settings(op, s, "distances", "exact")
 
         box = layout.box()
         box.prop(s, "operation", expand=True)
@@ -117,7 +117,7 @@ class LIPSDF_PT_main(bpy.types.Panel):
         sub.active = s.smooth
         sub.prop(s, "blend")
         op = box.operator("lipsdf.csg", icon="MOD_BOOLEAN")
-        _with_settings(op, s, "operation", "smooth", "blend")
+        _pass_settings(op, s, "operation", "smooth", "blend")
 
 
 classes = (LIPSDF_MT_object, LIPSDF_PT_main)

@@ -167,6 +167,8 @@ def load_arrays(path) -> dict:
 
 
 def load_meshes(path) -> list[tuple]:
-    """The ``(vertices, faces)`` pairs of a ``meshes`` result file, in order."""
+    """The ``(vertices, faces, level)`` triples of a ``meshes`` result file, in order."""
     a = load_arrays(path)
-    return [(a[f"vertices_{i}"], a[f"faces_{i}"]) for i in range(len(a["levels"]))]
+    return [
+        (a[f"vertices_{i}"], a[f"faces_{i}"], float(level)) for i, level in enumerate(a["levels"])
+    ]
