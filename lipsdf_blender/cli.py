@@ -60,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = ap.add_subparsers(dest="command", required=True)
 
+    def surface_args(p):
+        p.add_argument(
+            "--no-detail",
+            dest="detail",
+            action="store_false",
+            help="extract the network's own zero level set, without the input's exact "
+            "distances near the input",
+        )
+
     def training_args(p):
         p.add_argument("--preset", choices=PRESET_NAMES, default="balanced")
         p.add_argument(
@@ -90,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save-field", default=None, help="also save the trained field here")
     p.add_argument("--resolution", type=int, default=None)
     training_args(p)
+    surface_args(p)
 
     p = sub.add_parser("offset", help="surfaces at distances from a field's surface")
     p.add_argument("field")
@@ -110,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         "away, farther where its slope is below 1) instead of exact offsets "
         "of its surface",
     )
+    surface_args(p)
 
     p = sub.add_parser("csg", help="union / intersection / difference of fields")
     p.add_argument("op", choices=("union", "intersection", "difference"))
@@ -118,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--blend", type=float, default=0.0, help="smooth blend radius, object units")
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
+    surface_args(p)
 
     p = sub.add_parser("info", help="describe a .lipsdf file")
     p.add_argument("field")
@@ -160,6 +172,11 @@ def _extract(target, levels, resolution, bar, device="cpu"):
     results = extract_levels(
         target, levels, resolution=resolution, device=pick_device(device), progress=bar.extraction
     )
+    _report(results, resolution)
+    return results
+
+
+def _report(results, resolution) -> None:
     for r in results:
         s = r.stats
         print(
@@ -167,15 +184,19 @@ def _extract(target, levels, resolution, bar, device="cpu"):
             f"{s.evaluations} network evaluations = {100 * s.ratio:.1f}% of the dense "
             f"{s.dense_evaluations} at {resolution}^3, {s.seconds:.1f}s"
         )
-    return results
 
 
-def _offsets(field, distances, resolution, bar, device="cpu"):
+def _offsets(field, distances, resolution, bar, device="cpu", detail=True):
     from .core.device import pick_device
     from .core.meshfield import offset_surfaces
 
     results = offset_surfaces(
-        field, distances, resolution=resolution, device=pick_device(device), progress=bar.extraction
+        field,
+        distances,
+        resolution=resolution,
+        device=pick_device(device),
+        progress=bar.extraction,
+        detail=detail,
     )
     for r in results:
         print(f"offset {r.level:+g}: {len(r.vertices)} vertices, {len(r.faces)} faces")
@@ -216,21 +237,40 @@ def run(argv=None) -> int:
         field = Field.load(args.field) if args.field else _train(args, bar)
         if args.save_field and not args.field:
             field.save(args.save_field)
-        results = _extract(field, [0.0], _resolution(args, [field]), bar, args.device)
+        from .core.device import pick_device
+        from .core.surface import remesh
+
+        res = _resolution(args, [field])
+        dev = pick_device(args.device)
+        results = [remesh(field, res, args.detail, dev, progress=bar.extraction)]
+        _report(results, res)
         _save(args.output, results, ["remesh"])
     elif args.command == "offset":
         field = Field.load(args.field)
         if args.raw:
             results = _extract(field, args.distance, _resolution(args, [field]), bar, args.device)
         else:
-            results = _offsets(field, args.distance, _resolution(args, [field]), bar, args.device)
+            res = _resolution(args, [field])
+            results = _offsets(field, args.distance, res, bar, args.device, args.detail)
         _save(args.output, results, [f"offset{d:+g}" for d in args.distance])
     elif args.command == "csg":
-        from .core.csg import combine
+        from .core.device import pick_device
+        from .core.surface import combine_surfaces
 
         fields = [Field.load(f) for f in args.fields]
-        target = combine(args.op, fields, blend=args.blend, names=args.fields)
-        results = _extract(target, [0.0], _resolution(args, fields), bar, args.device)
+        res = _resolution(args, fields)
+        result = combine_surfaces(
+            args.op,
+            fields,
+            blend=args.blend,
+            names=args.fields,
+            resolution=res,
+            detail=args.detail,
+            device=pick_device(args.device),
+            progress=bar.extraction,
+        )
+        results = [result]
+        _report(results, res)
         _save(args.output, results, [args.op])
     elif args.command == "info":
         _info(Field.load(args.field), args)

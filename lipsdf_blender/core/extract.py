@@ -240,17 +240,35 @@ def _children(cells: np.ndarray, child_size: int, n: np.ndarray) -> np.ndarray:
     return kids[np.all(kids * child_size < n, axis=1)]
 
 
-def _may_hold(values: np.ndarray, levels: np.ndarray, radius: float, one_sided: np.ndarray):
-    """Cells that may hold one of ``levels``: ``|f(c) - level| <= radius`` for some level.
+def _prune_bounds(field, points, levels: np.ndarray, device):
+    """``(two, one)``, each ``(k, L)`` float64, for the cell centres ``points``.
+
+    ``two`` is a lower bound on the distance from a centre to where the field equals each
+    level, ``one`` on how far below each level the field can go near it. For a 1-Lipschitz
+    field they are ``|f - level|`` and ``f - level``; a field whose surface is not its own
+    Lipschitz bound (``detail.DetailField``) supplies them through ``prune_bounds``.
+    """
+    hook = getattr(field, "prune_bounds", None)
+    if hook is None:
+        d = _evaluate(field, points, device)[:, None] - levels[None, :]
+        return np.abs(d), d
+    x = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
+    if device is not None:
+        x = x.to(device)
+    two, one = hook(x, levels)
+    return (t.detach().to("cpu", torch.float64).numpy() for t in (two, one))
+
+
+def _may_hold(two: np.ndarray, one: np.ndarray, radius: float, one_sided: np.ndarray):
+    """Cells that may hold one of the levels: ``two <= radius`` for some level.
 
     Cells on the grid boundary are kept if they may lie below a level anywhere
-    (``f(c) - level <= radius``), because their boundary corners are forced outside and
+    (``one <= radius``), because their boundary corners are forced outside and
     marching cubes must then close the surface inside them.
     """
-    d = values[:, None] - levels[None, :]
-    two = np.any(np.abs(d) <= radius, axis=1)
-    one = np.any(d <= radius, axis=1)
-    return np.where(one_sided, one, two)
+    keep_two = np.any(two <= radius, axis=1)
+    keep_one = np.any(one <= radius, axis=1)
+    return np.where(one_sided, keep_one, keep_two)
 
 
 def _prune(grid: _Grid, levels: np.ndarray, batch_size: int, device, field, tracker, top: int):
@@ -279,10 +297,10 @@ def _prune(grid: _Grid, levels: np.ndarray, batch_size: int, device, field, trac
             tracker.report(a / len(cells))
             kids = _children(cells[a : a + per], size, grid.n) if step > 0 else cells[a : a + per]
             centres = grid.lo + (kids.astype(np.float64) + 0.5) * (size * grid.h)
-            values = _evaluate(field, centres, device)
+            two, one = _prune_bounds(field, centres, levels, device)
             evaluations += len(kids)
             one_sided = _touches_boundary(kids, size, grid.n)
-            kept.append(kids[_may_hold(values, levels, radius, one_sided)])
+            kept.append(kids[_may_hold(two, one, radius, one_sided)])
         cells = np.concatenate(kept) if kept else np.empty((0, 3), np.int64)
     return cells, evaluations
 
@@ -429,11 +447,15 @@ def _levels_on_device(field, grid: _Grid, lv: np.ndarray, batch_size, dev, track
         for a in range(0, len(kids), batch_size):
             tracker.report(a / max(len(kids), 1))
             kb = kids[a : a + batch_size]
-            values = _t_evaluate(field, lo + (kb.double() + 0.5) * (size * grid.h))
-            d = values[:, None] - levels[None, :]
+            centres = lo + (kb.double() + 0.5) * (size * grid.h)
+            if hasattr(field, "prune_bounds"):
+                two_d, one_d = field.prune_bounds(centres.float(), lv)
+            else:
+                one_d = _t_evaluate(field, centres)[:, None] - levels[None, :]
+                two_d = one_d.abs()
             one_sided = ((kb == 0) | ((kb + 1) * size >= n)).any(dim=1)
-            two = (d.abs() <= radius).any(dim=1)
-            one = (d <= radius).any(dim=1)
+            two = (two_d <= radius).any(dim=1)
+            one = (one_d <= radius).any(dim=1)
             kept.append(kb[torch.where(one_sided, one, two)])
         evaluations += len(kids)
         cells = torch.cat(kept) if kept else kids[:0]

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import FieldFileError
+from .detail import InputSurface
+from .errors import BadInputError, FieldFileError
 from .network import LipschitzMLP
 
 FORMAT = "lipsdf"
@@ -44,10 +45,16 @@ class Field:
     mode : {"signed", "unsigned"}
     record : dict
         How it was trained (JSON-serialisable).
+    surface : InputSurface, optional
+        The input's triangles or segments (object units), kept so surfaces can be extracted
+        with the input's own detail (:mod:`.detail`); ``None`` for point clouds.
     """
 
-    def __init__(self, net: LipschitzMLP, center, scale, lo, hi, mode="signed", record=None):
+    def __init__(
+        self, net: LipschitzMLP, center, scale, lo, hi, mode="signed", record=None, surface=None
+    ):
         self.net = net
+        self.surface = surface
         self.center = np.asarray(center, dtype=np.float64)
         self.scale = float(scale)
         self.lo = np.asarray(lo, dtype=np.float64)
@@ -104,6 +111,9 @@ class Field:
         arrays = {
             k: getattr(self.net, k).detach().cpu().float().numpy().astype("<f4") for k in _WEIGHTS
         }
+        if self.surface is not None:
+            arrays["surface_V"] = self.surface.V.astype("<f8")
+            arrays["surface_S"] = self.surface.S.astype("<i4")
         arrays["meta"] = np.frombuffer(json.dumps(self._meta()).encode(), dtype=np.uint8)
         arrays["checksum"] = np.frombuffer(_digest(arrays).encode(), dtype=np.uint8)
         tmp = path.with_name(path.name + ".part")
@@ -168,12 +178,29 @@ class Field:
                 bounds["hi"],
                 meta.get("mode", "signed"),
                 meta.get("record", {}),
+                _surface(arrays),
             )
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, BadInputError) as exc:
             raise FieldFileError(f"{path.name} is not a valid .lipsdf file: {exc}") from None
         if not (np.isfinite(field.center).all() and np.isfinite(field.scale) and field.scale > 0):
             raise FieldFileError(f"{path.name} has an invalid normalisation")
         return field
+
+
+def _surface(arrays: dict[str, np.ndarray]):
+    """The optional input surface (``surface_V``, ``surface_S``), checked; or ``None``."""
+    if "surface_V" not in arrays and "surface_S" not in arrays:
+        return None
+    V, S = arrays.get("surface_V"), arrays.get("surface_S")
+    if V is None or S is None:
+        raise ValueError("it holds half of an input surface")
+    if V.dtype != np.dtype("<f8") or V.ndim != 2 or V.shape[1] != 3:
+        raise ValueError(f"surface_V has dtype {V.dtype} and shape {V.shape}, expected (n, 3)")
+    if S.dtype != np.dtype("<i4") or S.ndim != 2 or S.shape[1] not in (2, 3):
+        raise ValueError(f"surface_S has dtype {S.dtype} and shape {S.shape}, expected (m, 2|3)")
+    if not np.isfinite(V).all():
+        raise ValueError("surface_V holds NaN or infinite values")
+    return InputSurface(V, S)
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:

@@ -60,6 +60,7 @@ def offset_surfaces(
     device=None,
     progress=None,
     cancel=None,
+    detail: bool = True,
 ):
     """Surfaces at signed distances from a field's surface, in object units.
 
@@ -77,17 +78,21 @@ def offset_surfaces(
         is below 1.
     device, progress, cancel
         As for :func:`lipsdf_blender.core.extract.extract_levels`.
+    detail : bool
+        Measure from the surface with the input's detail (:func:`.surface.remesh`), the
+        same surface a remesh gives.
 
     Returns
     -------
     list of ExtractResult, one per distance, in the order given.
     """
-    from .extract import extract, extract_levels
+    from .extract import extract_levels
+    from .surface import remesh
 
     kw = dict(resolution=resolution, progress=progress, cancel=cancel)
     if not exact:
         return extract_levels(field, list(distances), device=device, **kw)
-    surface = extract(field, 0.0, device=device, **kw)
+    surface = remesh(field, device=device, detail=detail, **kw)
     if len(surface.faces) == 0:
         raise BadInputError("the field has no surface (its zero level set is empty)")
     return extract_levels(MeshDistance(surface.vertices, surface.faces), list(distances), **kw)

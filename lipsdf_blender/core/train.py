@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from .detail import InputSurface
 from .device import describe, pick_device
 from .errors import BadInputError, CancelledError
 from .field import Field
@@ -217,7 +218,8 @@ def train_field(
         "loss_curve": curve,
         "torch": torch.__version__,
     }
-    return Field(net, center, scale, lo, hi, mode, record)
+    surface = InputSurface.from_geometry(geom)
+    return Field(net, center, scale, lo, hi, mode, record, surface)
 
 
 def _settings(p: Preset) -> dict:

@@ -1,0 +1,213 @@
+"""The surface a remesh is extracted from: the input's own distances near it, the field elsewhere.
+
+A trained field is smooth: its zero level set rounds creases, ripples on flat faces and can fill
+small cavities (measured in issue 9: Chamfer 0.13 % of the diagonal and 6.5° of normal error on a
+clean cow, where a voxel remesh gets 0.10 % and 2°). Near the input, the input itself is a better
+witness than any network: its exact distance (libigl's AABB tree) is known, and for meshes and
+soups the generalised winding number ``w`` tells inside from outside wherever ``|w - 1/2|`` is
+clearly away from zero. So :class:`DetailField` is
+
+    h(x) = sign(w(x) - 1/2) * d(x)     where d(x) <= band and |w(x) - 1/2| >= trust   (meshes)
+    h(x) = d(x) - thickness            where d(x) <= thickness + band                 (unsigned)
+    h(x) = f(x)                        everywhere else (the trained field)
+
+with ``d`` the exact distance to the input. Where the input is open (a hole, a scan's missing
+base), ``w`` is near 1/2 and far from every input point, so the field's closure is kept: the
+detail never crosses a hole. Point clouds carry no surface to measure from and keep the field.
+
+``h`` is not 1-Lipschitz across the places where its two witnesses disagree, so extraction
+cannot prune on ``|h|``. :meth:`DetailField.prune_bounds` gives what pruning needs instead: a
+1-Lipschitz lower bound on the distance from a point to wherever ``h`` can cross a level, which
+is ``min(|f - level|, max(d - reach, 0))``: outside the band ``h`` is ``f``, and a cell with a
+corner inside the band has its centre within ``reach`` plus its radius of the input.
+
+The trained field itself is unchanged and stays 1-Lipschitz: queries, sphere tracing and the
+distance bound use it; only surfaces are extracted from ``h``.
+"""
+
+from __future__ import annotations
+
+import igl
+import numpy as np
+import torch
+
+from .errors import BadInputError
+from .geometry import Geometry
+
+#: ``|w - 1/2|`` below this is not trusted for the sign (a hole, an open rim, a soup's gap).
+TRUST = 0.25
+#: Default half-width of the band, as a fraction of the input's bounding-box diagonal, and
+#: the limits of the band chosen from the field's own misfit (see :func:`choose_band`).
+BAND_MIN = 0.006
+BAND_MAX = 0.03
+# Points per libigl call: its fast winding number rebuilds its tree on every call.
+_CHUNK = 1 << 20
+
+
+class InputSurface:
+    """Exact distances to the input triangles or segments, and the winding number of triangles.
+
+    Parameters
+    ----------
+    V : (n, 3) float
+        Vertices, object units.
+    S : (m, 3) or (m, 2) int
+        Triangles (a mesh or soup) or segments (a curve).
+    """
+
+    def __init__(self, V, S):
+        self.V = np.ascontiguousarray(V, dtype=np.float64)
+        self.S = np.ascontiguousarray(S, dtype=np.int64)
+        if self.V.ndim != 2 or self.V.shape[1] != 3 or self.S.ndim != 2:
+            raise BadInputError("an input surface needs (n, 3) vertices and (m, 2|3) indices")
+        if self.S.shape[1] not in (2, 3) or len(self.S) == 0:
+            raise BadInputError("an input surface needs triangles or segments")
+        if self.S.min() < 0 or self.S.max() >= len(self.V):
+            raise BadInputError("an input surface refers to vertices it does not have")
+        self._tree = None
+
+    @property
+    def kind(self) -> str:
+        """``"mesh"`` (triangles) or ``"curve"`` (segments)."""
+        return "mesh" if self.S.shape[1] == 3 else "curve"
+
+    @classmethod
+    def from_geometry(cls, geom: Geometry) -> InputSurface | None:
+        """The surface of a mesh or curve; ``None`` for a point cloud (nothing to measure)."""
+        if geom.kind == "mesh":
+            return cls(geom.vertices, geom.faces)
+        if geom.kind == "curve":
+            return cls(geom.vertices, geom.edges)
+        return None
+
+    @property
+    def tree(self):
+        if self._tree is None:
+            self._tree = igl.AABB()
+            self._tree.init(self.V, self.S)
+        return self._tree
+
+    def diagonal(self) -> float:
+        """Length of the bounding-box diagonal, object units."""
+        return float(np.linalg.norm(self.V.max(axis=0) - self.V.min(axis=0)))
+
+    def distance(self, P: np.ndarray) -> np.ndarray:
+        """Exact unsigned distance from ``P (k, 3)`` to the triangles or segments, ``(k,)``."""
+        P = np.ascontiguousarray(P, dtype=np.float64)
+        if len(P) == 0:
+            return np.zeros(0)
+        sq = self.tree.squared_distance(self.V, self.S, P)[0]
+        return np.sqrt(np.maximum(sq, 0.0))
+
+    def winding(self, P: np.ndarray) -> np.ndarray:
+        """Generalised winding number at ``P (k, 3)`` (triangles only), ``(k,)``."""
+        out = np.empty(len(P))
+        for a in range(0, len(P), _CHUNK):
+            q = np.ascontiguousarray(P[a : a + _CHUNK], dtype=np.float64)
+            out[a : a + _CHUNK] = igl.fast_winding_number(self.V, self.S, q)
+        return out
+
+
+class DetailField:
+    """A field's surface with the input's exact detail near the input (see the module notes).
+
+    Follows the :class:`~lipsdf_blender.core.sdf.DistanceField` protocol for extraction, plus
+    :meth:`prune_bounds` for pruning. Not 1-Lipschitz where its witnesses disagree: use the
+    trained field itself for queries and bounds.
+
+    Parameters
+    ----------
+    field : Field
+        The trained field (its ``mode`` and ``record["margin"]`` say signed or unsigned and
+        the thickness).
+    surface : InputSurface
+    band : float, optional
+        Half-width (object units) of the band around the input where its distance is used.
+        Default: :func:`choose_band`.
+    """
+
+    def __init__(self, field, surface: InputSurface, band: float | None = None):
+        self.field = field
+        self.surface = surface
+        self.unsigned = getattr(field, "mode", "signed") == "unsigned"
+        if not self.unsigned and surface.kind != "mesh":
+            raise BadInputError("a signed field's detail needs triangles, not segments")
+        self.thickness = float(field.record.get("margin", 0.0)) if self.unsigned else 0.0
+        self.band = float(band) if band is not None else choose_band(field, surface)
+        # Distance from the input within which h is the input's own distance.
+        self.reach = self.thickness + self.band
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.field.bounds()
+
+    def _parts(self, x: torch.Tensor):
+        with torch.no_grad():
+            f = self.field(x).reshape(-1)
+        P = x.detach().to("cpu", torch.float64).numpy()
+        d = self.surface.distance(P)
+        return f, P, d
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``h`` at ``x (n, 3)`` (object units); ``(n,)`` on ``x``'s device and dtype."""
+        f, P, d = self._parts(x)
+        h = f.detach().to("cpu", torch.float64).numpy().copy()
+        near = np.flatnonzero(d <= self.reach)
+        if len(near):
+            if self.unsigned:
+                h[near] = d[near] - self.thickness
+            else:
+                s = self.surface.winding(P[near]) - 0.5
+                sure = np.abs(s) >= TRUST
+                idx = near[sure]
+                h[idx] = np.where(s[sure] > 0, -d[idx], d[idx])
+        return torch.from_numpy(h).to(dtype=x.dtype, device=x.device)
+
+    def prune_bounds(self, x: torch.Tensor, levels) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lower bounds ``(n, L)`` for pruning extraction cells (see ``extract._may_hold``).
+
+        Returns ``(two, one)``: ``two`` bounds the distance from ``x`` to wherever ``h`` may
+        equal each level, ``min(|f - level|, max(d - reach, 0))`` (``h`` is ``f`` outside
+        the band); ``one`` bounds how far below a level ``h`` may reach near ``x``,
+        ``min(f - level, max(d - reach, 0))``. Both are 1-Lipschitz in ``x``.
+        """
+        f, _, d = self._parts(x)
+        lv = torch.as_tensor(np.asarray(levels, dtype=np.float64), device=x.device)
+        far = torch.from_numpy(np.maximum(d - self.reach, 0.0)).to(x.device)[:, None]
+        below = f.double()[:, None] - lv[None, :]
+        return torch.minimum(below.abs(), far), torch.minimum(below, far)
+
+
+def choose_band(field, surface: InputSurface, n: int = 20_000, seed: int = 0) -> float:
+    """Band half-width from the field's misfit on the input, object units.
+
+    Where the field's zero set strays from the input (a filled cavity, a rounded crease), the
+    band must reach across the gap, or the two witnesses meet inside it and leave a seam. The
+    field's value on the input is the gap's lower bound; the band is twice its 99.9th
+    percentile, kept between :data:`BAND_MIN` and :data:`BAND_MAX` of the diagonal.
+    """
+    from .sampling import sample_on_geometry
+
+    diag = surface.diagonal()
+    geom = (
+        Geometry.mesh(surface.V, surface.S)
+        if surface.kind == "mesh"
+        else Geometry.curve(surface.V, surface.S)
+    )
+    P = sample_on_geometry(geom, n, np.random.default_rng(seed))
+    with torch.no_grad():
+        f = field(torch.from_numpy(P.astype(np.float32))).double().numpy()
+    thickness = float(field.record.get("margin", 0.0)) if field.mode == "unsigned" else 0.0
+    misfit = np.abs(f + thickness)  # unsigned: the field is -thickness on the input
+    band = 2.0 * float(np.quantile(misfit, 0.999))
+    return float(np.clip(band, BAND_MIN * diag, BAND_MAX * diag))
+
+
+def surface_field(field, detail: bool = True):
+    """What to extract a field's surface from: its :class:`DetailField` when it carries its
+    input surface and ``detail`` is on, else the field itself."""
+    surface = getattr(field, "surface", None)
+    if not detail or surface is None:
+        return field
+    if getattr(field, "mode", "signed") == "signed" and surface.kind != "mesh":
+        return field
+    return DetailField(field, surface)
