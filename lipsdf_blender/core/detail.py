@@ -36,10 +36,8 @@ from .geometry import Geometry
 
 #: ``|w - 1/2|`` below this is not trusted for the sign (a hole, an open rim, a soup's gap).
 TRUST = 0.25
-#: Default half-width of the band, as a fraction of the input's bounding-box diagonal, and
-#: the limits of the band chosen from the field's own misfit (see :func:`choose_band`).
-BAND_MIN = 0.006
-BAND_MAX = 0.03
+#: Default half-width of the band, as a fraction of the input's bounding-box diagonal.
+BAND = 0.006
 # Points per libigl call: its fast winding number rebuilds its tree on every call.
 _CHUNK = 1 << 20
 
@@ -122,8 +120,9 @@ class DetailField:
         the thickness).
     surface : InputSurface
     band : float, optional
-        Half-width (object units) of the band around the input where its distance is used.
-        Default: :func:`choose_band`.
+        Half-width (object units) of the band around the input where its exact distance is
+        used; it must span a marching-cubes cell on each side of the input. Default:
+        :data:`BAND` of the input's diagonal.
     """
 
     def __init__(self, field, surface: InputSurface, band: float | None = None):
@@ -133,7 +132,7 @@ class DetailField:
         if not self.unsigned and surface.kind != "mesh":
             raise BadInputError("a signed field's detail needs triangles, not segments")
         self.thickness = float(field.record.get("margin", 0.0)) if self.unsigned else 0.0
-        self.band = float(band) if band is not None else choose_band(field, surface)
+        self.band = float(band) if band is not None else BAND * surface.diagonal()
         # Distance from the input within which h is the input's own distance.
         self.reach = self.thickness + self.band
 
@@ -150,59 +149,40 @@ class DetailField:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``h`` at ``x (n, 3)`` (object units); ``(n,)`` on ``x``'s device and dtype."""
         f, P, d = self._parts(x)
-        h = f.detach().to("cpu", torch.float64).numpy().copy()
-        near = np.flatnonzero(d <= self.reach)
-        if len(near):
-            if self.unsigned:
-                h[near] = d[near] - self.thickness
-            else:
-                s = self.surface.winding(P[near]) - 0.5
-                sure = np.abs(s) >= TRUST
-                idx = near[sure]
-                h[idx] = np.where(s[sure] > 0, -d[idx], d[idx])
+        if self.unsigned:
+            h = d - self.thickness
+        else:
+            h = f.detach().to("cpu", torch.float64).numpy().copy()
+            s = self.surface.winding(P) - 0.5
+            sure = np.abs(s) >= TRUST
+            # Where the winding number is sure it gives the sign everywhere, so its surface
+            # can only cross at the input itself; the magnitude is the exact distance near
+            # the input (where marching cubes places the crossing) and |f| beyond it.
+            mag = np.where(d <= self.reach, d, np.abs(h))
+            h[sure] = np.where(s[sure] > 0, -mag[sure], mag[sure])
         return torch.from_numpy(h).to(dtype=x.dtype, device=x.device)
 
     def prune_bounds(self, x: torch.Tensor, levels) -> tuple[torch.Tensor, torch.Tensor]:
         """Lower bounds ``(n, L)`` for pruning extraction cells (see ``extract._may_hold``).
 
         Returns ``(two, one)``: ``two`` bounds the distance from ``x`` to wherever ``h`` may
-        equal each level, ``min(|f - level|, max(d - reach, 0))`` (``h`` is ``f`` outside
-        the band); ``one`` bounds how far below a level ``h`` may reach near ``x``,
-        ``min(f - level, max(d - reach, 0))``. Both are 1-Lipschitz in ``x``.
+        equal each level, ``one`` how far below a level ``h`` may reach near ``x``; both are
+        1-Lipschitz in ``x``. Unsigned, ``h = d - thickness`` is itself 1-Lipschitz. Signed,
+        ``h`` crosses a level only near the input or where the field ``f`` does:
+        ``min(|f - level|, max(d - reach, 0))``.
         """
         f, _, d = self._parts(x)
         lv = torch.as_tensor(np.asarray(levels, dtype=np.float64), device=x.device)
-        far = torch.from_numpy(np.maximum(d - self.reach, 0.0)).to(x.device)[:, None]
+        dd = torch.from_numpy(d).to(x.device)[:, None]
+        if self.unsigned:
+            below = dd - self.thickness - lv[None, :]
+            return below.abs(), below
+        far = (dd - self.reach).clamp_min(0.0)
         below = f.double()[:, None] - lv[None, :]
         return torch.minimum(below.abs(), far), torch.minimum(below, far)
 
 
-def choose_band(field, surface: InputSurface, n: int = 20_000, seed: int = 0) -> float:
-    """Band half-width from the field's misfit on the input, object units.
-
-    Where the field's zero set strays from the input (a filled cavity, a rounded crease), the
-    band must reach across the gap, or the two witnesses meet inside it and leave a seam. The
-    field's value on the input is the gap's lower bound; the band is twice its 99.9th
-    percentile, kept between :data:`BAND_MIN` and :data:`BAND_MAX` of the diagonal.
-    """
-    from .sampling import sample_on_geometry
-
-    diag = surface.diagonal()
-    geom = (
-        Geometry.mesh(surface.V, surface.S)
-        if surface.kind == "mesh"
-        else Geometry.curve(surface.V, surface.S)
-    )
-    P = sample_on_geometry(geom, n, np.random.default_rng(seed))
-    with torch.no_grad():
-        f = field(torch.from_numpy(P.astype(np.float32))).double().numpy()
-    thickness = float(field.record.get("margin", 0.0)) if field.mode == "unsigned" else 0.0
-    misfit = np.abs(f + thickness)  # unsigned: the field is -thickness on the input
-    band = 2.0 * float(np.quantile(misfit, 0.999))
-    return float(np.clip(band, BAND_MIN * diag, BAND_MAX * diag))
-
-
-def surface_field(field, detail: bool = True):
+def surface_field(field, detail: bool = True, band: float | None = None):
     """What to extract a field's surface from: its :class:`DetailField` when it carries its
     input surface and ``detail`` is on, else the field itself."""
     surface = getattr(field, "surface", None)
@@ -210,4 +190,4 @@ def surface_field(field, detail: bool = True):
         return field
     if getattr(field, "mode", "signed") == "signed" and surface.kind != "mesh":
         return field
-    return DetailField(field, surface)
+    return DetailField(field, surface, band)

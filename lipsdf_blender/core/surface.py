@@ -12,12 +12,20 @@ one zero level set and one fidelity:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
 from .csg import combine
-from .detail import surface_field
+from .detail import BAND, surface_field
 from .errors import BadInputError
 from .extract import ExtractResult, extract
+from .metrics import is_watertight
+
+log = logging.getLogger(__name__)
 
 # Detail fields ask libigl for distances and winding numbers: its fast winding number
 # rebuilds a tree on each call, so they get large batches.
@@ -50,18 +58,63 @@ def remesh(
     -------
     ExtractResult
     """
-    target = surface_field(field, detail)
-    if target is not field:
-        batch_size = max(batch_size, _DETAIL_BATCH)
-    return extract(
-        target,
-        0.0,
-        resolution=resolution,
-        device=device,
-        progress=progress,
-        cancel=cancel,
-        batch_size=batch_size,
-    )
+    kw = dict(resolution=resolution, device=device, progress=progress, cancel=cancel)
+    target = surface_field(field, detail, band=_band(field, resolution))
+    if target is field:
+        return extract(field, 0.0, batch_size=batch_size, **kw)
+    r = extract(target, 0.0, batch_size=max(batch_size, _DETAIL_BATCH), **kw)
+    r.vertices, r.faces = drop_specks(r.vertices, r.faces, 2.0 * r.stats.cell_size)
+    if len(r.faces) and not is_watertight(r.faces):
+        # The two witnesses disagreed somewhere pruning did not look (far from both the
+        # input and the field's surface): better the field's own closed surface than a hole.
+        log.warning("The detailed surface was not closed; using the field's own surface.")
+        return extract(field, 0.0, batch_size=batch_size, **kw)
+    return r
+
+
+def _band(field, resolution: int) -> float | None:
+    """Band half-width: the default, but at least 2.5 cells so every cell edge that crosses
+    the input has both ends inside the band."""
+    surface = getattr(field, "surface", None)
+    if surface is None:
+        return None
+    lo, hi = (np.asarray(b, dtype=np.float64) for b in field.bounds())
+    diag = float(np.linalg.norm(hi - lo))
+    cell = (float((hi - lo).max()) + 0.04 * diag) / max(resolution - 6, 1)
+    return max(BAND * surface.diagonal(), 2.5 * cell)
+
+
+def drop_specks(V: np.ndarray, F: np.ndarray, size: float):
+    """Remove connected pieces whose bounding box is smaller than ``size`` across.
+
+    Such a piece is below what the grid resolves (a sliver where the winding number flips
+    beside an open rim), never a part of the input.
+
+    Returns
+    -------
+    V, F : the mesh without those pieces (vertices compacted).
+    """
+    if len(F) == 0:
+        return V, F
+    n = len(V)
+    e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
+    A = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    k, label = connected_components(A, directed=False)
+    if k == 1:
+        return V, F
+    lo = np.full((k, 3), np.inf)
+    hi = np.full((k, 3), -np.inf)
+    np.minimum.at(lo, label, V)
+    np.maximum.at(hi, label, V)
+    big = np.linalg.norm(hi - lo, axis=1) >= size
+    keep_face = big[label[F[:, 0]]]
+    if keep_face.all():
+        return V, F
+    F = F[keep_face]
+    used = np.zeros(n, dtype=bool)
+    used[F.ravel()] = True
+    remap = np.cumsum(used) - 1
+    return np.ascontiguousarray(V[used]), np.ascontiguousarray(remap[F])
 
 
 def combine_surfaces(
