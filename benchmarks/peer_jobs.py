@@ -57,6 +57,7 @@ def _mesh_object(name: str, V, F):
     me.polygons.add(len(F))
     me.polygons.foreach_set("loop_start", np.arange(0, F.size, 3, dtype=np.int32))
     me.update(calc_edges=True)
+    me.shade_flat()  # facets show as they are: ripples on flat faces must be visible
     obj = bpy.data.objects.new(name, me)
     bpy.context.scene.collection.objects.link(obj)
     return obj
@@ -187,6 +188,8 @@ def job_render(spec: dict) -> None:
     scene.render.resolution_percentage = 100
     scene.render.image_settings.file_format = "PNG"
     scene.render.image_settings.color_mode = "RGB"
+    scene.world = bpy.data.worlds.new("background")
+    scene.world.color = (0.85, 0.85, 0.85)
 
     first = np.load(spec["items"][0])
     lo, hi = first["V"].min(axis=0), first["V"].max(axis=0)
@@ -197,7 +200,7 @@ def job_render(spec: dict) -> None:
     cam = bpy.data.objects.new("camera", cam_data)
     scene.collection.objects.link(cam)
     scene.camera = cam
-    view = np.asarray(spec.get("view", (0.9, -1.3, 0.8)), dtype=np.float64)
+    view = np.asarray(spec.get("view") or (0.9, -1.3, 0.8), dtype=np.float64)
     view /= np.linalg.norm(view)
     cam.location = tuple(centre + 3.0 * diag * view)
     from mathutils import Vector
