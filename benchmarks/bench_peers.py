@@ -241,6 +241,11 @@ def run_peer(inp: dict, peer: str, timeout: float, target_faces: int | None = No
     return row
 
 
+def name_is_shared(name: str) -> bool:
+    """The shared meshes are y-up OBJ files; the shapes made in code are z-up."""
+    return name in SHARED
+
+
 def peers_for(inp: dict, wanted: list[str]) -> list[str]:
     applicable = {"mesh": SIGNED_PEERS, "sheet": ("solidify",), "curve": ("bevel",)}[inp["kind"]]
     return [p for p in applicable if p in wanted]
@@ -281,6 +286,7 @@ def render(inp: dict, rows: list[dict], folder: Path, timeout: float) -> Path | 
         "pngs": pngs,
         "size": TILE,
         "view": VIEW.get(inp["name"]),
+        "y_up": name_is_shared(inp["name"]),
     }
     spec_path = inp["dir"] / "render.json"
     spec_path.write_text(json.dumps(spec))

@@ -176,7 +176,8 @@ def job_meshfix(data, out: str) -> None:
 # -- renders ------------------------------------------------------------------------------------
 def job_render(spec: dict) -> None:
     """Render each of ``spec["items"]`` (npz paths; ``E`` arrays drawn as thin tubes) alone, from
-    one camera framed on the first item, to ``spec["pngs"]``."""
+    one camera framed on the first item, to ``spec["pngs"]``; ``spec["y_up"]``: the items are
+    y-up (OBJ files) and are turned z-up as Blender's importer would."""
     bpy = _fresh_scene()
     scene = bpy.context.scene
     scene.render.engine = "BLENDER_WORKBENCH"
@@ -191,12 +192,17 @@ def job_render(spec: dict) -> None:
     scene.world = bpy.data.worlds.new("background")
     scene.world.color = (0.85, 0.85, 0.85)
 
-    first = np.load(spec["items"][0])
-    lo, hi = first["V"].min(axis=0), first["V"].max(axis=0)
+    def positions(data):
+        V = np.asarray(data["V"], dtype=np.float64)
+        # OBJ files are y-up; Blender's OBJ importer turns (x, y, z) into (x, -z, y)
+        return np.column_stack([V[:, 0], -V[:, 2], V[:, 1]]) if spec.get("y_up") else V
+
+    first = positions(np.load(spec["items"][0]))
+    lo, hi = first.min(axis=0), first.max(axis=0)
     centre, diag = (lo + hi) / 2, float(np.linalg.norm(hi - lo))
     cam_data = bpy.data.cameras.new("camera")
     cam_data.type = "ORTHO"
-    cam_data.ortho_scale = 1.05 * diag
+    cam_data.ortho_scale = 0.85 * diag
     cam = bpy.data.objects.new("camera", cam_data)
     scene.collection.objects.link(cam)
     scene.camera = cam
@@ -211,9 +217,9 @@ def job_render(spec: dict) -> None:
     for i, (path, png) in enumerate(zip(spec["items"], spec["pngs"], strict=True)):
         data = np.load(path)
         if "E" in data:
-            obj = _curve_object(f"item{i}", data["V"], 0.004 * diag)
+            obj = _curve_object(f"item{i}", positions(data), 0.004 * diag)
         else:
-            obj = _mesh_object(f"item{i}", data["V"], data["F"])
+            obj = _mesh_object(f"item{i}", positions(data), data["F"])
         scene.render.filepath = png
         bpy.ops.render.render(write_still=True)
         bpy.data.objects.remove(obj)
