@@ -337,7 +337,7 @@ def _cell(row: dict, key: str, fmt: str) -> str:
 
 
 def markdown_table(rows: list[dict], columns) -> str:
-    head = "| " + " | ".join(c[0] for c in columns) + " |"
+    head = "| " + " | ".join(c[0].replace("|", "\\|") for c in columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
     body = []
     for r in rows:
