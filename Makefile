@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lipsdf_blender/__init__.py)
 ZIP := dist/lipsdf_blender-$(VERSION).zip
 
-.PHONY: demo demo-core extension test test-slow lint bench bench-speed venv clean
+.PHONY: demo demo-core extension test test-slow lint bench bench-speed bench-peers venv clean
 
 $(STAMP): requirements.txt requirements-blender.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -47,6 +47,12 @@ lint: $(STAMP)
 ## bench: quality and speed of every preset on ../shared/meshes (long: see benchmarks/README)
 bench: $(STAMP)
 	PYTHONPATH=. $(PY) benchmarks/bench_core.py
+
+## bench-peers: LipSDF next to Blender's voxel remesh, MeshFix, Solidify and curve bevel
+## (issue 9; long). Extra arguments: make bench-peers BENCH_ARGS='--inputs spot --quick'
+bench-peers: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	PYTHONPATH=. $(PY) benchmarks/bench_peers.py $(BENCH_ARGS)
 
 ## bench-speed: issue 5's CPU speed numbers (about an hour on 2 cores; use a quiet machine)
 bench-speed: $(STAMP)
