@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
             help="extract the network's own zero level set, without the input's exact "
             "distances near the input",
         )
+        p.add_argument(
+            "--faces",
+            type=int,
+            default=0,
+            help="decimate each result to about this many triangles (0: keep all)",
+        )
 
     def training_args(p):
         p.add_argument("--preset", choices=PRESET_NAMES, default="balanced")
@@ -186,7 +192,7 @@ def _report(results, resolution) -> None:
         )
 
 
-def _offsets(field, distances, resolution, bar, device="cpu", detail=True):
+def _offsets(field, distances, resolution, bar, device="cpu", detail=True, faces=0):
     from .core.device import pick_device
     from .core.meshfield import offset_surfaces
 
@@ -197,6 +203,7 @@ def _offsets(field, distances, resolution, bar, device="cpu", detail=True):
         device=pick_device(device),
         progress=bar.extraction,
         detail=detail,
+        faces=faces,
     )
     for r in results:
         print(f"offset {r.level:+g}: {len(r.vertices)} vertices, {len(r.faces)} faces")
@@ -242,16 +249,19 @@ def run(argv=None) -> int:
 
         res = _resolution(args, [field])
         dev = pick_device(args.device)
-        results = [remesh(field, res, args.detail, dev, progress=bar.extraction)]
+        results = [remesh(field, res, args.detail, dev, progress=bar.extraction, faces=args.faces)]
         _report(results, res)
         _save(args.output, results, ["remesh"])
     elif args.command == "offset":
         field = Field.load(args.field)
+        res = _resolution(args, [field])
         if args.raw:
-            results = _extract(field, args.distance, _resolution(args, [field]), bar, args.device)
+            from .core.simplify import decimate_results
+
+            results = _extract(field, args.distance, res, bar, args.device)
+            decimate_results(results, args.faces)
         else:
-            res = _resolution(args, [field])
-            results = _offsets(field, args.distance, res, bar, args.device, args.detail)
+            results = _offsets(field, args.distance, res, bar, args.device, args.detail, args.faces)
         _save(args.output, results, [f"offset{d:+g}" for d in args.distance])
     elif args.command == "csg":
         from .core.device import pick_device
@@ -268,6 +278,7 @@ def run(argv=None) -> int:
             detail=args.detail,
             device=pick_device(args.device),
             progress=bar.extraction,
+            faces=args.faces,
         )
         results = [result]
         _report(results, res)

@@ -23,11 +23,11 @@ import torch
 from conftest import TINY
 
 from lipsdf_blender.core import metrics
-from lipsdf_blender.core.extract import extract
 from lipsdf_blender.core.field import Field
 from lipsdf_blender.core.geometry import Geometry
 from lipsdf_blender.core.io import load_geometry
 from lipsdf_blender.core.sampling import SampleConfig
+from lipsdf_blender.core.surface import remesh
 from lipsdf_blender.core.train import train_field
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -342,8 +342,9 @@ def test_remesh_equals_the_core_functions_on_the_same_input(scene):
     src = np.load(out / "monkey_source.npz")
     r = np.load(out / "monkey_remesh_local.npz")
     stored = Field.load(out / "monkey.lipsdf")
-    # Extraction: the object's mesh is exactly what core.extract gives for the stored field.
-    mine = extract(stored, 0.0, resolution=RES)
+    # Extraction: the object's mesh is exactly what core.surface.remesh gives for the stored
+    # field (which carries the object's mesh as its input surface).
+    mine = remesh(stored, resolution=RES)
     np.testing.assert_allclose(r["V"], mine.vertices, atol=1e-6)
     np.testing.assert_array_equal(r["F"], mine.faces)
     # Training: the worker's field equals core.train_field on the arrays Blender sent.
@@ -415,7 +416,9 @@ def test_a_curve_becomes_a_tube_of_the_given_thickness(scene):
     assert metrics.is_watertight(F) and metrics.genus(V, F) == 1
     p = V - [0, 4, 0]
     d = np.hypot(np.hypot(p[:, 0], p[:, 1]) - 1.0, p[:, 2])
-    assert abs(np.median(d) - 0.05) < 0.015 and np.quantile(np.abs(d - 0.05), 0.95) < 0.045
+    # Within 5 % of the asked thickness at the median (the tube follows Blender's evaluated
+    # polyline, whose chords sit up to 2 % of the radius inside the true circle).
+    assert abs(np.median(d) - 0.05) < 0.0025 and np.quantile(np.abs(d - 0.05), 0.95) < 0.01
     assert d.min() > 0.0  # the curve itself is inside the tube everywhere
 
 

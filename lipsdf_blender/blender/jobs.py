@@ -42,7 +42,8 @@ class Settings:
 
     ``mode`` is ``auto`` (unsigned for curves, signed otherwise), ``signed`` or ``unsigned``;
     ``thickness`` (object units) is the half-width of an unsigned field's surface;
-    ``resolution`` 0 means the preset's; ``overrides`` are :class:`~..core.train.Preset`
+    ``resolution`` 0 means the preset's; ``detail`` takes surfaces from the input's exact
+    distances near it; ``faces`` is a target face count (0: all); ``overrides`` are :class:`~..core.train.Preset`
     fields (``steps``, ``width``, ...) for scripts and tests.
     """
 
@@ -51,6 +52,8 @@ class Settings:
     thickness: float = 0.01
     resolution: int = 0
     seed: int = 0
+    detail: bool = True
+    faces: int = 0
     device: str = "auto"
     overrides: dict = field(default_factory=dict)
 
@@ -168,6 +171,8 @@ def _fields(sources: list[Source], s: Settings, outcome: Outcome):
 
 def _extract_params(s: Settings, **params) -> dict:
     params["device"] = s.device
+    params["detail"] = bool(s.detail)
+    params["faces"] = int(s.faces)
     if s.resolution:
         params["resolution"] = int(s.resolution)
     return params

@@ -33,7 +33,7 @@ from .jobs import (
 )
 from .props import csg_properties, offset_properties, settings_properties
 
-SETTINGS_KEYS = ("preset", "mode", "thickness", "resolution", "seed")
+SETTINGS_KEYS = ("preset", "mode", "thickness", "resolution", "seed", "detail", "faces")
 CSG_SYMBOLS = {"union": "∪", "intersection": "∩", "difference": "∖"}
 #: Seconds the Cancel operator waits for the worker to confirm.
 CANCEL_WAIT = 3.0
@@ -152,6 +152,8 @@ class _JobOperator:
             thickness=self.thickness,
             resolution=self.resolution,
             seed=self.seed,
+            detail=self.detail,
+            faces=self.faces,
             device=prefs.device(),
             overrides=overrides,
         )

@@ -50,6 +50,20 @@ def settings_properties() -> dict:
             max=2048,
         ),
         "seed": IntProperty(name="Seed", description="Random seed of the training", min=0),
+        "detail": BoolProperty(
+            name="Input Detail",
+            description="Near the input, take the surface from the input's exact distances "
+            "(creases, small details, flat faces); off: the field's own smooth surface",
+            default=True,
+        ),
+        "faces": IntProperty(
+            name="Target Faces",
+            description="Decimate each result to about this many triangles, fewer where it "
+            "is flat; 0 keeps every triangle",
+            default=0,
+            min=0,
+            soft_max=1_000_000,
+        ),
     }
 
 

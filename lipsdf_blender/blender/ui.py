@@ -98,6 +98,8 @@ class LIPSDF_PT_main(bpy.types.Panel):
         ):
             col.prop(s, "thickness")
         col.prop(s, "resolution")
+        col.prop(s, "faces")
+        col.prop(s, "detail")
 
         row = layout.row(align=True)
         _pass_settings(row.operator("lipsdf.train", icon="MOD_REMESH", text="Train"), s)

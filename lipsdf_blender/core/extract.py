@@ -25,7 +25,9 @@ import igl
 import numpy as np
 import torch
 
+from .contour import dual_contour
 from .errors import BadInputError, CancelledError
+from .metrics import is_watertight
 from .sdf import DistanceField
 from .types import Faces, Points
 
@@ -518,6 +520,7 @@ def extract_levels(
     device=None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
+    sharp: bool = False,
 ) -> list[ExtractResult]:
     """Extract closed meshes of several level sets ``{x : f(x) = level}`` of one field.
 
@@ -543,6 +546,9 @@ def extract_levels(
         Called between batches; ``total`` is fixed for the call.
     cancel : callable ``() -> bool``, optional
         Polled between batches; returning ``True`` raises :class:`CancelledError`.
+    sharp : bool
+        Dual contouring (:mod:`.contour`) instead of marching cubes, so creases and corners
+        stay sharp; a level where it cannot give a closed manifold keeps marching cubes.
 
     Returns
     -------
@@ -592,6 +598,14 @@ def extract_levels(
             for v in lv
         ]
     dense = int(np.prod(grid.n + 1))
+    dc = None
+    if sharp:
+
+        def dc(grid, positions, values, active, level):
+            tracker.check_cancel()
+            return dual_contour(
+                field, grid.lo, grid.h, grid.n, positions, values, active, level, batch_size, device
+            )
 
     # Start at 8 to 16 cells along the longest axis; always at least one split so the last
     # step can go straight from cells of side 2h to corner values (see below).
@@ -601,7 +615,9 @@ def extract_levels(
         positions, level_values, crossing, evaluations = _levels_on_device(
             field, grid, lv, batch_size, cuda, tracker, top
         )
-        return _meshes(grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0)
+        return _meshes(
+            grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0, dc
+        )
     parents, evaluations = _prune(grid, lv, batch_size, device, field, tracker, top)
 
     # The last split skips the centre test: evaluating the corners of all children of the
@@ -626,19 +642,25 @@ def extract_levels(
     del values, on_boundary
     crossing = _crossing_cells(grid, parents, keys, level_values, lv)
     del parents, keys
-    return _meshes(grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0)
+    return _meshes(grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0, dc)
 
 
-def _meshes(grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0):
-    """Marching cubes for each level on the crossing cells, and the results with their stats."""
+def _meshes(grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0, dc):
+    """Marching cubes (or dual contouring, ``dc``) for each level on the crossing cells, and
+    the results with their stats."""
     shape = tuple(int(v) for v in grid.n)
     results = []
     for idx, (level, s, active) in enumerate(zip(lv, level_values, crossing, strict=True)):
         tracker.stage(0.95 + 0.05 * idx / len(lv), 0.95 + 0.05 * (idx + 1) / len(lv))
-        if len(active):
+        mesh = dc(grid, positions, s, active, float(level)) if dc and len(active) else None
+        if mesh is not None:
+            V, F = _clean(*mesh)
+            if not is_watertight(F):
+                mesh = None
+        if mesh is None and len(active):
             V, F = igl.marching_cubes(s, positions, active, float(level))[:2]
             V, F = _clean(V, F)
-        else:
+        elif mesh is None:
             V, F = np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
         stats = ExtractStats(
             evaluations=evaluations,

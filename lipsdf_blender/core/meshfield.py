@@ -61,6 +61,7 @@ def offset_surfaces(
     progress=None,
     cancel=None,
     detail: bool = True,
+    faces: int = 0,
 ):
     """Surfaces at signed distances from a field's surface, in object units.
 
@@ -87,12 +88,14 @@ def offset_surfaces(
     list of ExtractResult, one per distance, in the order given.
     """
     from .extract import extract_levels
+    from .simplify import decimate_results
     from .surface import remesh
 
     kw = dict(resolution=resolution, progress=progress, cancel=cancel)
     if not exact:
-        return extract_levels(field, list(distances), device=device, **kw)
+        return decimate_results(extract_levels(field, list(distances), device=device, **kw), faces)
     surface = remesh(field, device=device, detail=detail, **kw)
     if len(surface.faces) == 0:
         raise BadInputError("the field has no surface (its zero level set is empty)")
-    return extract_levels(MeshDistance(surface.vertices, surface.faces), list(distances), **kw)
+    shells = extract_levels(MeshDistance(surface.vertices, surface.faces), list(distances), **kw)
+    return decimate_results(shells, faces)

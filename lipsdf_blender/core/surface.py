@@ -24,6 +24,7 @@ from .detail import BAND, surface_field
 from .errors import BadInputError
 from .extract import ExtractResult, extract
 from .metrics import is_watertight
+from .simplify import decimate_results
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ def remesh(
     progress=None,
     cancel=None,
     batch_size: int = 65536,
+    faces: int = 0,
+    sharp: bool = True,
 ) -> ExtractResult:
     """The closed surface of a field, with the input's detail where the input is trustworthy.
 
@@ -53,16 +56,28 @@ def remesh(
         network's own zero level set.
     device, progress, cancel, batch_size
         As for :func:`lipsdf_blender.core.extract.extract_levels`.
+    faces : int
+        Target face count (:func:`.simplify.decimate`); 0 keeps every triangle.
+    sharp : bool
+        Dual contouring (:mod:`.contour`) for the detailed surface, so the input's creases
+        and corners stay sharp; False keeps marching cubes.
 
     Returns
     -------
     ExtractResult
     """
+    r = _remesh(field, resolution, detail, device, progress, cancel, batch_size, sharp)
+    return decimate_results([r], faces)[0]
+
+
+def _remesh(
+    field, resolution, detail, device, progress, cancel, batch_size, sharp=True
+) -> ExtractResult:
     kw = dict(resolution=resolution, device=device, progress=progress, cancel=cancel)
     target = surface_field(field, detail, band=_band(field, resolution))
     if target is field:
         return extract(field, 0.0, batch_size=batch_size, **kw)
-    r = extract(target, 0.0, batch_size=max(batch_size, _DETAIL_BATCH), **kw)
+    r = extract(target, 0.0, batch_size=max(batch_size, _DETAIL_BATCH), sharp=sharp, **kw)
     r.vertices, r.faces = drop_specks(r.vertices, r.faces, 2.0 * r.stats.cell_size)
     if len(r.faces) and not is_watertight(r.faces):
         # The two witnesses disagreed somewhere pruning did not look (far from both the
@@ -129,11 +144,13 @@ def combine_surfaces(
     progress=None,
     cancel=None,
     batch_size: int = 65536,
+    faces: int = 0,
 ) -> ExtractResult:
     """The closed surface of a CSG of fields (see :func:`lipsdf_blender.core.csg.combine`).
 
     With ``detail``, each operand that carries its input surface is remeshed first
     (:func:`remesh`) and enters the CSG as the exact signed distance to that closed mesh.
+    ``faces`` is a target face count for the result (0: every triangle).
     """
     from .meshfield import MeshDistance
 
@@ -141,7 +158,7 @@ def combine_surfaces(
     operands = []
     for i, f in enumerate(fields):
         if detail and surface_field(f, True) is not f:
-            r = remesh(f, resolution, True, device, progress, cancel, batch_size)
+            r = _remesh(f, resolution, True, device, progress, cancel, batch_size)
             if r.is_empty:
                 name = names[i] if names else f"operand {i + 1}"
                 raise BadInputError(f"{name} has no surface (its zero level set is empty)")
@@ -151,7 +168,7 @@ def combine_surfaces(
     target = combine(op, operands, blend=blend, matrices=matrices, names=names)
     if any(o is not f for o, f in zip(operands, fields, strict=True)):
         batch_size = max(batch_size, _DETAIL_BATCH)
-    return extract(
+    r = extract(
         target,
         0.0,
         resolution=resolution,
@@ -160,3 +177,4 @@ def combine_surfaces(
         cancel=cancel,
         batch_size=batch_size,
     )
+    return decimate_results([r], faces)[0]

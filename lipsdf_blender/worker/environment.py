@@ -26,7 +26,13 @@ from ..core.errors import LipSDFError
 #: What the worker needs: (import name, pip distribution).
 REQUIRED = (("torch", "torch"), ("numpy", "numpy"), ("igl", "libigl"), ("scipy", "scipy"))
 #: Exact versions the private environment installs (the ones the tests run with).
-PINNED = ("torch==2.13.0", "numpy==1.26.4", "libigl==2.6.3", "scipy==1.17.1")
+PINNED = (
+    "torch==2.13.0",
+    "numpy==1.26.4",
+    "libigl==2.6.3",
+    "scipy==1.17.1",
+    "fast-simplification==0.2.0",
+)
 MIN_PYTHON = (3, 10)
 _MARK = "LIPSDF-CHECK "
 

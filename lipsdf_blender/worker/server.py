@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..core.csg import combine
 from ..core.device import describe, describe_why_cpu, pick_device
 from ..core.errors import BadInputError, CancelledError, FieldFileError
 from ..core.extract import extract_levels
@@ -42,6 +41,8 @@ from ..core.geometry import Geometry
 from ..core.meshfield import offset_surfaces
 from ..core.query import project, sample_surface_points
 from ..core.sampling import SampleConfig
+from ..core.simplify import decimate_results
+from ..core.surface import combine_surfaces, remesh
 from ..core.train import Preset, Progress, get_preset, train_field
 from . import protocol as P
 
@@ -482,9 +483,16 @@ class Server:
         field = self._field(job, job.params.get("field"), info)
         levels = [float(x) for x in job.params.get("levels", [0.0])]
         res = self._resolution(job, [field])
-        results = self._extract_with(
-            job, lambda **kw: extract_levels(field, levels, resolution=res, **kw), "extract"
-        )
+        detail, faces = _surface_params(job.params)
+        if levels == [0.0]:
+            results = self._extract_with(
+                job, lambda **kw: [remesh(field, res, detail, faces=faces, **kw)], "extract"
+            )
+        else:
+            results = self._extract_with(
+                job, lambda **kw: extract_levels(field, levels, resolution=res, **kw), "extract"
+            )
+            decimate_results(results, faces)
         return self._meshes(job, results, levels, info)
 
     def job_offset(self, job: _Job):
@@ -495,11 +503,20 @@ class Server:
             raise BadInputError("an offset job needs at least one distance")
         res = self._resolution(job, [field])
         exact = bool(job.params.get("exact", True))
+        detail, faces = _surface_params(job.params)
 
         def run(batch_size, device, progress, cancel):
             # offset_surfaces has no batch size of its own; the core default is used.
             return offset_surfaces(
-                field, distances, res, exact=exact, device=device, progress=progress, cancel=cancel
+                field,
+                distances,
+                res,
+                exact=exact,
+                device=device,
+                progress=progress,
+                cancel=cancel,
+                detail=detail,
+                faces=faces,
             )
 
         results = self._extract_with(job, run, "offset")
@@ -511,19 +528,27 @@ class Server:
         names = p.get("fields") or []
         fields = [self._field(job, n, info) for n in names]
         matrices = p.get("matrices")
-        target = combine(
-            p.get("op", "union"),
-            fields,
-            blend=float(p.get("blend", 0.0)),
-            matrices=None
-            if matrices is None
-            else [np.asarray(m, dtype=np.float64) for m in matrices],
-            names=[Path(n).name for n in names],
-        )
+        detail, faces = _surface_params(p)
         res = self._resolution(job, fields)
-        results = self._extract_with(
-            job, lambda **kw: extract_levels(target, [0.0], resolution=res, **kw), "csg"
-        )
+
+        def run(**kw):
+            return [
+                combine_surfaces(
+                    p.get("op", "union"),
+                    fields,
+                    blend=float(p.get("blend", 0.0)),
+                    matrices=None
+                    if matrices is None
+                    else [np.asarray(m, dtype=np.float64) for m in matrices],
+                    names=[Path(n).name for n in names],
+                    resolution=res,
+                    detail=detail,
+                    faces=faces,
+                    **kw,
+                )
+            ]
+
+        results = self._extract_with(job, run, "csg")
         return self._meshes(job, results, [0.0], info)
 
     def job_sample(self, job: _Job):
@@ -557,6 +582,14 @@ class Server:
         )
         path = P.save_arrays(job.output("projected", ".npz"), points=Q)
         return {"points": str(path.resolve())}, info
+
+
+def _surface_params(params: dict) -> tuple[bool, int]:
+    """``detail`` (default on) and ``faces`` (target face count, default 0) of a request."""
+    faces = params.get("faces", 0)
+    if isinstance(faces, bool) or not isinstance(faces, int) or faces < 0:
+        raise BadInputError(f"faces must be a whole number >= 0, got {faces!r}")
+    return bool(params.get("detail", True)), faces
 
 
 def _load_input(job: _Job, name, what: str) -> dict:
