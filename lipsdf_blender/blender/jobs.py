@@ -43,8 +43,8 @@ class Settings:
     ``mode`` is ``auto`` (unsigned for curves, signed otherwise), ``signed`` or ``unsigned``;
     ``thickness`` (object units) is the half-width of an unsigned field's surface;
     ``resolution`` 0 means the preset's; ``detail`` takes surfaces from the input's exact
-    distances near it; ``faces`` is a target face count (0: all); ``overrides`` are :class:`~..core.train.Preset`
-    fields (``steps``, ``width``, ...) for scripts and tests.
+    distances near it; ``faces`` is a target face count (0: all); ``overrides`` are
+    :class:`~..core.train.Preset` fields (``steps``, ``width``, ...) for scripts and tests.
     """
 
     preset: str = "fast"
