@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
             "distances near the input",
         )
         p.add_argument(
+            "--no-sharp",
+            dest="sharp",
+            action="store_false",
+            help="marching cubes instead of dual contouring (creases cut by a cell-wide chamfer)",
+        )
+        p.add_argument(
             "--faces",
             type=int,
             default=0,
@@ -192,7 +198,7 @@ def _report(results, resolution) -> None:
         )
 
 
-def _offsets(field, distances, resolution, bar, device="cpu", detail=True, faces=0):
+def _offsets(field, distances, resolution, bar, device="cpu", detail=True, faces=0, sharp=True):
     from .core.device import pick_device
     from .core.meshfield import offset_surfaces
 
@@ -204,6 +210,7 @@ def _offsets(field, distances, resolution, bar, device="cpu", detail=True, faces
         progress=bar.extraction,
         detail=detail,
         faces=faces,
+        sharp=sharp,
     )
     for r in results:
         print(f"offset {r.level:+g}: {len(r.vertices)} vertices, {len(r.faces)} faces")
@@ -261,7 +268,9 @@ def run(argv=None) -> int:
             results = _extract(field, args.distance, res, bar, args.device)
             decimate_results(results, args.faces)
         else:
-            results = _offsets(field, args.distance, res, bar, args.device, args.detail, args.faces)
+            results = _offsets(
+                field, args.distance, res, bar, args.device, args.detail, args.faces, args.sharp
+            )
         _save(args.output, results, [f"offset{d:+g}" for d in args.distance])
     elif args.command == "csg":
         from .core.device import pick_device
@@ -279,6 +288,7 @@ def run(argv=None) -> int:
             device=pick_device(args.device),
             progress=bar.extraction,
             faces=args.faces,
+            sharp=args.sharp,
         )
         results = [result]
         _report(results, res)

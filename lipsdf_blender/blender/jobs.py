@@ -43,8 +43,9 @@ class Settings:
     ``mode`` is ``auto`` (unsigned for curves, signed otherwise), ``signed`` or ``unsigned``;
     ``thickness`` (object units) is the half-width of an unsigned field's surface;
     ``resolution`` 0 means the preset's; ``detail`` takes surfaces from the input's exact
-    distances near it; ``faces`` is a target face count (0: all); ``overrides`` are
-    :class:`~..core.train.Preset` fields (``steps``, ``width``, ...) for scripts and tests.
+    distances near it; ``sharp`` keeps creases sharp; ``faces`` is a target face count
+    (0: all); ``overrides`` are :class:`~..core.train.Preset` fields (``steps``, ``width``,
+    ...) for scripts and tests.
     """
 
     preset: str = "fast"
@@ -53,6 +54,7 @@ class Settings:
     resolution: int = 0
     seed: int = 0
     detail: bool = True
+    sharp: bool = True
     faces: int = 0
     device: str = "auto"
     overrides: dict = field(default_factory=dict)
@@ -172,6 +174,7 @@ def _fields(sources: list[Source], s: Settings, outcome: Outcome):
 def _extract_params(s: Settings, **params) -> dict:
     params["device"] = s.device
     params["detail"] = bool(s.detail)
+    params["sharp"] = bool(s.sharp)
     params["faces"] = int(s.faces)
     if s.resolution:
         params["resolution"] = int(s.resolution)

@@ -33,7 +33,7 @@ from .jobs import (
 )
 from .props import csg_properties, offset_properties, settings_properties
 
-SETTINGS_KEYS = ("preset", "mode", "thickness", "resolution", "seed", "detail", "faces")
+SETTINGS_KEYS = ("preset", "mode", "thickness", "resolution", "seed", "detail", "sharp", "faces")
 CSG_SYMBOLS = {"union": "∪", "intersection": "∩", "difference": "∖"}
 #: Seconds the Cancel operator waits for the worker to confirm.
 CANCEL_WAIT = 3.0
@@ -153,6 +153,7 @@ class _JobOperator:
             resolution=self.resolution,
             seed=self.seed,
             detail=self.detail,
+            sharp=self.sharp,
             faces=self.faces,
             device=prefs.device(),
             overrides=overrides,

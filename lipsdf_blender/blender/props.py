@@ -56,6 +56,12 @@ def settings_properties() -> dict:
             "(creases, small details, flat faces); off: the field's own smooth surface",
             default=True,
         ),
+        "sharp": BoolProperty(
+            name="Sharp Edges",
+            description="Keep the input's creases and corners sharp (dual contouring); off: "
+            "marching cubes, which cuts them by a chamfer one cell wide",
+            default=True,
+        ),
         "faces": IntProperty(
             name="Target Faces",
             description="Decimate each result to about this many triangles, fewer where it "

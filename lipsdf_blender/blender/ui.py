@@ -99,7 +99,9 @@ class LIPSDF_PT_main(bpy.types.Panel):
             col.prop(s, "thickness")
         col.prop(s, "resolution")
         col.prop(s, "faces")
-        col.prop(s, "detail")
+        row = col.row(align=True)
+        row.prop(s, "detail")
+        row.prop(s, "sharp")
 
         row = layout.row(align=True)
         _pass_settings(row.operator("lipsdf.train", icon="MOD_REMESH", text="Train"), s)

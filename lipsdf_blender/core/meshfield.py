@@ -62,6 +62,7 @@ def offset_surfaces(
     cancel=None,
     detail: bool = True,
     faces: int = 0,
+    sharp: bool = True,
 ):
     """Surfaces at signed distances from a field's surface, in object units.
 
@@ -94,8 +95,10 @@ def offset_surfaces(
     kw = dict(resolution=resolution, progress=progress, cancel=cancel)
     if not exact:
         return decimate_results(extract_levels(field, list(distances), device=device, **kw), faces)
-    surface = remesh(field, device=device, detail=detail, **kw)
+    surface = remesh(field, device=device, detail=detail, sharp=sharp, **kw)
     if len(surface.faces) == 0:
         raise BadInputError("the field has no surface (its zero level set is empty)")
-    shells = extract_levels(MeshDistance(surface.vertices, surface.faces), list(distances), **kw)
+    shells = extract_levels(
+        MeshDistance(surface.vertices, surface.faces), list(distances), sharp=sharp, **kw
+    )
     return decimate_results(shells, faces)

@@ -145,12 +145,14 @@ def combine_surfaces(
     cancel=None,
     batch_size: int = 65536,
     faces: int = 0,
+    sharp: bool = True,
 ) -> ExtractResult:
     """The closed surface of a CSG of fields (see :func:`lipsdf_blender.core.csg.combine`).
 
     With ``detail``, each operand that carries its input surface is remeshed first
     (:func:`remesh`) and enters the CSG as the exact signed distance to that closed mesh.
-    ``faces`` is a target face count for the result (0: every triangle).
+    ``faces`` is a target face count for the result (0: every triangle); ``sharp`` uses
+    dual contouring for the operands and the result, so seams between them stay sharp.
     """
     from .meshfield import MeshDistance
 
@@ -158,7 +160,7 @@ def combine_surfaces(
     operands = []
     for i, f in enumerate(fields):
         if detail and surface_field(f, True) is not f:
-            r = _remesh(f, resolution, True, device, progress, cancel, batch_size)
+            r = _remesh(f, resolution, True, device, progress, cancel, batch_size, sharp)
             if r.is_empty:
                 name = names[i] if names else f"operand {i + 1}"
                 raise BadInputError(f"{name} has no surface (its zero level set is empty)")
@@ -166,7 +168,8 @@ def combine_surfaces(
         else:
             operands.append(f)
     target = combine(op, operands, blend=blend, matrices=matrices, names=names)
-    if any(o is not f for o, f in zip(operands, fields, strict=True)):
+    target_detailed = any(o is not f for o, f in zip(operands, fields, strict=True))
+    if target_detailed:
         batch_size = max(batch_size, _DETAIL_BATCH)
     r = extract(
         target,
@@ -176,5 +179,6 @@ def combine_surfaces(
         progress=progress,
         cancel=cancel,
         batch_size=batch_size,
+        sharp=sharp and target_detailed,
     )
     return decimate_results([r], faces)[0]

@@ -483,16 +483,16 @@ class Server:
         field = self._field(job, job.params.get("field"), info)
         levels = [float(x) for x in job.params.get("levels", [0.0])]
         res = self._resolution(job, [field])
-        detail, faces = _surface_params(job.params)
+        sp = _surface_params(job.params)
         if levels == [0.0]:
             results = self._extract_with(
-                job, lambda **kw: [remesh(field, res, detail, faces=faces, **kw)], "extract"
+                job, lambda **kw: [remesh(field, res, **sp, **kw)], "extract"
             )
         else:
             results = self._extract_with(
                 job, lambda **kw: extract_levels(field, levels, resolution=res, **kw), "extract"
             )
-            decimate_results(results, faces)
+            decimate_results(results, sp["faces"])
         return self._meshes(job, results, levels, info)
 
     def job_offset(self, job: _Job):
@@ -503,7 +503,7 @@ class Server:
             raise BadInputError("an offset job needs at least one distance")
         res = self._resolution(job, [field])
         exact = bool(job.params.get("exact", True))
-        detail, faces = _surface_params(job.params)
+        sp = _surface_params(job.params)
 
         def run(batch_size, device, progress, cancel):
             # offset_surfaces has no batch size of its own; the core default is used.
@@ -515,8 +515,7 @@ class Server:
                 device=device,
                 progress=progress,
                 cancel=cancel,
-                detail=detail,
-                faces=faces,
+                **sp,
             )
 
         results = self._extract_with(job, run, "offset")
@@ -528,7 +527,7 @@ class Server:
         names = p.get("fields") or []
         fields = [self._field(job, n, info) for n in names]
         matrices = p.get("matrices")
-        detail, faces = _surface_params(p)
+        sp = _surface_params(p)
         res = self._resolution(job, fields)
 
         def run(**kw):
@@ -542,8 +541,7 @@ class Server:
                     else [np.asarray(m, dtype=np.float64) for m in matrices],
                     names=[Path(n).name for n in names],
                     resolution=res,
-                    detail=detail,
-                    faces=faces,
+                    **sp,
                     **kw,
                 )
             ]
@@ -584,12 +582,16 @@ class Server:
         return {"points": str(path.resolve())}, info
 
 
-def _surface_params(params: dict) -> tuple[bool, int]:
-    """``detail`` (default on) and ``faces`` (target face count, default 0) of a request."""
+def _surface_params(params: dict) -> dict:
+    """``detail`` and ``sharp`` (default on) and ``faces`` (target face count, default 0)."""
     faces = params.get("faces", 0)
     if isinstance(faces, bool) or not isinstance(faces, int) or faces < 0:
         raise BadInputError(f"faces must be a whole number >= 0, got {faces!r}")
-    return bool(params.get("detail", True)), faces
+    return {
+        "detail": bool(params.get("detail", True)),
+        "sharp": bool(params.get("sharp", True)),
+        "faces": faces,
+    }
 
 
 def _load_input(job: _Job, name, what: str) -> dict:
