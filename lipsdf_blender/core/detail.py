@@ -7,19 +7,21 @@ witness than any network: its exact distance (libigl's AABB tree) is known, and 
 soups the generalised winding number ``w`` tells inside from outside wherever ``|w - 1/2|`` is
 clearly away from zero. So :class:`DetailField` is
 
-    h(x) = sign(w(x) - 1/2) * d(x)     where d(x) <= band and |w(x) - 1/2| >= trust   (meshes)
-    h(x) = d(x) - thickness            where d(x) <= thickness + band                 (unsigned)
-    h(x) = f(x)                        everywhere else (the trained field)
+    h(x) = sign(1/2 - w(x)) * d(x)      where |w - 1/2| >= trust and d(x) <= band   (meshes)
+    h(x) = sign(1/2 - w(x)) * |f(x)|    where |w - 1/2| >= trust and d(x) > band
+    h(x) = d(x) - thickness                                                       (unsigned)
+    h(x) = f(x)                         everywhere else (the trained field)
 
-with ``d`` the exact distance to the input. Where the input is open (a hole, a scan's missing
-base), ``w`` is near 1/2 and far from every input point, so the field's closure is kept: the
-detail never crosses a hole. Point clouds carry no surface to measure from and keep the field.
+with ``d`` the exact distance to the input. Where the winding number is sure, it alone decides
+the sign, so ``h`` can only change sign at the input itself; the magnitude matters only next to
+a sign change, where it is the exact distance. Where the input is open (a hole, a scan's missing
+base, an open rim), ``w`` is near 1/2 and the field's closure is kept: the detail never crosses
+a hole. Point clouds carry no surface to measure from and keep the field.
 
 ``h`` is not 1-Lipschitz across the places where its two witnesses disagree, so extraction
 cannot prune on ``|h|``. :meth:`DetailField.prune_bounds` gives what pruning needs instead: a
 1-Lipschitz lower bound on the distance from a point to wherever ``h`` can cross a level, which
-is ``min(|f - level|, max(d - reach, 0))``: outside the band ``h`` is ``f``, and a cell with a
-corner inside the band has its centre within ``reach`` plus its radius of the input.
+is ``min(|f - level|, max(d - band, 0))``.
 
 The trained field itself is unchanged and stays 1-Lipschitz: queries, sphere tracing and the
 distance bound use it; only surfaces are extracted from ``h``.
