@@ -12,9 +12,12 @@ The tangent planes come from the field itself: the crossing on each edge is inte
 the corner values, and its normal is the field's central-difference gradient there. With the
 input's detail (:mod:`.detail`) those are the input's own faces.
 
-Dual contouring gives no manifold guarantee where a cell holds two sheets of surface (a part
-thinner than a cell). :func:`dual_contour` therefore checks its result and returns ``None``
-when it is not a closed manifold, and extraction keeps marching cubes for that level.
+Where a cell holds two or more sheets of surface (a part thinner than a cell), one vertex per
+cell would glue them together. As in manifold dual contouring (Schaefer et al. 2007) a cell gets
+one vertex per sheet instead: the sheets are the connected pieces of marching cubes' own
+triangulation of that cell's sign pattern (:func:`_edge_components`), so the result has the
+topology of the marching-cubes mesh. :func:`dual_contour` still checks its result and returns
+``None`` when it is not a closed manifold, and extraction keeps marching cubes for that level.
 """
 
 from __future__ import annotations
@@ -34,8 +37,52 @@ _EDGES = np.array(
     ]
 )  # fmt: skip
 _AXIS = np.repeat(np.arange(3), 4)
+# Slot of the edge along axis a at (pu, pv) in {0, 1}^2 of a cell, with u = a + 1, v = a + 2
+# (mod 3), matching _EDGES.
+_SLOT = np.array(
+    [
+        [[0, 2], [1, 3]],  # x: u = y, v = z
+        [[4, 5], [6, 7]],  # y: u = z, v = x
+        [[8, 11], [9, 10]],  # z: u = x, v = y
+    ]
+)  # _SLOT[a, pu, pv]
+_COMPONENTS = None
 # Weight of the pull towards the crossings' mean: keeps the QEF solvable on flat parts.
 _REGULARISE = 0.05
+
+
+def _edge_components() -> np.ndarray:
+    """``(256, 12)``: for each sign pattern of a cube's corners (bit i: corner i inside), the
+    sheet of marching cubes' surface each crossed edge belongs to (0..3), -1 if uncrossed.
+
+    Read off libigl's own marching cubes on one cube per pattern, so the sheets are exactly
+    the ones the marching-cubes mesh would have.
+    """
+    global _COMPONENTS
+    if _COMPONENTS is not None:
+        return _COMPONENTS
+    import igl
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from .extract import CUBE_CORNERS
+
+    corners = CUBE_CORNERS.astype(np.float64)
+    mids = 0.5 * (corners[_EDGES[:, 0]] + corners[_EDGES[:, 1]])
+    table = np.full((256, 12), -1, dtype=np.int64)
+    gi = np.arange(8, dtype=np.int64)[None]
+    for cfg in range(1, 255):
+        values = np.where((cfg >> np.arange(8)) & 1, -1.0, 1.0)
+        V, F = igl.marching_cubes(values, corners, gi, 0.0)[:2]
+        edge = np.argmin(np.linalg.norm(V[:, None, :] - mids[None], axis=2), axis=1)
+        e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]]])
+        _, label = connected_components(
+            coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(V), len(V))),
+            directed=False,
+        )
+        table[cfg, edge] = label
+    _COMPONENTS = table
+    return table
 
 
 def _gradients(field, P: np.ndarray, step: float, batch: int, device) -> np.ndarray:
@@ -110,16 +157,29 @@ def dual_contour(
     Pe = positions[ua] + t[:, None] * (positions[ub] - positions[ua])
     Ne = _gradients(field, Pe, h / 20.0, batch, device)
 
-    # Per cell: least squares for the point nearest to all its tangent planes.
+    # One vertex per sheet of each cell (usually one sheet).
+    bits = (1 << np.arange(8, dtype=np.int64))[None, :]
+    cfg = np.sum(inside[cells_gi] * bits, axis=1)
+    table = _edge_components()
+    sheet = table[cfg[cell_of], slot]
+    vkey = cell_of * 4 + sheet
+    vid_of = np.full(C * 4, -1, dtype=np.int64)
+    used = np.unique(vkey)
+    vid_of[used] = np.arange(len(used))
+    vid = vid_of[vkey]
+    nv = len(used)
+    vcell = used // 4
+
+    # Per sheet: least squares for the point nearest to all its tangent planes.
     p, nrm = Pe[inv], Ne[inv]
-    A = np.zeros((C, 3, 3))
-    rhs = np.zeros((C, 3))
-    mass = np.zeros((C, 3))
-    count = np.zeros(C)
-    np.add.at(A, cell_of, nrm[:, :, None] * nrm[:, None, :])
-    np.add.at(rhs, cell_of, nrm * np.sum(nrm * p, axis=1, keepdims=True))
-    np.add.at(mass, cell_of, p)
-    np.add.at(count, cell_of, 1.0)
+    A = np.zeros((nv, 3, 3))
+    rhs = np.zeros((nv, 3))
+    mass = np.zeros((nv, 3))
+    count = np.zeros(nv)
+    np.add.at(A, vid, nrm[:, :, None] * nrm[:, None, :])
+    np.add.at(rhs, vid, nrm * np.sum(nrm * p, axis=1, keepdims=True))
+    np.add.at(mass, vid, p)
+    np.add.at(count, vid, 1.0)
     mass /= count[:, None]
     lam = _REGULARISE * count
     A += lam[:, None, None] * np.eye(3)
@@ -127,7 +187,7 @@ def dual_contour(
     X = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
     # Keep each vertex in its own cell; a point outside it means the planes did not meet
     # there, and the crossings' mean is the safe choice.
-    cmin = lo + ijk0 * h
+    cmin = lo + ijk0[vcell] * h
     outside = np.any((X < cmin - 1e-9) | (X > cmin + h + 1e-9), axis=1)
     X[outside] = np.clip(X[outside], cmin[outside], cmin[outside] + h)
 
@@ -145,7 +205,13 @@ def dual_contour(
         pos = np.minimum(pos, C - 1)
         if np.any(ckey_sorted[pos] != k) or np.any(c < 0):
             return None  # a neighbour cell is missing: cannot close the surface here
-        quad[:, q] = order[pos]
+        cell = order[pos]
+        # The sheet of that cell this edge belongs to: the edge sits at the cell's low side
+        # along u (v) when the cell's offset is 0, at its high side when it is -1.
+        sl = _SLOT[uaxis, -du, -dv]
+        quad[:, q] = vid_of[cell * 4 + table[cfg[cell], sl]]
+    if np.any(quad < 0):
+        return None
     # Counter-clockwise around +axis; the outward normal points from inside to outside.
     flip = ~inside[ua]
     quad[flip] = quad[flip][:, ::-1]

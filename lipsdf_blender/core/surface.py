@@ -28,6 +28,9 @@ from .simplify import decimate_results
 
 log = logging.getLogger(__name__)
 
+# Pieces smaller than this fraction of the input's diagonal that never touch the input are
+# dropped (see drop_specks).
+_SPECK = 0.05
 # Detail fields ask libigl for distances and winding numbers: its fast winding number
 # rebuilds a tree on each call, so they get large batches.
 _DETAIL_BATCH = 1 << 18
@@ -78,7 +81,13 @@ def _remesh(
     if target is field:
         return extract(field, 0.0, batch_size=batch_size, **kw)
     r = extract(target, 0.0, batch_size=max(batch_size, _DETAIL_BATCH), sharp=sharp, **kw)
-    r.vertices, r.faces = drop_specks(r.vertices, r.faces, 2.0 * r.stats.cell_size)
+    r.vertices, r.faces = drop_specks(
+        r.vertices,
+        r.faces,
+        _SPECK * target.surface.diagonal(),
+        target.surface.distance,
+        r.stats.cell_size,
+    )
     if len(r.faces) and not is_watertight(r.faces):
         # The two witnesses disagreed somewhere pruning did not look (far from both the
         # input and the field's surface): better the field's own closed surface than a hole.
@@ -99,11 +108,13 @@ def _band(field, resolution: int) -> float | None:
     return max(BAND * surface.diagonal(), 2.5 * cell)
 
 
-def drop_specks(V: np.ndarray, F: np.ndarray, size: float):
-    """Remove connected pieces whose bounding box is smaller than ``size`` across.
+def drop_specks(V: np.ndarray, F: np.ndarray, size: float, distance=None, touch: float = 0.0):
+    """Remove small connected pieces that are not part of the input.
 
-    Such a piece is below what the grid resolves (a sliver where the winding number flips
-    beside an open rim), never a part of the input.
+    A piece smaller than ``size`` across that nowhere comes within ``touch`` of the input
+    (``distance(points) -> (k,)``, the exact distance to it) is where the winding number and
+    the field met beside an open rim, not a part of the input: a small part of the input lies
+    on the input. Without ``distance`` every piece smaller than ``size`` goes.
 
     Returns
     -------
@@ -121,8 +132,14 @@ def drop_specks(V: np.ndarray, F: np.ndarray, size: float):
     hi = np.full((k, 3), -np.inf)
     np.minimum.at(lo, label, V)
     np.maximum.at(hi, label, V)
-    big = np.linalg.norm(hi - lo, axis=1) >= size
-    keep_face = big[label[F[:, 0]]]
+    keep = np.linalg.norm(hi - lo, axis=1) >= size
+    if distance is not None:
+        small = np.flatnonzero(~keep)
+        vs = np.flatnonzero(np.isin(label, small))
+        near = np.zeros(k, dtype=bool)
+        near[label[vs[distance(V[vs]) <= touch]]] = True
+        keep |= near
+    keep_face = keep[label[F[:, 0]]]
     if keep_face.all():
         return V, F
     F = F[keep_face]
