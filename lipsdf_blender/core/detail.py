@@ -38,6 +38,8 @@ from .geometry import Geometry
 
 #: ``|w - 1/2|`` below this is not trusted for the sign (a hole, an open rim, a soup's gap).
 TRUST = 0.25
+#: Closer to the input than this fraction of its diagonal, a point counts as on it.
+ON_INPUT = 1e-6
 #: Default half-width of the band, as a fraction of the input's bounding-box diagonal.
 BAND = 0.006
 # Points per libigl call: its fast winding number rebuilds its tree on every call.
@@ -137,6 +139,7 @@ class DetailField:
         self.band = float(band) if band is not None else BAND * surface.diagonal()
         # Distance from the input within which h is the input's own distance.
         self.reach = self.thickness + self.band
+        self.on_input = ON_INPUT * surface.diagonal()
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.field.bounds()
@@ -162,6 +165,11 @@ class DetailField:
             # the input (where marching cubes places the crossing) and |f| beyond it.
             mag = np.where(d <= self.reach, d, np.abs(h))
             h[sure] = np.where(s[sure] > 0, -mag[sure], mag[sure])
+            # On the input itself the winding number jumps, so it is no witness there; the
+            # distance (zero) is, whatever the sign. Gradients by central differences along
+            # the surface sample exactly such points.
+            on = ~sure & (d <= self.on_input)
+            h[on] = np.copysign(d[on], h[on])
         return torch.from_numpy(h).to(dtype=x.dtype, device=x.device)
 
     def prune_bounds(self, x: torch.Tensor, levels) -> tuple[torch.Tensor, torch.Tensor]:

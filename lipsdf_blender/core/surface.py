@@ -81,13 +81,10 @@ def _remesh(
     if target is field:
         return extract(field, 0.0, batch_size=batch_size, **kw)
     r = extract(target, 0.0, batch_size=max(batch_size, _DETAIL_BATCH), sharp=sharp, **kw)
-    r.vertices, r.faces = drop_specks(
-        r.vertices,
-        r.faces,
-        _SPECK * target.surface.diagonal(),
-        target.surface.distance,
-        r.stats.cell_size,
-    )
+    cell = r.stats.cell_size
+    size = _SPECK * target.surface.diagonal()
+    r.vertices, r.faces = drop_specks(r.vertices, r.faces, 3.0 * cell)  # below the grid
+    r.vertices, r.faces = drop_specks(r.vertices, r.faces, size, target.surface.distance, cell)
     if len(r.faces) and not is_watertight(r.faces):
         # The two witnesses disagreed somewhere pruning did not look (far from both the
         # input and the field's surface): better the field's own closed surface than a hole.
