@@ -256,7 +256,17 @@ def run(argv=None) -> int:
 
         res = _resolution(args, [field])
         dev = pick_device(args.device)
-        results = [remesh(field, res, args.detail, dev, progress=bar.extraction, faces=args.faces)]
+        results = [
+            remesh(
+                field,
+                res,
+                args.detail,
+                dev,
+                progress=bar.extraction,
+                faces=args.faces,
+                sharp=args.sharp,
+            )
+        ]
         _report(results, res)
         _save(args.output, results, ["remesh"])
     elif args.command == "offset":
