@@ -37,7 +37,7 @@ from .errors import BadInputError
 from .geometry import Geometry
 
 #: ``|w - 1/2|`` below this is not trusted for the sign (a hole, an open rim, a soup's gap).
-TRUST = 0.25
+TRUST = 0.1
 #: Closer to the input than this fraction of its diagonal, a point counts as on it.
 ON_INPUT = 1e-6
 #: Default half-width of the band, as a fraction of the input's bounding-box diagonal.
