@@ -113,7 +113,8 @@ def test_suzanne_eye_sockets_stay_open(suzanne):
     assert metrics.is_watertight(r.faces) and metrics.connected_components(r.faces) == 1
     # The eyes are Suzanne's two small parts; the sockets are what lies around them, outside
     # Suzanne (winding number near 0) yet close to her surface.
-    _, label = _face_components(F)
+    _, vlabel = metrics.component_labels(F, len(V))
+    label = vlabel[F[:, 0]]
     sizes = np.bincount(label)
     eyes = np.flatnonzero(sizes < 0.2 * sizes.max())
     assert len(eyes) == 2
@@ -134,18 +135,6 @@ def test_suzanne_eye_sockets_stay_open(suzanne):
     # The field's own surface fills more of them: that is what the detail is for.
     raw = remesh(field, resolution=128, detail=False)
     assert _inside(raw.vertices, raw.faces, P).mean() > max(2 * filled, 0.01)
-
-
-def _face_components(F):
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
-
-    n = int(F.max()) + 1
-    e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]]])
-    k, vlabel = connected_components(
-        sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)), directed=False
-    )
-    return k, vlabel[F[:, 0]]
 
 
 def test_open_mesh_comes_out_closed_with_holes_capped():

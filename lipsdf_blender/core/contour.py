@@ -16,16 +16,14 @@ Where a cell holds two or more sheets of surface (a part thinner than a cell), o
 cell would glue them together. As in manifold dual contouring (Schaefer et al. 2007) a cell gets
 one vertex per sheet instead: the sheets are the connected pieces of marching cubes' own
 triangulation of that cell's sign pattern (:func:`_edge_components`), so the result has the
-topology of the marching-cubes mesh. :func:`dual_contour` still checks its result and returns
-``None`` when it is not a closed manifold, and extraction keeps marching cubes for that level.
+topology of the marching-cubes mesh. Extraction still checks the result and keeps marching
+cubes for a level where it is not a closed manifold.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-
-from .metrics import is_watertight
 
 # The 12 edges of a cube as pairs of corner slots (``extract.CUBE_CORNERS`` order) and their
 # axis: slot 0 is the corner with the smaller coordinate.
@@ -125,8 +123,8 @@ def dual_contour(
     Returns
     -------
     (V, F) or None
-        A closed, outward-oriented manifold mesh, or ``None`` where dual contouring cannot
-        give one here (the caller keeps marching cubes).
+        An outward-oriented mesh (closed unless a cell holds an ambiguous sheet: the caller
+        checks), or ``None`` where a neighbour cell of a crossed edge is missing.
     """
     C = len(cells_gi)
     if C == 0:
@@ -226,8 +224,6 @@ def dual_contour(
             np.where(use1[:, None], quad[:, [0, 2, 3]], quad[:, [1, 3, 0]]),
         ]
     )
-    if not is_watertight(F):
-        return None
     return X, F
 
 

@@ -192,12 +192,17 @@ class DetailField:
         return torch.minimum(below.abs(), far), torch.minimum(below, far)
 
 
+def has_detail(field) -> bool:
+    """True when ``field`` carries an input surface a :class:`DetailField` can use."""
+    surface = getattr(field, "surface", None)
+    if surface is None:
+        return False
+    return getattr(field, "mode", "signed") == "unsigned" or surface.kind == "mesh"
+
+
 def surface_field(field, detail: bool = True, band: float | None = None):
     """What to extract a field's surface from: its :class:`DetailField` when it carries its
     input surface and ``detail`` is on, else the field itself."""
-    surface = getattr(field, "surface", None)
-    if not detail or surface is None:
+    if not (detail and has_detail(field)):
         return field
-    if getattr(field, "mode", "signed") == "signed" and surface.kind != "mesh":
-        return field
-    return DetailField(field, surface, band)
+    return DetailField(field, field.surface, band)

@@ -31,7 +31,7 @@ from .metrics import is_watertight
 from .sdf import DistanceField
 from .types import Faces, Points
 
-__all__ = ["ExtractResult", "ExtractStats", "extract", "extract_levels"]
+__all__ = ["ExtractResult", "ExtractStats", "cell_size", "extract", "extract_levels"]
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,12 @@ def _make_grid(
     # Centre the (slightly larger) grid on the box.
     origin = 0.5 * (box_lo + box_hi) - 0.5 * n * h
     return _Grid(origin, h, n)
+
+
+def cell_size(field: DistanceField, resolution: int) -> float:
+    """Side of the cells :func:`extract` uses for ``field``'s zero level at ``resolution``."""
+    grid = _make_grid(field, np.zeros(1), int(resolution), None)
+    return 0.0 if grid is None else grid.h
 
 
 def _touches_boundary(cells: np.ndarray, size: int, n: np.ndarray) -> np.ndarray:
@@ -652,16 +658,12 @@ def _meshes(grid, lv, positions, level_values, crossing, evaluations, dense, tra
     results = []
     for idx, (level, s, active) in enumerate(zip(lv, level_values, crossing, strict=True)):
         tracker.stage(0.95 + 0.05 * idx / len(lv), 0.95 + 0.05 * (idx + 1) / len(lv))
+        V, F = np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
         mesh = dc(grid, positions, s, active, float(level)) if dc and len(active) else None
         if mesh is not None:
             V, F = _clean(*mesh)
-            if not is_watertight(F):
-                mesh = None
-        if mesh is None and len(active):
-            V, F = igl.marching_cubes(s, positions, active, float(level))[:2]
-            V, F = _clean(V, F)
-        elif mesh is None:
-            V, F = np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
+        if len(active) and (mesh is None or not is_watertight(F)):
+            V, F = _clean(*igl.marching_cubes(s, positions, active, float(level))[:2])
         stats = ExtractStats(
             evaluations=evaluations,
             dense_evaluations=dense,

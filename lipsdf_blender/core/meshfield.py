@@ -83,6 +83,11 @@ def offset_surfaces(
     detail : bool
         Measure from the surface with the input's detail (:func:`.surface.remesh`), the
         same surface a remesh gives.
+    faces : int
+        Target face count of each offset surface (0: every triangle).
+    sharp : bool
+        Dual contouring for the surface and the offsets (creases of inward offsets stay
+        sharp; outward ones are round, as true offsets are).
 
     Returns
     -------

@@ -204,17 +204,26 @@ def euler_characteristic(V, F) -> int:
     return int(nv - ne + len(F))
 
 
+def component_labels(F, n_vertices: int) -> tuple[int, np.ndarray]:
+    """Edge-connected pieces: their count and a ``(n_vertices,)`` label per vertex.
+
+    An unreferenced vertex is a piece of its own (see :func:`connected_components`, which
+    leaves them out).
+    """
+    F = np.asarray(F, dtype=np.int64).reshape(-1, 3)
+    e = _directed_edges(F)
+    A = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n_vertices, n_vertices))
+    k, label = _cc(A, directed=False)
+    return int(k), label
+
+
 def connected_components(F) -> int:
     """Number of edge-connected pieces of the mesh (unreferenced vertices ignored)."""
     F = np.asarray(F, dtype=np.int64).reshape(-1, 3)
     if len(F) == 0:
         return 0
     used, inv = np.unique(F, return_inverse=True)
-    Fi = inv.reshape(F.shape)
-    e = _directed_edges(Fi)
-    A = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(used), len(used)))
-    n, _ = _cc(A, directed=False)
-    return int(n)
+    return component_labels(inv.reshape(F.shape), len(used))[0]
 
 
 def genus(V, F) -> int:

@@ -16,14 +16,12 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from .csg import combine
-from .detail import BAND, surface_field
+from .detail import BAND, has_detail, surface_field
 from .errors import BadInputError
-from .extract import ExtractResult, extract
-from .metrics import is_watertight
+from .extract import ExtractResult, cell_size, extract
+from .metrics import component_labels, is_watertight
 from .simplify import decimate_results
 
 log = logging.getLogger(__name__)
@@ -83,8 +81,9 @@ def _remesh(
     r = extract(target, 0.0, batch_size=max(batch_size, _DETAIL_BATCH), sharp=sharp, **kw)
     cell = r.stats.cell_size
     size = _SPECK * target.surface.diagonal()
-    r.vertices, r.faces = drop_specks(r.vertices, r.faces, 3.0 * cell)  # below the grid
-    r.vertices, r.faces = drop_specks(r.vertices, r.faces, size, target.surface.distance, cell)
+    r.vertices, r.faces = drop_specks(
+        r.vertices, r.faces, size, target.surface.distance, touch=cell, tiny=3.0 * cell
+    )
     if len(r.faces) and not is_watertight(r.faces):
         # The two witnesses disagreed somewhere pruning did not look (far from both the
         # input and the field's surface): better the field's own closed surface than a hole.
@@ -96,22 +95,26 @@ def _remesh(
 def _band(field, resolution: int) -> float | None:
     """Band half-width: the default, but at least 2.5 cells so every cell edge that crosses
     the input has both ends inside the band."""
-    surface = getattr(field, "surface", None)
-    if surface is None:
+    if not has_detail(field):
         return None
-    lo, hi = (np.asarray(b, dtype=np.float64) for b in field.bounds())
-    diag = float(np.linalg.norm(hi - lo))
-    cell = (float((hi - lo).max()) + 0.04 * diag) / max(resolution - 6, 1)
-    return max(BAND * surface.diagonal(), 2.5 * cell)
+    return max(BAND * field.surface.diagonal(), 2.5 * cell_size(field, resolution))
 
 
-def drop_specks(V: np.ndarray, F: np.ndarray, size: float, distance=None, touch: float = 0.0):
+def drop_specks(
+    V: np.ndarray,
+    F: np.ndarray,
+    size: float,
+    distance=None,
+    touch: float = 0.0,
+    tiny: float = 0.0,
+):
     """Remove small connected pieces that are not part of the input.
 
     A piece smaller than ``size`` across that nowhere comes within ``touch`` of the input
     (``distance(points) -> (k,)``, the exact distance to it) is where the winding number and
     the field met beside an open rim, not a part of the input: a small part of the input lies
-    on the input. Without ``distance`` every piece smaller than ``size`` goes.
+    on the input. A piece smaller than ``tiny`` goes in any case (below what the grid
+    resolves). Without ``distance`` every piece smaller than ``size`` goes.
 
     Returns
     -------
@@ -120,18 +123,17 @@ def drop_specks(V: np.ndarray, F: np.ndarray, size: float, distance=None, touch:
     if len(F) == 0:
         return V, F
     n = len(V)
-    e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
-    A = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-    k, label = connected_components(A, directed=False)
+    k, label = component_labels(F, n)
     if k == 1:
         return V, F
     lo = np.full((k, 3), np.inf)
     hi = np.full((k, 3), -np.inf)
     np.minimum.at(lo, label, V)
     np.maximum.at(hi, label, V)
-    keep = np.linalg.norm(hi - lo, axis=1) >= size
+    extent = np.linalg.norm(hi - lo, axis=1)
+    keep = extent >= size
     if distance is not None:
-        small = np.flatnonzero(~keep)
+        small = np.flatnonzero(~keep & (extent >= tiny))
         vs = np.flatnonzero(np.isin(label, small))
         near = np.zeros(k, dtype=bool)
         near[label[vs[distance(V[vs]) <= touch]]] = True
@@ -173,7 +175,7 @@ def combine_surfaces(
     combine(op, fields, blend=blend, matrices=matrices, names=names)  # refuse before any work
     operands = []
     for i, f in enumerate(fields):
-        if detail and surface_field(f, True) is not f:
+        if detail and has_detail(f):
             r = _remesh(f, resolution, True, device, progress, cancel, batch_size, sharp)
             if r.is_empty:
                 name = names[i] if names else f"operand {i + 1}"
