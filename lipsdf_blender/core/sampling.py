@@ -13,9 +13,9 @@ import igl
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .cloud import prepare_cloud
 from .errors import BadInputError, CancelledError
 from .geometry import Geometry
-from .normals import estimate_normals, point_areas
 from .normals import winding_number as points_winding_number
 
 
@@ -55,11 +55,14 @@ class Samples:
     labels : (n,) float32, +1 outside, -1 inside (signed) or on the geometry (unsigned)
     seconds : float
         Time spent sampling and labelling.
+    cloud : dict or None
+        Point clouds: what :func:`cloud.prepare_cloud` did (normals used or estimated, ...).
     """
 
     points: np.ndarray
     labels: np.ndarray
     seconds: float = 0.0
+    cloud: dict | None = None
 
 
 def normalization(geom: Geometry) -> tuple[np.ndarray, float]:
@@ -120,21 +123,19 @@ def sample_on_geometry(geom: Geometry, n: int, rng: np.random.Generator) -> np.n
 class WindingNumber:
     """Generalised winding number of a mesh, soup or oriented point cloud (libigl's fast one).
 
-    Point clouds without normals get estimated, consistently oriented normals; each point gets
-    an area estimate from its neighbours.
+    Point clouds go through :func:`cloud.prepare_cloud` (normals used or estimated and
+    oriented, per-point areas); its report is ``self.cloud`` (``None`` for meshes).
     """
 
-    def __init__(self, geom: Geometry):
+    def __init__(self, geom: Geometry, normals: str = "auto", noise: float | None = None):
         self.geom = geom
+        self.cloud = None
         if geom.kind == "mesh":
             self.V = np.ascontiguousarray(geom.vertices, dtype=np.float64)
             self.F = np.ascontiguousarray(geom.faces, dtype=np.int64)
         elif geom.kind == "points":
-            P = np.ascontiguousarray(geom.vertices, dtype=np.float64)
-            N = geom.normals if geom.normals is not None else estimate_normals(P)
-            N = N / np.maximum(np.linalg.norm(N, axis=1, keepdims=True), 1e-12)
-            self.P, self.N = P, np.ascontiguousarray(N, dtype=np.float64)
-            self.A = np.ascontiguousarray(point_areas(P, self.N), dtype=np.float64)
+            c = prepare_cloud(geom.vertices, geom.normals, normals=normals, noise=noise)
+            self.P, self.N, self.A, self.cloud = c.points, c.normals, c.areas, c.report
         else:
             raise BadInputError("a curve encloses no volume; train it in unsigned mode")
 
@@ -160,6 +161,8 @@ def make_samples(
     seed: int = 0,
     thickness: float = 0.01,
     cancel=None,
+    normals: str = "auto",
+    noise: float | None = None,
 ) -> Samples:
     """Draw and label training points for a geometry already in the normalised frame.
 
@@ -177,6 +180,10 @@ def make_samples(
     thickness : float
         Normalised units; only used in unsigned mode.
     cancel : callable returning bool, optional
+    normals : {"auto", "estimate"}
+        Point clouds: use their normals when they have them, or always estimate.
+    noise : float, optional
+        Point clouds: noise level in normalised units (``None``: estimated).
 
     Returns
     -------
@@ -203,7 +210,7 @@ def make_samples(
         P = np.concatenate([on_pts, pts])
         y = np.concatenate([-np.ones(len(on_pts)), np.ones(len(pts))])
     elif mode == "signed":
-        wn = WindingNumber(geom_n)
+        wn = WindingNumber(geom_n, normals=normals, noise=noise)
         y_near = np.where(wn(near, cancel=cancel) > 0.5, -1.0, 1.0)
         y_uni = np.where(wn(uni, cancel=cancel) > 0.5, -1.0, 1.0)
         P, y = np.concatenate([near, uni]), np.concatenate([y_near, y_uni])
@@ -216,7 +223,8 @@ def make_samples(
             "no sample point fell inside the shape; it encloses no volume (an open sheet or a "
             "curve?). Train it in unsigned mode instead."
         )
-    return Samples(P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0)
+    cloud = None if mode == "unsigned" else wn.cloud
+    return Samples(P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0, cloud)
 
 
 def _balance(P, y, wn, cfg: SampleConfig, rng, cancel, rounds: int = 8):

@@ -143,6 +143,8 @@ def train_field(
     progress=None,
     cancel=None,
     on_step=None,
+    normals: str = "auto",
+    noise: float | None = None,
     **overrides,
 ) -> Field:
     """Train a field for ``geom`` and return it in the geometry's units.
@@ -167,6 +169,11 @@ def train_field(
     on_step : callable(step: int, net: LipschitzMLP), optional
         Called after every optimiser step with the network being trained (benchmarks take
         snapshots with it; it must not change the network).
+    normals : {"auto", "estimate"}
+        Point clouds: use the cloud's own normals when it has them (their signs are still
+        checked), or always estimate them.
+    noise : float, optional
+        Point clouds: the points' noise (standard deviation, object units); ``None``: estimated.
     **overrides
         Any :class:`Preset` attribute (``steps``, ``depth``, ...).
 
@@ -197,7 +204,16 @@ def train_field(
             raise BadInputError("the thickness must be positive")
     report = _Reporter(progress, p.steps, describe(dev))
     report.phase("label")
-    samples = make_samples(geom_n, mode, p.samples, seed=seed, thickness=2 * margin, cancel=cancel)
+    samples = make_samples(
+        geom_n,
+        mode,
+        p.samples,
+        seed=seed,
+        thickness=2 * margin,
+        cancel=cancel,
+        normals=normals,
+        noise=None if noise is None else float(noise) * scale,
+    )
     net, curve, t_train = _optimise(samples, p, margin, dev, seed, report, cancel, on_step)
     net = net.cpu()
     lo, hi = geom.bounds()
@@ -213,6 +229,7 @@ def train_field(
         "samples": int(len(samples.labels)),
         "seconds_labelling": round(samples.seconds, 3),
         "seconds_training": round(t_train, 3),
+        "cloud": _cloud_record(samples.cloud, scale),
         "seconds": round(time.perf_counter() - t_start, 3),
         "final_loss": curve[-1][1] if curve else None,
         "loss_curve": curve,
@@ -220,6 +237,13 @@ def train_field(
     }
     surface = InputSurface.from_geometry(geom)
     return Field(net, center, scale, lo, hi, mode, record, surface)
+
+
+def _cloud_record(report: dict | None, scale: float) -> dict | None:
+    """A cloud report with its noise level back in object units."""
+    if report is None:
+        return None
+    return {**report, "noise": report["noise"] / scale}
 
 
 def _settings(p: Preset) -> dict:
