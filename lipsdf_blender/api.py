@@ -11,8 +11,15 @@ with the operator's message.
 >>> outer, inner = api.offset(monkey, [0.05, -0.02])
 >>> blob = api.csg([monkey, bpy.data.objects["Cube"]], "union", blend=0.1)
 
-Extra keyword arguments of :func:`train`, :func:`remesh`, :func:`offset` and :func:`csg` are
-preset settings (``steps=500``, ``width=32``, ...), applied on top of ``preset``.
+Keyword arguments of :func:`train`, :func:`remesh`, :func:`offset` and :func:`csg` are the
+panel's settings (``mode``, ``thickness``, ``resolution``, ``seed``, ``detail``, ``sharp``,
+``faces``) and, for point clouds, ``normals`` (``"auto"``: the cloud's own where it has them,
+or ``"estimate"``) and ``noise`` (the points' noise in object units; ``None``: estimated).
+Any others are preset settings (``steps=500``, ``width=32``, ...), applied on top of
+``preset``.
+
+>>> scan = bpy.data.objects["scan"]  # File › Import › Stanford PLY, with normals
+>>> shell = api.remesh(scan, normals="estimate", noise=0.002)
 """
 
 from __future__ import annotations
@@ -24,8 +31,27 @@ import bpy
 from .blender import operators
 from .core.errors import LipSDFError
 
+NORMALS = ("auto", "estimate")
+
 
 def _split(kwargs: dict) -> tuple[dict, dict]:
+    if "noise" in kwargs:  # noise=None / a number stands for the panel's Auto / Given
+        noise = kwargs.pop("noise")
+        if noise is None or noise == "auto":
+            kwargs["noise_mode"] = "auto"
+        else:
+            number = isinstance(noise, int | float) and not isinstance(noise, bool)
+            if not (number and 0 <= noise < float("inf")):
+                raise LipSDFError(
+                    f"noise must be a distance >= 0 in object units, or None to estimate it; "
+                    f"got {noise!r}"
+                )
+            kwargs["noise_mode"], kwargs["noise"] = "given", float(noise)
+    if kwargs.get("normals", "auto") not in NORMALS:
+        raise LipSDFError(
+            f"normals must be 'auto' (the cloud's own where it has them) or 'estimate'; "
+            f"got {kwargs['normals']!r}"
+        )
     settings = {k: kwargs.pop(k) for k in operators.SETTINGS_KEYS if k in kwargs}
     return settings, kwargs
 

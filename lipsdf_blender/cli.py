@@ -53,6 +53,18 @@ class ProgressBar:
         self.stream.flush()
 
 
+def _noise_level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a noise level: give a distance >= 0 in object units, e.g. 0.002"
+        )
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m lipsdf_blender",
@@ -98,6 +110,21 @@ def _parser() -> argparse.ArgumentParser:
             help="unsigned mode: shell half-thickness in object units",
         )
         p.add_argument("--steps", type=int, default=None, help="override the preset's steps")
+        p.add_argument(
+            "--normals",
+            choices=("auto", "estimate"),
+            default="auto",
+            help="point clouds: use the file's normals when it has them (auto; their signs "
+            "are still checked) or always estimate them",
+        )
+        p.add_argument(
+            "--noise",
+            type=_noise_level,
+            default=None,
+            metavar="SIGMA",
+            help="point clouds: the points' noise (standard deviation) in object units; "
+            "default: estimated",
+        )
 
     p = sub.add_parser("train", help="train a field from a mesh, point cloud or curve file")
     p.add_argument("input")
@@ -151,12 +178,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args, bar):
     from .core.io import load_geometry
+    from .core.summary import record_summary
     from .core.train import train_field
 
     geom = load_geometry(args.input)
     mode = args.mode or ("unsigned" if geom.kind == "curve" else "signed")
     overrides = {"steps": args.steps} if args.steps else {}
-    return train_field(
+    field = train_field(
         geom,
         args.preset,
         mode=mode,
@@ -164,8 +192,14 @@ def _train(args, bar):
         seed=args.seed,
         thickness=args.thickness,
         progress=bar,
+        normals=args.normals,
+        noise=args.noise,
         **overrides,
     )
+    summary = record_summary(field.record, noise_given=args.noise is not None)
+    if summary:
+        print(summary)
+    return field
 
 
 def _resolution(args, fields) -> int:
@@ -184,17 +218,20 @@ def _extract(target, levels, resolution, bar, device="cpu"):
     results = extract_levels(
         target, levels, resolution=resolution, device=pick_device(device), progress=bar.extraction
     )
-    _report(results, resolution)
+    _report(results)
     return results
 
 
-def _report(results, resolution) -> None:
+def _report(results) -> None:
     for r in results:
         s = r.stats
+        # The grid has `resolution` cells along the box's longest side only.
+        nx, ny, nz = s.shape
         print(
             f"level {r.level:+g}: {len(r.vertices)} vertices, {len(r.faces)} faces; "
-            f"{s.evaluations} network evaluations = {100 * s.ratio:.1f}% of the dense "
-            f"{s.dense_evaluations} at {resolution}^3, {s.seconds:.1f}s"
+            f"{s.evaluations} network evaluations = {100 * s.ratio:.1f}% of the "
+            f"{s.dense_evaluations} corners of a dense {nx} x {ny} x {nz} grid, "
+            f"{s.seconds:.1f}s"
         )
 
 
@@ -267,7 +304,7 @@ def run(argv=None) -> int:
                 sharp=args.sharp,
             )
         ]
-        _report(results, res)
+        _report(results)
         _save(args.output, results, ["remesh"])
     elif args.command == "offset":
         field = Field.load(args.field)
@@ -301,7 +338,7 @@ def run(argv=None) -> int:
             sharp=args.sharp,
         )
         results = [result]
-        _report(results, res)
+        _report(results)
         _save(args.output, results, [args.op])
     elif args.command == "info":
         _info(Field.load(args.field), args)
@@ -309,6 +346,8 @@ def run(argv=None) -> int:
 
 
 def _info(field, args) -> None:
+    from .core.summary import record_summary
+
     r = field.record
     if args.json:
         print(
@@ -342,6 +381,9 @@ def _info(field, args) -> None:
         ("margin", r.get("margin")),
         ("samples", r.get("samples")),
     ]
+    cloud = record_summary(r)
+    if cloud:
+        rows.append(("cloud", cloud))
     for k, v in rows:
         print(f"{k:>11}: {v}")
 

@@ -7,13 +7,22 @@ applied), in the object's local coordinates:
 object             becomes
 =================  ==========================================================================
 mesh with faces    ``mesh``: triangles of its loop triangulation
-mesh, no faces     ``points``: its vertices, normals from a ``normal``/``N`` point attribute
+mesh, no faces     ``points``: its vertices, normals from a float-vector point attribute
+or edges           (``normal``, ``normals``, ``N``, ``custom_normal``), never from Blender's
+                   vertex normals (for loose vertices those are just the direction from
+                   the origin)
 point cloud        ``points``: likewise
 curve (no bevel)   ``curve``: the evaluated polyline's edges; with bevel or extrusion, ``mesh``
 hair curves        ``curve``: consecutive control points joined
 text, surface,     ``mesh`` (through their evaluated mesh)
 metaball
 =================  ==========================================================================
+
+A PLY scan imported with File › Import › Stanford PLY (``bpy.ops.wm.ply_import``, Blender 4.0
+to 5.0) is a mesh of loose vertices with its ``nx ny nz`` in a ``normal`` point attribute and
+its colours in ``Col``: the normals go to the worker, the colours are left on the object.
+Converted to a Point Cloud object (Object › Convert), it keeps both attributes.
+Normals with a NaN, an infinity or a zero vector are dropped (the worker estimates them).
 """
 
 from __future__ import annotations
@@ -26,7 +35,10 @@ from ..core.transform import similarity_scales
 from .jobs import Source
 
 SUPPORTED_TYPES = {"MESH", "CURVE", "SURFACE", "META", "FONT", "POINTCLOUD", "CURVES"}
-NORMAL_ATTRIBUTES = ("normal", "normals", "N")
+#: Point attributes read as a cloud's normals, first found wins. ``normal`` is what the PLY
+#: importer and most scripts write; ``custom_normal`` is Blender's own when a mesh stores
+#: free custom normals per point.
+NORMAL_ATTRIBUTES = ("normal", "normals", "N", "custom_normal")
 COLLECTION = "LipSDF"
 
 
@@ -126,9 +138,29 @@ def object_arrays(obj, depsgraph) -> tuple[str, dict]:
             f"{obj.name} has {bad} vertices with NaN or infinite coordinates; fix or delete them "
             "(Mesh › Clean Up) first"
         )
-    if "normals" in arrays and not np.isfinite(arrays["normals"]).all():
+    if "normals" in arrays and not usable_normals(arrays["normals"]):
         del arrays["normals"]  # estimated in the worker instead
     return kind, arrays
+
+
+def usable_normals(N: np.ndarray) -> bool:
+    """Finite and nonzero everywhere: a direction for every point."""
+    if not np.isfinite(N).all():
+        return False
+    return bool((np.einsum("ij,ij->i", N, N) > 1e-12).all())
+
+
+def is_cloud(obj) -> bool:
+    """Does ``obj`` look like a point cloud (a Point Cloud object, or a mesh of loose vertices)?
+
+    Cheap enough for the panel: it reads the object's own data, without evaluating modifiers.
+    """
+    if obj is None:
+        return False
+    if obj.type == "POINTCLOUD":
+        return True
+    me = obj.data if obj.type == "MESH" else None
+    return me is not None and len(me.vertices) > 0 and not len(me.edges) and not len(me.polygons)
 
 
 def object_source(obj, depsgraph, field_file: str | None = None) -> Source:

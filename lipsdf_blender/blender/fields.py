@@ -46,6 +46,9 @@ def store(obj, trained: Trained, cache_dir: Path) -> None:
     pg.seconds = float(info.get("seconds") or 0.0)
     pg.final_loss = float(info.get("final_loss") or 0.0)
     pg.samples = int(info.get("samples") or 0)
+    pg.normals = trained.normals
+    pg.noise = -1.0 if trained.noise is None else float(trained.noise)
+    pg.cloud = trained.summary
     _write_cache(cache_dir, sha, trained.data)
     _state_cache[obj.name] = (sha, FRESH)
 
@@ -81,14 +84,39 @@ def field_file(obj, cache_dir: Path) -> str:
     return str(path)
 
 
-def usable_field(obj, kind: str, arrays: dict, mode: str, thickness: float) -> bool:
-    """Does ``obj`` hold a field trained on exactly this geometry with these settings?"""
+def usable_field(
+    obj,
+    kind: str,
+    arrays: dict,
+    mode: str,
+    thickness: float,
+    normals: str = "auto",
+    noise: float | None = None,
+) -> bool:
+    """Does ``obj`` hold a field trained on exactly this geometry with these settings?
+
+    ``normals`` and ``noise`` are the point-cloud choices (``Settings.cloud_for``); a field
+    stored before they existed was trained with ``auto`` normals and estimated noise.
+    """
     if not has_field(obj):
         return False
     pg = obj.lipsdf
     if pg.input_hash != geometry_hash(kind, arrays) or pg.mode != mode:
         return False
+    if (pg.normals or "auto") != normals or not _same_noise(_stored_noise(pg), noise):
+        return False
     return mode != "unsigned" or abs(pg.thickness - thickness) <= 1e-9 * max(1.0, thickness)
+
+
+def _stored_noise(pg) -> float | None:
+    # Float properties hold single precision: compare the value as it was stored.
+    return None if pg.noise < 0 else pg.noise
+
+
+def _same_noise(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= 1e-6 * max(abs(a), abs(b), 1e-12)
 
 
 def field_state(obj, depsgraph, refresh: bool = False) -> str:

@@ -44,7 +44,9 @@ class Settings:
     ``thickness`` (object units) is the half-width of an unsigned field's surface;
     ``resolution`` 0 means the preset's; ``detail`` takes surfaces from the input's exact
     distances near it; ``sharp`` keeps creases sharp; ``faces`` is a target face count
-    (0: all); ``overrides`` are :class:`~..core.train.Preset` fields (``steps``, ``width``,
+    (0: all); ``normals`` (point clouds) is ``auto`` (the cloud's own when it has them) or
+    ``estimate``; ``noise`` (point clouds) is their noise level in object units, ``None``:
+    estimated; ``overrides`` are :class:`~..core.train.Preset` fields (``steps``, ``width``,
     ...) for scripts and tests.
     """
 
@@ -56,6 +58,8 @@ class Settings:
     detail: bool = True
     sharp: bool = True
     faces: int = 0
+    normals: str = "auto"
+    noise: float | None = None
     device: str = "auto"
     overrides: dict = field(default_factory=dict)
 
@@ -63,6 +67,13 @@ class Settings:
         if self.mode == "auto":
             return "unsigned" if kind == "curve" else "signed"
         return self.mode
+
+    def cloud_for(self, kind: str) -> tuple[str, float | None]:
+        """``(normals, noise)`` as a field of this kind is trained: meshes and curves have
+        no choices (``("auto", None)``)."""
+        if kind != "points":
+            return "auto", None
+        return self.normals, None if self.noise is None else float(self.noise)
 
 
 @dataclass
@@ -114,6 +125,13 @@ class Trained:
     kind: str
     mode: str
     thickness: float | None
+    normals: str = "auto"
+    noise: float | None = None
+
+    @property
+    def summary(self) -> str:
+        """What training did to a point cloud, in one line ("" for meshes and curves)."""
+        return str(self.info.get("summary") or "")
 
 
 @dataclass
@@ -146,6 +164,8 @@ def _train_request(src: Source, s: Settings) -> Request:
     }
     if mode == "unsigned":
         params["thickness"] = float(s.thickness)
+    if src.kind == "points":
+        params["normals"], params["noise"] = s.cloud_for(src.kind)
     return Request(P.TRAIN, params, dict(src.arrays), f"{src.name}: training")
 
 
@@ -159,6 +179,7 @@ def _fields(sources: list[Source], s: Settings, outcome: Outcome):
         result = yield _train_request(src, s)
         path = result["files"]["field"]
         mode = s.mode_for(src.kind)
+        normals, noise = s.cloud_for(src.kind)
         outcome.trained[src.name] = Trained(
             data=Path(path).read_bytes(),
             info=dict(result.get("info") or {}),
@@ -166,6 +187,8 @@ def _fields(sources: list[Source], s: Settings, outcome: Outcome):
             kind=src.kind,
             mode=mode,
             thickness=float(s.thickness) if mode == "unsigned" else None,
+            normals=normals,
+            noise=noise,
         )
         files[src.name] = path
     return files

@@ -33,7 +33,19 @@ from .jobs import (
 )
 from .props import csg_properties, offset_properties, settings_properties
 
-SETTINGS_KEYS = ("preset", "mode", "thickness", "resolution", "seed", "detail", "sharp", "faces")
+SETTINGS_KEYS = (
+    "preset",
+    "mode",
+    "thickness",
+    "resolution",
+    "seed",
+    "detail",
+    "sharp",
+    "faces",
+    "normals",
+    "noise_mode",
+    "noise",
+)
 CSG_SYMBOLS = {"union": "∪", "intersection": "∩", "difference": "∖"}
 #: Seconds the Cancel operator waits for the worker to confirm.
 CANCEL_WAIT = 3.0
@@ -155,6 +167,8 @@ class _JobOperator:
             detail=self.detail,
             sharp=self.sharp,
             faces=self.faces,
+            normals=self.normals,
+            noise=self.noise if self.noise_mode == "given" else None,
             device=prefs.device(),
             overrides=overrides,
         )
@@ -175,8 +189,9 @@ class _JobOperator:
                 convert.check_uniform_scale(obj, self.uniform_scale_for)
             src = convert.object_source(obj, depsgraph)
             mode = settings.mode_for(src.kind)
+            normals, noise = settings.cloud_for(src.kind)
             if self.reuse_fields and fields.usable_field(
-                obj, src.kind, src.arrays, mode, settings.thickness
+                obj, src.kind, src.arrays, mode, settings.thickness, normals, noise
             ):
                 src.field_file = fields.field_file(obj, cache)
             sources.append(src)
@@ -269,7 +284,10 @@ class _JobOperator:
                 obj.select_set(True)
             context.view_layer.objects.active = made[-1]
         last_results[:] = [o.name for o in made]
-        self.report({"INFO"}, self.summary(outcome, made))
+        for name, trained in outcome.trained.items():
+            if trained.summary:  # point clouds: what was done to their normals and points
+                self.report({"INFO"}, f"LipSDF: {name}: {trained.summary}")
+        self.report({"INFO"}, self.summary(outcome, made))  # last: the status bar shows it
         return {"FINISHED"}
 
     def summary(self, outcome, made) -> str:

@@ -22,6 +22,19 @@ MODE_ITEMS = (
     ("signed", "Signed", "Inside is negative: needs a surface that encloses something"),
     ("unsigned", "Unsigned", "Distance to the geometry itself, for curves and open surfaces"),
 )
+NORMALS_ITEMS = (
+    (
+        "auto",
+        "Use the Cloud's",
+        "Use the normals that came with the cloud (a scanner's, a PLY file's) where it has "
+        "them; their signs are still checked. A cloud without normals gets estimated ones",
+    ),
+    ("estimate", "Estimate", "Ignore the cloud's own normals and estimate them from the points"),
+)
+NOISE_ITEMS = (
+    ("auto", "Auto", "Estimate the points' noise from the cloud"),
+    ("given", "Given", "Use the noise level given here, in object units"),
+)
 OP_ITEMS = (
     ("union", "Union", "Everything inside any of the objects"),
     ("intersection", "Intersection", "Only what is inside all of the objects"),
@@ -61,6 +74,26 @@ def settings_properties() -> dict:
             description="Keep the input's creases and corners sharp (dual contouring); off: "
             "marching cubes, which cuts them by a chamfer one cell wide",
             default=True,
+        ),
+        "normals": EnumProperty(
+            name="Normals",
+            description="Point clouds: where the normals that decide inside and outside come from",
+            items=NORMALS_ITEMS,
+            default="auto",
+        ),
+        "noise_mode": EnumProperty(
+            name="Noise",
+            description="Point clouds: how noisy the points are",
+            items=NOISE_ITEMS,
+            default="auto",
+        ),
+        "noise": FloatProperty(
+            name="Noise Level",
+            description="Point clouds: the points' noise (standard deviation), in object units",
+            default=0.001,
+            min=0.0,
+            soft_max=0.1,
+            precision=4,
         ),
         "faces": IntProperty(
             name="Target Faces",
@@ -123,6 +156,13 @@ class LIPSDF_PG_field(bpy.types.PropertyGroup):
     seconds: FloatProperty(name="Seconds")
     final_loss: FloatProperty(name="Final Loss")
     samples: IntProperty(name="Samples")
+    normals: StringProperty(name="Normals", description="Point clouds: auto or estimate")
+    noise: FloatProperty(
+        name="Noise", description="Point clouds: the noise level given; -1: estimated", default=-1.0
+    )
+    cloud: StringProperty(
+        name="Point Cloud", description="What training did to the cloud's normals and points"
+    )
 
 
 classes = (LIPSDF_PG_settings, LIPSDF_PG_field)

@@ -52,6 +52,10 @@ def _field_box(layout, context) -> None:
     col = box.column(align=True)
     col.label(text=f"{pg.preset} · {pg.mode} · {pg.kind} · {pg.samples:,} samples")
     col.label(text=f"loss {pg.final_loss:.4g} · {pg.device} · {pg.seconds:.1f} s")
+    if pg.cloud:
+        # One line per part: "normals: ...; 3 outliers dropped; noise ...; labelling ..."
+        for part in pg.cloud.split("; "):
+            col.label(text=part)
 
 
 def _job_box(layout, job) -> None:
@@ -66,6 +70,26 @@ def _job_box(layout, job) -> None:
     if status.eta is not None:
         col.label(text=f"ETA {status.eta:.0f} s · {status.device}")
     box.operator("lipsdf.cancel", icon="CANCEL", text="Cancel")
+
+
+def _selected_or_active(context) -> list:
+    objs = list(getattr(context, "selected_objects", None) or ())
+    active = context.active_object
+    return objs if objs or active is None else [active]
+
+
+def _cloud_box(layout, s) -> None:
+    box = layout.box()
+    box.label(text="Point Cloud", icon="OUTLINER_OB_POINTCLOUD")
+    col = box.column(align=True)
+    col.label(text="Normals")
+    col.row(align=True).prop(s, "normals", expand=True)
+    col.label(text="Noise")
+    row = col.row(align=True)
+    row.prop(s, "noise_mode", expand=True)
+    sub = row.row(align=True)
+    sub.active = s.noise_mode == "given"
+    sub.prop(s, "noise", text="")
 
 
 def _pass_settings(op, s, *extra) -> None:
@@ -102,6 +126,8 @@ class LIPSDF_PT_main(bpy.types.Panel):
         row = col.row(align=True)
         row.prop(s, "detail")
         row.prop(s, "sharp")
+        if any(convert.is_cloud(o) for o in _selected_or_active(context)):
+            _cloud_box(layout, s)
 
         row = layout.row(align=True)
         _pass_settings(row.operator("lipsdf.train", icon="MOD_REMESH", text="Train"), s)

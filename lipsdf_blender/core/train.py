@@ -253,24 +253,55 @@ def _settings(p: Preset) -> dict:
 
 
 class _Reporter:
-    """Throttles progress callbacks to a few per second."""
+    """Throttles progress callbacks to a few per second and estimates the time left.
 
-    def __init__(self, callback, total, device_name, interval=0.25):
+    The first steps carry one-off costs (allocation, cache warm-up, a CUDA graph's capture),
+    so an estimate from the time since the start says "an hour" for a 40-second job. The ETA
+    is therefore the recent step rate (over the last :attr:`WINDOW` seconds) applied to the
+    steps left, and there is none (NaN) until :attr:`MIN_SECONDS` and :attr:`MIN_STEPS` have
+    passed since the first report. ``clock`` is for tests.
+    """
+
+    WINDOW = 5.0
+    MIN_SECONDS = 0.5
+    MIN_STEPS = 5
+
+    def __init__(self, callback, total, device_name, interval=0.25, clock=time.perf_counter):
         self.callback, self.total, self.device = callback, total, device_name
-        self.interval, self.t0, self.last = interval, time.perf_counter(), -1e9
+        self.clock = clock
+        self.interval, self.t0, self.last = interval, clock(), -1e9
+        self.marks: list[tuple[float, int]] = []  # (time, step), oldest first; a few dozen
+        self.first: tuple[float, int] | None = None
 
     def phase(self, name: str) -> None:
         if self.callback is not None:
             self.callback(Progress(0, self.total, math.nan, 0.0, math.nan, self.device, name))
 
+    def eta(self, now: float, step: int) -> float:
+        """Seconds left after ``step`` at ``now`` (NaN while too early to tell)."""
+        if self.first is None:
+            self.first = (now, step)
+        self.marks.append((now, step))
+        # Keep one mark at or before the window's start as the reference.
+        while len(self.marks) > 2 and self.marks[1][0] <= now - self.WINDOW:
+            del self.marks[0]
+        t_first, s_first = self.first
+        if now - t_first < self.MIN_SECONDS or step - s_first < self.MIN_STEPS:
+            return math.nan
+        t_ref, s_ref = self.marks[0]
+        if step <= s_ref or now <= t_ref:
+            return math.nan
+        return (now - t_ref) / (step - s_ref) * (self.total - step)
+
     def __call__(self, step: int, loss: float, force: bool = False) -> None:
-        now = time.perf_counter()
-        if self.callback is None or (not force and now - self.last < self.interval):
+        if self.callback is None:
+            return
+        now = self.clock()
+        eta = self.eta(now, step)
+        if not force and now - self.last < self.interval:
             return
         self.last = now
-        elapsed = now - self.t0
-        eta = elapsed / max(step, 1) * (self.total - step)
-        self.callback(Progress(step, self.total, loss, elapsed, eta, self.device))
+        self.callback(Progress(step, self.total, loss, now - self.t0, eta, self.device))
 
 
 def _off_orthogonality(W: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,11 @@ type        params -> result files
 train       ``input`` (npz with ``vertices`` and ``faces`` | ``normals`` | ``edges``),
             ``kind`` (``mesh``/``points``/``curve``), ``preset``, ``mode``, ``seed``,
             ``device``, ``thickness``, ``overrides`` (Preset fields; ``samples`` as a dict),
-            ``output`` -> ``{"field": path}``
+            ``normals`` (points: ``auto``, the cloud's own when it has them, or
+            ``estimate``), ``noise`` (points: noise level in object units, ``null`` or
+            absent: estimated), ``output`` -> ``{"field": path}``; ``info`` holds
+            ``cloud`` (the record's, ``null`` for meshes and curves), ``seconds_labelling``
+            and ``summary`` (one line for the user, ``null`` for meshes and curves)
 extract     ``field`` (a ``.lipsdf`` path), ``levels`` (list, default ``[0]``),
             ``resolution``, ``device`` -> ``{"meshes": path}``
 offset      ``field``, ``distances``, ``resolution``, ``exact`` (default true), ``device``

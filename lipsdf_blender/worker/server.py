@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..core.cloud import NORMALS_CHOICES
 from ..core.device import describe, describe_why_cpu, pick_device
 from ..core.errors import BadInputError, CancelledError, FieldFileError
 from ..core.extract import extract_levels
@@ -42,6 +43,7 @@ from ..core.meshfield import offset_surfaces
 from ..core.query import project, sample_surface_points
 from ..core.sampling import SampleConfig
 from ..core.simplify import decimate_results
+from ..core.summary import record_summary
 from ..core.surface import combine_surfaces, remesh
 from ..core.train import Preset, Progress, get_preset, train_field
 from . import protocol as P
@@ -409,6 +411,7 @@ class Server:
         arrays = _load_input(job, p.get("input", "input.npz"), "the training input")
         geom = _geometry(p.get("kind", "mesh"), arrays)
         overrides = _overrides(p.get("overrides") or {})
+        normals, noise = _cloud_params(p)
         preset = p.get("preset", "balanced")
         base = get_preset(preset, **overrides)
         device = p.get("device", "auto")
@@ -428,6 +431,8 @@ class Server:
                 thickness=p.get("thickness"),
                 progress=self._train_progress(job),
                 cancel=job.cancelled,
+                normals=normals,
+                noise=noise,
                 **ov,
             )
 
@@ -435,10 +440,9 @@ class Server:
         field.save(out)
         self.fields.put(out, field)
         r = field.record
-        info = {
-            k: r.get(k)
-            for k in ("device", "seconds", "seconds_training", "final_loss", "samples", "preset")
-        }
+        keys = ("device", "seconds", "seconds_labelling", "seconds_training", "final_loss")
+        info = {k: r.get(k) for k in (*keys, "samples", "preset", "cloud")}
+        info["summary"] = record_summary(r, noise_given=noise is not None)
         return {"field": str(out.resolve())}, info
 
     def _field(self, job: _Job, name, info: dict) -> Field:
@@ -580,6 +584,29 @@ class Server:
         )
         path = P.save_arrays(job.output("projected", ".npz"), points=Q)
         return {"points": str(path.resolve())}, info
+
+
+def _cloud_params(params: dict) -> tuple[str, float | None]:
+    """``normals`` (``auto``/``estimate``, default auto) and ``noise`` (object units or
+    ``None``: estimated) of a train job; meshes and curves ignore both."""
+    normals = params.get("normals", "auto")
+    if normals not in NORMALS_CHOICES:
+        raise BadInputError(
+            f"normals must be one of {', '.join(NORMALS_CHOICES)} (use the cloud's own normals "
+            f"or estimate them), got {normals!r}"
+        )
+    noise = params.get("noise")
+    if noise is None:
+        return normals, None
+    if (
+        isinstance(noise, bool)
+        or not isinstance(noise, int | float)
+        or not (math.isfinite(noise) and noise >= 0)
+    ):
+        raise BadInputError(
+            f"noise must be a distance >= 0 in object units, or null to estimate it; got {noise!r}"
+        )
+    return normals, float(noise)
 
 
 def _surface_params(params: dict) -> dict:

@@ -1,0 +1,56 @@
+"""What a training did, in words: one text for the CLI, ``info`` and the add-on alike.
+
+Standard library only, so the Blender side (which never imports torch) can use it too.
+
+Example
+-------
+>>> cloud_summary(
+...     {"normals": "estimated", "points": 100000, "used": 99688, "flipped": 1234,
+...      "outliers": 312, "noise": 0.0021, "seconds": 1.0},
+...     seconds_labelling=4.2, noise_given=False)
+'normals: estimated for 100,000 points, 1,234 flipped by the orientation check; 312 outliers dropped; noise 0.0021 (auto); labelling 4.2 s'
+"""  # noqa: E501
+
+from __future__ import annotations
+
+
+def cloud_summary(
+    cloud: dict | None, seconds_labelling: float | None = None, noise_given: bool | None = None
+) -> str | None:
+    """One line on a point cloud's normals, outliers, noise and labelling time.
+
+    Parameters
+    ----------
+    cloud : dict or None
+        A field record's ``cloud`` entry (see :class:`~.cloud.PreparedCloud`); ``None`` for
+        meshes and curves, which get no line.
+    seconds_labelling : float, optional
+        The record's ``seconds_labelling``.
+    noise_given : bool, optional
+        Whether the user gave the noise level (``(given)``) or it was estimated (``(auto)``);
+        ``None``: not known (a file read back later), so neither is said.
+
+    Returns
+    -------
+    str or None
+    """
+    if not cloud:
+        return None
+    n = int(cloud.get("points") or 0)
+    flipped = int(cloud.get("flipped") or 0)
+    whose = "the input's" if cloud.get("normals") == "input" else "estimated"
+    parts = [f"normals: {whose} for {n:,} points, {flipped:,} flipped by the orientation check"]
+    outliers = int(cloud.get("outliers") or 0)
+    parts.append(f"{outliers:,} outliers dropped" if outliers else "no outliers dropped")
+    noise = cloud.get("noise")
+    if noise is not None:
+        tag = "" if noise_given is None else (" (given)" if noise_given else " (auto)")
+        parts.append(f"noise {float(noise):.3g}{tag}")
+    if seconds_labelling is not None:
+        parts.append(f"labelling {float(seconds_labelling):.1f} s")
+    return "; ".join(parts)
+
+
+def record_summary(record: dict, noise_given: bool | None = None) -> str | None:
+    """:func:`cloud_summary` of a field record (``None`` unless it was trained on a cloud)."""
+    return cloud_summary(record.get("cloud"), record.get("seconds_labelling"), noise_given)
