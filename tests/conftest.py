@@ -42,3 +42,60 @@ def box_field():
 
 def random_points(n: int, half: float, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-half, half, size=(n, 3))
+
+
+def write_scan_ply(path, P, N, fmt: str = "binary_little_endian", seed: int = 0) -> None:
+    """A PLY point cloud as a scanner writes one: ``x y z nx ny nz``, uchar colours and alpha,
+    a float quality and an empty face element (colours and quality are not ours to read)."""
+    n = len(P)
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, (n, 4)).astype(np.uint8)
+    quality = rng.uniform(0, 1, n).astype(np.float32)
+    names = ("x", "y", "z", "nx", "ny", "nz")
+    head = [
+        "ply",
+        f"format {fmt} 1.0",
+        "comment made by a scanner",
+        f"element vertex {n}",
+        *(f"property float {c}" for c in names),
+        *(f"property uchar {c}" for c in ("red", "green", "blue", "alpha")),
+        "property float quality",
+        "element face 0",
+        "property list uchar int vertex_indices",
+        "end_header",
+    ]
+    if fmt == "ascii":
+        rows = [
+            " ".join(f"{v:.9g}" for v in (*P[i], *N[i]))
+            + " "
+            + " ".join(str(int(c)) for c in colours[i])
+            + f" {quality[i]:.6g}"
+            for i in range(n)
+        ]
+        body = ("\n".join(rows) + "\n").encode()
+    else:
+        bo = "<" if fmt == "binary_little_endian" else ">"
+        dt = np.dtype(
+            [(c, bo + "f4") for c in names]
+            + [(c, "u1") for c in ("red", "green", "blue", "alpha")]
+            + [("quality", bo + "f4")]
+        )
+        rec = np.empty(n, dt)
+        for j, c in enumerate(names):
+            rec[c] = (P if j < 3 else N)[:, j % 3]
+        for j, c in enumerate(("red", "green", "blue", "alpha")):
+            rec[c] = colours[:, j]
+        rec["quality"] = quality
+        body = rec.tobytes()
+    with open(path, "wb") as fh:
+        fh.write(("\n".join(head) + "\n").encode() + body)
+
+
+def sphere_cloud(n: int, radius: float = 0.7, axes=(1.0, 1.0, 1.0)):
+    """Evenly spread points on an ellipsoid ``radius * axes`` and their outward unit normals."""
+    i = np.arange(n) + 0.5
+    phi, theta = np.arccos(1 - 2 * i / n), np.pi * (1 + 5**0.5) * i
+    U = np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], 1)
+    a = radius * np.asarray(axes, dtype=np.float64)
+    N = U / a
+    return U * a, N / np.linalg.norm(N, axis=1, keepdims=True)

@@ -1,12 +1,15 @@
 """The command line, driven as a user would: real files, real subprocesses, exit codes."""
 
+import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import sphere_cloud, write_scan_ply
 
 from lipsdf_blender.core import metrics, primitives
 from lipsdf_blender.core.io import load_geometry, save_mesh
@@ -108,3 +111,90 @@ def test_user_errors_are_one_line_and_nonzero(trained, tmp_path):
     nan.write_text("v 0 0 0\nv 1 0 nan\nv 0 1 0\nf 1 2 3\n")
     p = cli("train", nan, "-o", tmp_path / "n.lipsdf", check=False)
     assert p.returncode == 2 and "Traceback" not in p.stderr
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory):
+    """A scanner's PLY: an ellipsoid's points with outward normals, colours and quality."""
+    d = tmp_path_factory.mktemp("scan")
+    P, N = sphere_cloud(2000, radius=1.0, axes=(1.0, 0.6, 0.4))
+    write_scan_ply(d / "scan.ply", P, N)
+    return d
+
+
+FAST = ("--preset", "fast", "--steps", "150", "--device", "cpu")
+
+
+def test_a_cloud_says_what_was_done_to_its_normals_and_the_dense_grid_is_named(scan):
+    d = scan
+    out = cli(
+        "remesh",
+        d / "scan.ply",
+        "-o",
+        d / "r.obj",
+        "--resolution",
+        "48",
+        *FAST,
+        "--save-field",
+        d / "scan.lipsdf",
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("normals:"))
+    assert line.startswith("normals: the input's for 2,000 points, ")
+    assert "flipped by the orientation check" in line and "outliers dropped" in line
+    assert re.search(r"; noise [0-9.e-]+ \(auto\); labelling [0-9.]+ s$", line), line
+    # The grid has 48 cells along the box's longest side only: name its real shape.
+    m = re.search(r"= [0-9.]+% of the (\d+) corners of a dense (\d+) x (\d+) x (\d+) grid", out)
+    assert m and "^3" not in out, out
+    corners, n = int(m.group(1)), [int(g) for g in m.groups()[1:]]
+    assert n[0] == max(n) == 48 and n[2] < n[1] < 48
+    assert corners == np.prod(np.array(n) + 1)
+    assert metrics.is_watertight(load_geometry(d / "r.obj").faces)
+    info = cli("info", d / "scan.lipsdf").stdout
+    assert "cloud: normals: the input's for 2,000 points" in info and "labelling" in info
+
+    out = cli(
+        "train",
+        d / "scan.ply",
+        "-o",
+        d / "e.lipsdf",
+        *FAST,
+        "--normals",
+        "estimate",
+        "--noise",
+        "0.002",
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("normals:"))
+    assert line.startswith("normals: estimated for 2,000 points, ")
+    assert "; noise 0.002 (given);" in line
+
+
+def test_meshes_print_no_cloud_line_and_bad_cloud_options_are_refused(trained, tmp_path):
+    info = cli("info", trained / "ball.lipsdf").stdout
+    assert "cloud" not in info and "normals" not in info
+    for args, text in (
+        (("--noise", "-0.1"), "not a noise level"),
+        (("--noise", "nan"), "not a noise level"),
+        (("--normals", "flip"), "invalid choice"),
+    ):
+        p = cli("train", trained / "ball.obj", "-o", tmp_path / "x.lipsdf", *args, check=False)
+        assert p.returncode == 2 and text in p.stderr and "Traceback" not in p.stderr, args
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_progress_bar_shows_no_eta_until_the_step_rate_is_known():
+    from lipsdf_blender.cli import ProgressBar
+    from lipsdf_blender.core.train import _Reporter
+
+    term, clock = _Terminal(), [0.0]
+    r = _Reporter(ProgressBar(term), 3000, "CPU", interval=0.0, clock=lambda: clock[0])
+    for step in range(1, 3001, 15):  # the first step took 4 s, then 12 ms a step: 40 s
+        clock[0] = 4.0 + 0.012 * (step - 1)
+        r(step, 0.1)
+    lines = [x for x in term.getvalue().split("\r\033[K") if x]
+    assert lines[0].startswith("train [") and "ETA" not in lines[0]
+    etas = [float(x) for x in re.findall(r"ETA +([0-9.]+)s", term.getvalue())]
+    assert len(etas) > 150 and max(etas) <= 0.012 * 3000

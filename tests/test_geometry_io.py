@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import sphere_cloud, write_scan_ply
 
 from lipsdf_blender.core import metrics
 from lipsdf_blender.core.errors import BadInputError
@@ -363,3 +364,14 @@ def test_open_monkey_like_is_awkward():
     r = np.linalg.norm(eyes, axis=1)
     assert (r < 0.99).any() and (r > 1.01).any()
     Geometry.mesh(V, F).validate()
+
+
+@pytest.mark.parametrize("fmt", ["binary_little_endian", "binary_big_endian", "ascii"])
+def test_ply_scan_with_normals_and_colours_reads_the_normals(tmp_path, fmt):
+    P, N = sphere_cloud(500, axes=(1.0, 0.6, 0.4))
+    write_scan_ply(tmp_path / "scan.ply", P, N, fmt)
+    g = load_geometry(tmp_path / "scan.ply")
+    assert g.kind == "points" and g.faces is None
+    np.testing.assert_allclose(g.vertices, P, atol=1e-6)
+    np.testing.assert_allclose(g.normals, N, atol=1e-6)
+    g.validate()

@@ -16,7 +16,7 @@ from lipsdf_blender.core.extract import extract, extract_levels
 from lipsdf_blender.core.geometry import Geometry
 from lipsdf_blender.core.meshfield import offset_surfaces
 from lipsdf_blender.core.query import value_and_gradient
-from lipsdf_blender.core.train import train_field
+from lipsdf_blender.core.train import _Reporter, train_field
 
 
 def sphere_distance(P, r=SPHERE_RADIUS, c=(0, 0, 0)):
@@ -190,3 +190,48 @@ def test_same_seed_same_field():
     b = train_field(Geometry.mesh(V, F), "fast", device="cpu", seed=7, **kw)
     P = random_points(100, 1.0)
     np.testing.assert_array_equal(a.evaluate(P), b.evaluate(P))
+
+
+def _feed(reporter, clock, times):
+    """Report as ``_optimise`` does (steps 1, 16, 31, ... and the last) at ``times(step)``."""
+    steps = list(range(1, reporter.total + 1, 15))
+    if steps[-1] != reporter.total:
+        steps.append(reporter.total)
+    for step in steps:
+        clock[0] = times(step)
+        reporter(step, 0.1, force=step == reporter.total)
+
+
+def test_eta_waits_out_the_first_steps_then_follows_the_recent_rate():
+    # 3000 steps: the first takes 3 s (allocation, warm-up), the next 1499 take 10 ms each,
+    # the rest 20 ms (the machine got busy). Reporting from the start said "2.5 hours".
+    def times(step):
+        t = 3.0 + 0.01 * (min(step, 1500) - 1)
+        return t + 0.02 * max(step - 1500, 0)
+
+    def at_current_rate(step):  # what anyone can know: the rate now, times the steps left
+        return (0.01 if step <= 1500 else 0.02) * (3000 - step)
+
+    clock, seen = [0.0], []
+    r = _Reporter(seen.append, 3000, "CPU", interval=0.0, clock=lambda: clock[0])
+    _feed(r, clock, times)
+    assert [p.step for p in seen][:3] == [1, 16, 31] and seen[-1].step == 3000
+    for p in seen:
+        since_first = times(p.step) - times(1)
+        if since_first < _Reporter.MIN_SECONDS:
+            assert np.isnan(p.eta), p  # too early to tell: no ETA at all
+            continue
+        assert np.isfinite(p.eta) and p.eta <= 60.0, p
+        if p.step < 1400:  # the steady first half: within 2 % of the truth
+            assert abs(p.eta - at_current_rate(p.step)) <= 0.02 * at_current_rate(p.step), p
+        if p.step > 1500 + 300:  # the slow-down is followed once it fills the window
+            assert abs(p.eta - at_current_rate(p.step)) <= 0.02 * at_current_rate(p.step), p
+    assert seen[-1].eta == 0.0
+
+
+def test_eta_of_a_short_job_never_starts_from_one_slow_step():
+    clock, seen = [0.0], []
+    r = _Reporter(seen.append, 200, "CPU", interval=0.25, clock=lambda: clock[0])
+    _feed(r, clock, lambda step: 2.0 + 0.004 * (step - 1))  # 0.8 s of real steps
+    etas = [p.eta for p in seen if np.isfinite(p.eta)]
+    assert np.isnan(seen[0].eta) and etas and max(etas) <= 0.004 * 200
