@@ -544,3 +544,122 @@ def test_the_batch_example_script_runs(extension_zip, tmp_path):
     geom = load_geometry(obj)
     assert metrics.is_watertight(geom.faces) and metrics.connected_components(geom.faces) == 2
     assert obj.with_suffix(".blend").exists()
+
+
+CLOUD = """
+S = dict(TINY, steps=300)
+# -- a scanner's PLY (normals, colours): what File › Import › Stanford PLY makes of it ----------
+assert bpy.ops.wm.ply_import(filepath=os.environ["LIPSDF_TEST_PLY"]) == {"FINISHED"}
+scan = bpy.context.active_object
+scan.location = (2, 0, 0)
+me = scan.data
+FACTS["import"] = {
+    "type": scan.type,
+    "counts": [len(me.vertices), len(me.edges), len(me.polygons)],
+    "attributes": {a.name: [a.domain, a.data_type] for a in me.attributes
+                   if not a.name.startswith(".")},
+    "is_cloud": convert.is_cloud(scan),
+}
+def colours(obj):
+    att = obj.data.attributes["Col"]
+    C = np.empty(len(att.data) * 4, np.float32)
+    att.data.foreach_get("color", C)
+    return C
+before = colours(scan)
+kind, arrays = convert.object_arrays(scan, bpy.context.evaluated_depsgraph_get())
+np.savez(os.path.join(OUT, "scan_arrays.npz"), **arrays)
+FACTS["scan_kind"] = kind
+FACTS["defaults"] = [bpy.context.scene.lipsdf.normals, bpy.context.scene.lipsdf.noise_mode]
+
+select(scan)
+api.train(scan, **S)  # the panel's defaults: the cloud's own normals, noise auto
+open(os.path.join(OUT, "auto.lipsdf"), "wb").write(api.field_of(scan))
+FACTS["auto"] = [scan.lipsdf.cloud, scan.lipsdf.normals, scan.lipsdf.noise, scan.lipsdf.sha256]
+shell = api.remesh(scan, normals="estimate", noise=0.002, resolution=48, **S)
+save_world("scan_remesh", shell)
+open(os.path.join(OUT, "estimate.lipsdf"), "wb").write(api.field_of(scan))
+FACTS["estimate"] = [scan.lipsdf.cloud, scan.lipsdf.normals, scan.lipsdf.noise,
+                     scan.lipsdf.sha256]
+api.remesh(scan, normals="estimate", noise=0.002, resolution=48, **S)  # reuses that field
+FACTS["reused_sha"] = scan.lipsdf.sha256
+FACTS["colours_unchanged"] = bool(np.array_equal(before, colours(scan)))
+FACTS["bad_normals"] = refused(api.train, scan, normals="flip")
+FACTS["bad_noise"] = refused(api.train, scan, noise=-1.0)
+
+# -- the other ways a cloud carries normals ----------------------------------------------------
+select(scan)
+bpy.ops.object.duplicate()
+bpy.ops.object.convert(target="POINTCLOUD")
+pc = bpy.context.active_object
+kind, arrays = convert.object_arrays(pc, bpy.context.evaluated_depsgraph_get())
+FACTS["pointcloud"] = [pc.type, kind, bool(np.allclose(arrays.get("normals"), np.load(
+    os.path.join(OUT, "scan_arrays.npz"))["normals"]))]
+free = bpy.data.meshes.new("Free")
+free.vertices.add(4)
+free.vertices.foreach_set("co", np.eye(4, 3, dtype=np.float32).ravel())
+att = free.attributes.new("custom_normal", "FLOAT_VECTOR", "POINT")
+att.data.foreach_set("vector", np.tile([0.0, 0.0, 1.0], 4).astype(np.float32))
+ob = bpy.data.objects.new("Free", free)
+bpy.context.scene.collection.objects.link(ob)
+kind, arrays = convert.object_arrays(ob, bpy.context.evaluated_depsgraph_get())
+FACTS["custom_normal"] = [kind, np.asarray(arrays.get("normals")).tolist()]
+zero = bpy.data.meshes.new("Zero")
+zero.vertices.add(4)
+zero.vertices.foreach_set("co", np.eye(4, 3, dtype=np.float32).ravel())
+zero.attributes.new("normal", "FLOAT_VECTOR", "POINT")  # all zero: no direction to use
+ob = bpy.data.objects.new("Zero", zero)
+bpy.context.scene.collection.objects.link(ob)
+kind, arrays = convert.object_arrays(ob, bpy.context.evaluated_depsgraph_get())
+FACTS["zero_normals"] = [kind, "normals" in arrays]
+bpy.ops.mesh.primitive_cube_add()
+FACTS["cube_is_cloud"] = convert.is_cloud(bpy.context.active_object)
+"""
+
+
+def test_a_scanned_ply_cloud_keeps_its_normals_and_says_what_was_done(extension_zip, tmp_path):
+    from conftest import sphere_cloud, write_scan_ply
+
+    P, N = sphere_cloud(3000)
+    write_scan_ply(tmp_path / "scan.ply", P, N)
+    facts, log = run_blender(
+        CLOUD, tmp_path / "run", extension_zip, env={"LIPSDF_TEST_PLY": str(tmp_path / "scan.ply")}
+    )
+    out = tmp_path / "run"
+    imp = facts["import"]
+    # Blender's importer: a mesh of loose vertices, normals in "normal", colours in "Col".
+    assert imp["type"] == "MESH" and imp["counts"] == [3000, 0, 0] and imp["is_cloud"]
+    assert imp["attributes"]["normal"] == ["POINT", "FLOAT_VECTOR"]
+    assert imp["attributes"]["Col"][0] == "POINT"
+    arrays = np.load(out / "scan_arrays.npz")
+    assert facts["scan_kind"] == "points" and set(arrays.files) == {"vertices", "normals"}
+    np.testing.assert_allclose(arrays["vertices"], P, atol=1e-6)
+    np.testing.assert_allclose(arrays["normals"], N, atol=1e-6)
+    assert facts["defaults"] == ["auto", "auto"]
+
+    auto = Field.load(out / "auto.lipsdf").record["cloud"]
+    assert auto["normals"] == "input" and auto["points"] == 3000
+    line, normals, noise, sha = facts["auto"]
+    assert line.startswith("normals: the input's for 3,000 points, ") and "(auto)" in line
+    assert normals == "auto" and noise == -1.0
+    assert "Info: LipSDF: scan: normals: the input's for 3,000 points" in log
+
+    est = Field.load(out / "estimate.lipsdf").record["cloud"]
+    assert est["normals"] == "estimated"
+    line2, normals2, noise2, sha2 = facts["estimate"]
+    assert line2.startswith("normals: estimated for 3,000 points, ") and "(given)" in line2
+    assert normals2 == "estimate" and abs(noise2 - 0.002) < 1e-8
+    assert sha2 != sha and facts["reused_sha"] == sha2  # changed choices train again, once
+    assert facts["colours_unchanged"]
+    assert "normals must be 'auto'" in facts["bad_normals"]["message"]
+    assert "noise must be a distance" in facts["bad_noise"]["message"]
+    assert facts["bad_normals"]["unchanged"] and facts["bad_noise"]["unchanged"]
+
+    V, F = _load(out, "scan_remesh")
+    assert metrics.is_watertight(F) and metrics.connected_components(F) == 1
+    r = np.linalg.norm(V - [2, 0, 0], axis=1)
+    assert abs(np.median(r) - 0.7) < 0.02
+
+    assert facts["pointcloud"] == ["POINTCLOUD", "points", True]
+    assert facts["custom_normal"] == ["points", [[0.0, 0.0, 1.0]] * 4]
+    assert facts["zero_normals"] == ["points", False]
+    assert not facts["cube_is_cloud"]

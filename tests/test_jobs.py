@@ -216,3 +216,25 @@ def test_a_real_worker_runs_a_remesh_plan():
     r = np.linalg.norm(Vr, axis=1)
     assert abs(np.median(r) - 0.8) < 0.03
     assert outcome.trained["Ball"].data[:2] == b"PK"  # the .lipsdf file (a zip) itself
+
+
+def test_clouds_carry_their_normals_and_noise_choices_and_meshes_none(tmp_path):
+    P_ = primitives.torus_points(200)
+    cloud = J.Source("Scan", "points", {"vertices": P_, "normals": P_})
+    s = J.Settings(normals="estimate", noise=0.003)
+    req = J._train_request(cloud, s)
+    assert (req.params["normals"], req.params["noise"]) == ("estimate", 0.003)
+    assert "normals" in req.arrays  # the cloud's own normals travel; the worker decides
+    req = J._train_request(cloud, J.Settings())
+    assert (req.params["normals"], req.params["noise"]) == ("auto", None)
+    assert "normals" not in J._train_request(_source(), s).params
+    summary = "normals: estimated for 200 points, 3 flipped by the orientation check"
+    field = tmp_path / "f.lipsdf"
+    field.write_bytes(b"field bytes")
+    client = FakeClient(
+        [[{"type": P.RESULT, "files": {"field": str(field)}, "info": {"summary": summary}}]]
+    )
+    outcome = J.Job(client, J.plan_train([cloud], s)).run(interval=0)
+    trained = outcome.trained["Scan"]
+    assert (trained.normals, trained.noise, trained.summary) == ("estimate", 0.003, summary)
+    assert J.Settings(normals="estimate", noise=0.1).cloud_for("mesh") == ("auto", None)

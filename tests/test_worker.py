@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import sphere_cloud
 
 from lipsdf_blender.core import primitives
 from lipsdf_blender.core.extract import extract_levels
@@ -450,3 +451,35 @@ def test_out_of_memory_on_a_gpu_falls_back_to_the_cpu(monkeypatch):
     logs = [P.decode(line) for line in out.getvalue().splitlines()]
     assert [m["type"] for m in logs] == [P.LOG, P.LOG]
     assert "half the batch" in logs[0]["message"] and "CPU" in logs[1]["message"]
+
+
+def test_a_cloud_is_trained_with_its_normals_choice_and_bad_choices_are_refused(client, tmp_path):
+    P_, N = sphere_cloud(800)
+    cloud = {"vertices": P_, "normals": N}
+    params = dict(TRAIN, kind="points")
+    infos = {}
+    for i, extra in enumerate(({}, {"normals": "estimate", "noise": 0.004})):
+        result = client.run("train", dict(params, **extra), tmp_path / f"ok{i}", arrays=cloud)
+        infos[i] = result["info"]
+        record = Field.load(result["files"]["field"]).record
+        assert record["cloud"]["points"] == 800 and infos[i]["cloud"] == record["cloud"]
+    assert infos[0]["cloud"]["normals"] == "input"
+    assert infos[0]["summary"].startswith("normals: the input's for 800 points, ")
+    assert "(auto)" in infos[0]["summary"] and "labelling" in infos[0]["summary"]
+    assert infos[1]["cloud"]["normals"] == "estimated"
+    assert "noise 0.004 (given)" in infos[1]["summary"]
+    assert infos[0]["seconds_labelling"] > 0
+    for i, (extra, text) in enumerate(
+        (
+            ({"normals": "flip"}, "normals must be one of auto, estimate"),
+            ({"normals": None}, "normals must be one of"),
+            ({"noise": -0.01}, "noise must be a distance >= 0"),
+            ({"noise": "high"}, "noise must be a distance >= 0"),
+            ({"noise": True}, "noise must be a distance >= 0"),
+        )
+    ):
+        t0 = time.monotonic()
+        with pytest.raises(WorkerError) as err:
+            client.run("train", dict(params, **extra), tmp_path / f"bad{i}", arrays=cloud)
+        assert err.value.kind == P.BAD_INPUT and text in str(err.value), extra
+        assert time.monotonic() - t0 < 5.0  # refused before any labelling or training
