@@ -198,11 +198,14 @@ def render(inp: dict, rows: list[dict], diag: float, y_up: bool, args) -> Path |
     pngs = [str(inp["dir"] / f"tile{i}.png") for i in range(len(items))]
     spec = {"items": [p for _, p in items], "pngs": pngs, "size": TILE, "y_up": y_up}
     error = render_tiles(spec, inp["dir"] / "render.json", args.timeout)
+    titles = [t.replace("Open3D ", "").replace(", trimmed", " trim") for t, _ in items]
+    out = None if error else stitch(titles, pngs, Path(args.renders) / f"{inp['name']}.png")
+    # the results themselves stay; what was made only for the render goes (60 cases of it)
+    for path in [points, *pngs] + [p for _, p in items[1:] if "ours-" in p]:
+        Path(path).unlink(missing_ok=True)
     if error:
         print(f"  render failed: {error}", flush=True)
-        return None
-    titles = [t.replace("Open3D ", "").replace(", trimmed", " trim") for t, _ in items]
-    return stitch(titles, pngs, Path(args.renders) / f"{inp['name']}.png")
+    return out
 
 
 # -- output ---------------------------------------------------------------------------------
