@@ -69,6 +69,8 @@ PEERS = {
 #: rendered after the input points and ours, in this order
 RENDERED = ("Open3D Poisson 9", "Open3D Poisson 9, trimmed", "Open3D ball pivoting")
 TILE = (240, 240)
+#: direction to the camera (Blender's z up) where the default view would miss what is hidden
+VIEW = {"partial_bottom": (0.9, -1.3, -0.8), "partial_side": (1.6, -0.7, 0.6)}
 #: points drawn as small octahedra: at most this many, of this radius (share of the diagonal)
 RENDER_POINTS, POINT_RADIUS = 30_000, 0.003
 
@@ -196,7 +198,13 @@ def render(inp: dict, rows: list[dict], diag: float, y_up: bool, args) -> Path |
             np.savez(path, V=g.vertices, F=g.faces)
         items.append((row["tool"], path))
     pngs = [str(inp["dir"] / f"tile{i}.png") for i in range(len(items))]
-    spec = {"items": [p for _, p in items], "pngs": pngs, "size": TILE, "y_up": y_up}
+    spec = {
+        "items": [p for _, p in items],
+        "pngs": pngs,
+        "size": TILE,
+        "y_up": y_up,
+        "view": VIEW.get(inp["name"].rsplit("-", 1)[-1]),
+    }
     error = render_tiles(spec, inp["dir"] / "render.json", args.timeout)
     titles = [t.replace("Open3D ", "").replace(", trimmed", " trim") for t, _ in items]
     out = None if error else stitch(titles, pngs, Path(args.renders) / f"{inp['name']}.png")
