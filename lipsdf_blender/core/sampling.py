@@ -57,12 +57,15 @@ class Samples:
         Time spent sampling and labelling.
     cloud : dict or None
         Point clouds: what :func:`cloud.prepare_cloud` did (normals used or estimated, ...).
+    prepared : PreparedCloud or None
+        Point clouds: the points, normals and areas the labels came from.
     """
 
     points: np.ndarray
     labels: np.ndarray
     seconds: float = 0.0
     cloud: dict | None = None
+    prepared: object = None
 
 
 def normalization(geom: Geometry) -> tuple[np.ndarray, float]:
@@ -130,12 +133,14 @@ class WindingNumber:
     def __init__(self, geom: Geometry, normals: str = "auto", noise: float | None = None):
         self.geom = geom
         self.cloud = None
+        self.prepared = None
         if geom.kind == "mesh":
             self.V = np.ascontiguousarray(geom.vertices, dtype=np.float64)
             self.F = np.ascontiguousarray(geom.faces, dtype=np.int64)
         elif geom.kind == "points":
             c = prepare_cloud(geom.vertices, geom.normals, normals=normals, noise=noise)
             self.P, self.N, self.A, self.cloud = c.points, c.normals, c.areas, c.report
+            self.prepared = c
         else:
             raise BadInputError("a curve encloses no volume; train it in unsigned mode")
 
@@ -223,8 +228,10 @@ def make_samples(
             "no sample point fell inside the shape; it encloses no volume (an open sheet or a "
             "curve?). Train it in unsigned mode instead."
         )
-    cloud = None if mode == "unsigned" else wn.cloud
-    return Samples(P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0, cloud)
+    cloud, prepared = (None, None) if mode == "unsigned" else (wn.cloud, wn.prepared)
+    return Samples(
+        P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0, cloud, prepared
+    )
 
 
 def _balance(P, y, wn, cfg: SampleConfig, rng, cancel, rounds: int = 8):

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from .detail import InputSurface
+from .detail import CloudSurface, InputSurface
 from .device import describe, pick_device
 from .errors import BadInputError, CancelledError
 from .field import Field
@@ -236,6 +236,9 @@ def train_field(
         "torch": torch.__version__,
     }
     surface = InputSurface.from_geometry(geom)
+    c = samples.prepared
+    if c is not None and len(c.points) >= 8:  # back to object units
+        surface = CloudSurface(c.points / scale + center, c.normals, c.areas / scale**2)
     return Field(net, center, scale, lo, hi, mode, record, surface)
 
 
