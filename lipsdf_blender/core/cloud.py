@@ -49,6 +49,20 @@ class PreparedCloud:
     normals: Points
     areas: Scalars
     report: dict = field(default_factory=dict)
+    _tree: object = None
+    _spacing: object = None
+
+    def tree(self) -> cKDTree:
+        if self._tree is None:
+            self._tree = cKDTree(self.points)
+        return self._tree
+
+    def spacing(self) -> Scalars:
+        """Each point's local spacing: the distance to its 4th neighbour."""
+        if self._spacing is None:
+            k = min(5, len(self.points))
+            self._spacing = self.tree().query(self.points, k=k, workers=-1)[0][:, -1]
+        return self._spacing
 
 
 def prepare_cloud(P, N=None, normals: str = "auto", noise: float | None = None) -> PreparedCloud:
@@ -286,3 +300,102 @@ def check_parts(P, N):
             N[members] *= -1.0
             flipped += len(members)
     return N, flipped
+
+
+#: Winding numbers within this of 1/2, far from the points, are settled by :func:`apss_distance`.
+UNSURE = 0.3
+
+
+def apss_distance(P, N, Q, tree: cKDTree | None = None, k: int = 192, gradient: bool = False):
+    """Signed distance (about) to the algebraic sphere fitted to the points nearest each query.
+
+    Algebraic point set surfaces (Guennebaud & Gross 2007): at ``q``, the sphere (or plane)
+    ``s(x) = u0 + u . x + u4 |x|^2`` whose gradient best matches the normals of the ``k``
+    nearest points, weighted by ``(1 - (d/d_k)^2)^4``. Across a hole it continues the
+    curvature of the rim instead of capping it flat, which is how a scan's missing base or
+    side is closed: the winding number there is near 1/2 and says little.
+
+    Parameters
+    ----------
+    P, N : (n, 3) float
+        Points and outward unit normals.
+    Q : (q, 3) float
+    tree : cKDTree of ``P``, optional
+    k : int
+
+    gradient : bool
+        Also return the unit gradient ``(q, 3)`` (outward).
+
+    Returns
+    -------
+    (q,) float64
+        Negative inside, positive outside; ``s / |grad s|``, about the distance near the sphere.
+    """
+    P = np.asarray(P, dtype=np.float64)
+    Q = np.asarray(Q, dtype=np.float64)
+    if len(Q) == 0:
+        return (np.zeros(0), np.zeros((0, 3))) if gradient else np.zeros(0)
+    tree = tree if tree is not None else cKDTree(P)
+    k = min(k, len(P))
+    d, idx = tree.query(Q, k=k, workers=-1)
+    w = np.clip(1.0 - (d / np.maximum(d[:, -1:], 1e-12)) ** 2, 0.0, None) ** 4 + 1e-12
+    w /= w.sum(axis=1, keepdims=True)
+    X = P[idx]
+    M = np.asarray(N, dtype=np.float64)[idx]
+    mean_p = np.einsum("qk,qkd->qd", w, X)
+    X -= mean_p[:, None]  # centred: the fit is then u0 = -u4 <|x|^2>, u = <n>
+    u = np.einsum("qk,qkd->qd", w, M)
+    pn = np.einsum("qk,qk->q", w, np.einsum("qkd,qkd->qk", X, M))
+    pp = np.einsum("qk,qk->q", w, np.einsum("qkd,qkd->qk", X, X))
+    u4 = 0.5 * pn / np.maximum(pp, 1e-18)
+    y = Q - mean_p
+    s = -u4 * pp + np.einsum("qd,qd->q", u, y) + u4 * np.einsum("qd,qd->q", y, y)
+    G = u + 2.0 * u4[:, None] * y
+    norm = np.maximum(np.linalg.norm(G, axis=1), 1e-12)
+    return (s / norm, G / norm[:, None]) if gradient else s / norm
+
+
+def closure_samples(c: PreparedCloud, Q, sigmas, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Training points near the fitted-sphere surface that closes a hole, labelled by it.
+
+    The queries ``Q`` (points where :func:`settle_unsure` used the sphere) are moved onto
+    that surface along its gradient and spread by each noise width in ``sigmas``, as the
+    points near the cloud are: so the field learns the closure as sharply as the rest.
+
+    Returns
+    -------
+    points : (m, 3) float64
+    inside : (m,) bool
+    """
+    if len(Q) == 0:
+        return np.zeros((0, 3)), np.zeros(0, dtype=bool)
+    tree = c.tree()
+    g, n = apss_distance(c.points, c.normals, Q, tree, gradient=True)
+    foot = Q - g[:, None] * n
+    X = np.concatenate([foot + rng.normal(size=foot.shape) * s for s in sigmas])
+    far = tree.query(X, k=1, workers=-1)[0] > 2.0 * np.median(c.spacing())
+    X = X[far]
+    return X, apss_distance(c.points, c.normals, X, tree) < 0
+
+
+def settle_unsure(c: PreparedCloud, Q, W, settled: list | None = None) -> np.ndarray:
+    """Inside (True) or outside for queries ``Q`` with cloud winding numbers ``W``.
+
+    ``W > 1/2`` decides, except where it is within :data:`UNSURE` of 1/2 and the query is more
+    than two spacings from every point (a hole, a part never scanned): there the sign of
+    :func:`apss_distance` decides. Next to the points the winding number is kept, since a
+    sphere fitted to the two sides of a thin part means nothing. The queries settled so are
+    appended to ``settled`` when given.
+    """
+    inside = np.asarray(W) > 0.5
+    unsure = np.flatnonzero(np.abs(np.asarray(W) - 0.5) < UNSURE)
+    if len(unsure) == 0 or len(c.points) < 16:
+        return inside
+    tree = c.tree()
+    d, j = tree.query(Q[unsure], k=1, workers=-1)
+    far = unsure[d > 2.0 * c.spacing()[j]]
+    if len(far):
+        inside[far] = apss_distance(c.points, c.normals, Q[far], tree) < 0
+        if settled is not None:
+            settled.append(Q[far])
+    return inside

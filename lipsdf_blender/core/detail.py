@@ -133,6 +133,9 @@ class CloudSurface:
     """
 
     kind = "cloud"
+    # A cloud's winding number is trusted further from 1/2 only: between, training settled
+    # the sign (cloud.settle_unsure) and the field carries it.
+    trust = 0.3
 
     def __init__(self, P, N, A):
         self.V = np.ascontiguousarray(P, dtype=np.float64)
@@ -252,13 +255,14 @@ class DetailField:
             keep[near[ok]] = False
             todo = np.flatnonzero(keep)
         s = self.surface.winding(P[todo]) - 0.5
-        sure = np.abs(s) >= TRUST
+        sure = np.abs(s) >= getattr(self.surface, "trust", TRUST)
         # Where the winding number is sure it gives the sign everywhere, so its surface can
         # only cross at the input itself; the magnitude is the exact distance near the input
         # (where marching cubes places the crossing) and |f| beyond it.
         dt, ht = d[todo], h[todo]
         mag = np.where(dt <= self.reach, dt, np.abs(ht))
         ht[sure] = np.where(s[sure] > 0, -mag[sure], mag[sure])
+
         if self.surface.kind != "cloud":
             # On the input itself the winding number jumps, so it is no witness there; the
             # distance (zero) is, whatever the sign. Gradients by central differences along

@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
 import torch
 
 from .detail import CloudSurface, InputSurface
@@ -217,6 +218,12 @@ def train_field(
     net, curve, t_train = _optimise(samples, p, margin, dev, seed, report, cancel, on_step)
     net = net.cpu()
     lo, hi = geom.bounds()
+    if samples.prepared is not None:
+        # A cloud's closure may reach past its points (a base never scanned): the field's
+        # box holds every point labelled inside too, so extraction does not clip it.
+        inner = samples.points[samples.labels < 0].astype(np.float64) / scale + center
+        if len(inner):
+            lo, hi = np.minimum(lo, inner.min(axis=0)), np.maximum(hi, inner.max(axis=0))
     record = {
         "input_hash": geom.content_hash(),
         "input_kind": geom.kind,
