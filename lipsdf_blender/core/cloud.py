@@ -122,7 +122,9 @@ def prepare_cloud(P, N=None, normals: str = "auto", noise: float | None = None) 
     if use_input:
         N, flipped = check_parts(P, N)
     else:
-        N = estimate_normals(P)
+        stats: dict = {}
+        N = estimate_normals(P, stats=stats)
+        flipped = stats["flipped"]
     A = point_areas(P, N)
     report = {
         "normals": "input" if use_input else "estimated",

@@ -85,7 +85,9 @@ def _pca(P: Points, idx: np.ndarray) -> Points:
     return np.ascontiguousarray(vecs[:, :, 0])
 
 
-def estimate_normals(P, k: int = 16, check_winding: bool = True) -> Points:
+def estimate_normals(
+    P, k: int = 16, check_winding: bool = True, stats: dict | None = None
+) -> Points:
     """Consistently oriented, outward unit normals of a point cloud.
 
     Parameters
@@ -157,6 +159,7 @@ def estimate_normals(P, k: int = 16, check_winding: bool = True) -> Points:
     order, pred = breadth_first_order(T, n, directed=False, return_predecessors=True)
     N = N * _propagate(N, order[1:], pred, root=n)[:, None]
 
+    flipped = 0
     if check_winding and n >= 20:
         A = _knn_areas(dist)
         by_part = np.argsort(labels, kind="stable")
@@ -168,6 +171,9 @@ def estimate_normals(P, k: int = 16, check_winding: bool = True) -> Points:
             if score < -0.1:
                 log.info("normals of a part of %d points were inside-out; flipped", len(members))
                 N[members] *= -1.0
+                flipped += len(members)
+    if stats is not None:
+        stats["flipped"] = flipped
     return N
 
 
