@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lipsdf_blender/__init__.py)
 ZIP := dist/lipsdf_blender-$(VERSION).zip
 
-.PHONY: demo demo-core extension test test-slow lint bench bench-speed bench-peers venv clean
+.PHONY: demo demo-core extension test test-slow lint bench bench-speed bench-peers bench-clouds venv clean
 
 $(STAMP): requirements.txt requirements-blender.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -53,6 +53,12 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	PYTHONPATH=. $(PY) benchmarks/bench_peers.py $(BENCH_ARGS)
+
+## bench-clouds: LipSDF on point clouds next to Open3D / MeshLab screened Poisson and ball
+## pivoting (issue 10; hours). Extra arguments: make bench-clouds BENCH_ARGS='--shapes spot'
+bench-clouds: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	PYTHONPATH=. $(PY) benchmarks/bench_clouds.py $(BENCH_ARGS)
 
 ## bench-speed: issue 5's CPU speed numbers (about an hour on 2 cores; use a quiet machine)
 bench-speed: $(STAMP)

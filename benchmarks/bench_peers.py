@@ -35,11 +35,7 @@ benchmarks/renders/<input>.png.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import math
-import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -49,13 +45,23 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (  # noqa: E402
+    MESH_DIR,
+    PROJECT,
+    env,
+    json_default,
+    machine_info,
+    markdown_table,
+    render_tiles,
+    run_job,
+    stitch,
+    tail,
+)
 from peer_shapes import SHAPES  # noqa: E402
 
 from lipsdf_blender.core import metrics  # noqa: E402
 from lipsdf_blender.core.io import load_geometry, save_mesh  # noqa: E402
 
-PROJECT = Path(__file__).resolve().parents[1]
-MESH_DIR = PROJECT.parent / "shared" / "meshes"
 SHARED = ("spot", "fandisk", "stanford-bunny", "suzanne")
 ALL_INPUTS = SHARED + tuple(SHAPES)
 JOBS = Path(__file__).resolve().parent / "peer_jobs.py"
@@ -179,17 +185,6 @@ def prepare_input(name: str, work: Path) -> dict:
 
 
 # -- running the tools ----------------------------------------------------------------------
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
-    return env
-
-
-def _tail(text: str) -> str:
-    lines = [s for s in text.strip().splitlines() if s.strip() and "EGL Error" not in s]
-    return lines[-1][:300] if lines else "no output"
-
-
 def run_ours(inp: dict, label: str, extra: list[str], timeout: float) -> dict:
     out = inp["dir"] / f"ours-{label}.obj"
     cmd = [sys.executable, "-m", "lipsdf_blender", "remesh", str(inp["obj"]), "-o", str(out)]
@@ -200,13 +195,13 @@ def run_ours(inp: dict, label: str, extra: list[str], timeout: float) -> dict:
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
-            cmd, cwd=PROJECT, env=_env(), capture_output=True, text=True, timeout=timeout
+            cmd, cwd=PROJECT, env=env(), capture_output=True, text=True, timeout=timeout
         )
     except subprocess.TimeoutExpired:
         return {**row, "error": f"timed out after {timeout:.0f} s"}
     row["seconds"] = time.perf_counter() - t0
     if proc.returncode != 0:
-        return {**row, "error": _tail(proc.stderr or proc.stdout)}
+        return {**row, "error": tail(proc.stderr or proc.stdout)}
     g = load_geometry(out)
     row["V"], row["F"] = g.vertices, g.faces
     return row
@@ -224,18 +219,10 @@ def run_peer(inp: dict, peer: str, timeout: float, target_faces: int | None = No
     tool = tool or {"solidify": "Blender Solidify 2T", "bevel": "Blender curve bevel T"}[peer]
     cmd = [sys.executable, str(JOBS), job, str(inp["npz"]), str(out), *extra]
     row = {"tool": tool, "args": shlex.join([job, *extra]), "output": str(out)}
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            cmd, cwd=PROJECT, env=_env(), capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired:
-        return {**row, "error": f"timed out after {timeout:.0f} s"}
-    row["seconds_wall"] = time.perf_counter() - t0
-    result = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")]
-    if proc.returncode != 0 or not result:
-        return {**row, "error": _tail(proc.stderr or proc.stdout)}
-    row.update(json.loads(result[-1][len("RESULT ") :]))
+    result = run_job(cmd, timeout)
+    row.update(result)
+    if "error" in result:
+        return row
     data = np.load(out)
     row["V"], row["F"] = data["V"], data["F"]
     return row
@@ -288,87 +275,14 @@ def render(inp: dict, rows: list[dict], folder: Path, timeout: float) -> Path | 
         "view": VIEW.get(inp["name"]),
         "y_up": name_is_shared(inp["name"]),
     }
-    spec_path = inp["dir"] / "render.json"
-    spec_path.write_text(json.dumps(spec))
-    proc = subprocess.run(
-        [sys.executable, str(JOBS), "render", str(spec_path)],
-        cwd=PROJECT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        print(f"  render failed: {_tail(proc.stderr or proc.stdout)}", flush=True)
+    error = render_tiles(spec, inp["dir"] / "render.json", timeout)
+    if error:
+        print(f"  render failed: {error}", flush=True)
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.image as mpimg
-    import matplotlib.pyplot as plt
-
-    n = len(items)
-    fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.62), dpi=100, squeeze=False)
-    for ax, (title, _), png in zip(axes[0], items, pngs, strict=True):
-        ax.imshow(mpimg.imread(png))
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.92, wspace=0.02)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{inp['name']}.png"
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=100, format="png")
-    plt.close(fig)
-    from PIL import Image  # matplotlib's own dependency
-
-    # 128 colours: Workbench's shading needs no more, and the PNG stays well under 200 KB
-    Image.open(buf).convert("RGB").quantize(colors=128).save(out, optimize=True)
-    return out
+    return stitch([t for t, _ in items], pngs, folder / f"{inp['name']}.png")
 
 
 # -- output ---------------------------------------------------------------------------------
-def _cell(row: dict, key: str, fmt: str) -> str:
-    value = row.get(key)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return fmt.format(value)
-
-
-def markdown_table(rows: list[dict], columns) -> str:
-    head = "| " + " | ".join(c[0].replace("|", "\\|") for c in columns) + " |"
-    rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = []
-    for r in rows:
-        cells = [_cell(r, k, f) for _, k, f in columns]
-        if "error" in r:
-            cells[3] = f"failed: {r['error']}"
-        body.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join([head, rule, *body])
-
-
-def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cpu_count": cores, "python": platform.python_version()}
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     machine = machine_info()
@@ -416,7 +330,7 @@ def main(argv=None) -> int:
         "rows": rows,
         "renders": renders,
     }
-    args.json.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    args.json.write_text(json.dumps(doc, indent=2, default=json_default) + "\n")
     print(f"\nwrote {args.json}" + (f" and {len(renders)} renders" if renders else ""))
     return 0
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import igl
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from .errors import BadInputError
 from .geometry import Geometry
@@ -110,6 +111,89 @@ class InputSurface:
         return out
 
 
+class CloudSurface:
+    """A point cloud's own surface: oriented points, their areas, and an IMLS distance.
+
+    Near the points, the implicit moving-least-squares distance (Kolluri 2008)
+
+        g(x) = sum_i phi_i(x) n_i . (x - p_i) / sum_i phi_i(x),  phi_i = exp(-|x - p_i|^2 / r^2)
+
+    over the 16 nearest points, ``r`` the distance to the 8th, is a signed distance to the
+    surface the points sample, as exact as the points are. It is trusted where the foot of
+    ``x`` (``x - g n``) lies among the points (within twice their local spacing), not past
+    the rim of a hole or the end of a scan. :meth:`distance` (to the nearest point) is
+    1-Lipschitz and bounds where ``g`` is used, which pruning needs.
+
+    Parameters
+    ----------
+    P, N : (n, 3) float
+        Points and outward unit normals, object units.
+    A : (n,) float
+        Per-point areas (:func:`normals.point_areas`), for the winding number.
+    """
+
+    kind = "cloud"
+    # A cloud's winding number is trusted further from 1/2 only: between, training settled
+    # the sign (cloud.settle_unsure) and the field carries it.
+    trust = 0.3
+
+    def __init__(self, P, N, A):
+        self.V = np.ascontiguousarray(P, dtype=np.float64)
+        self.N = np.ascontiguousarray(N, dtype=np.float64)
+        self.A = np.ascontiguousarray(A, dtype=np.float64)
+        n = len(self.V)
+        if self.V.ndim != 2 or self.V.shape[1] != 3 or n < 8:
+            raise BadInputError("a cloud surface needs at least 8 points as an (n, 3) array")
+        if self.N.shape != self.V.shape or self.A.shape != (n,):
+            raise BadInputError("a cloud surface needs one normal and one area per point")
+        self._tree = None
+        self._reach = None
+
+    @property
+    def tree(self) -> cKDTree:
+        if self._tree is None:
+            self._tree = cKDTree(self.V)
+            # each point's local spacing: distance to its 4th neighbour
+            self._reach = self._tree.query(self.V, k=5, workers=-1)[0][:, -1]
+        return self._tree
+
+    def diagonal(self) -> float:
+        return float(np.linalg.norm(self.V.max(axis=0) - self.V.min(axis=0)))
+
+    def distance(self, P: np.ndarray) -> np.ndarray:
+        """Distance from ``P (k, 3)`` to the nearest point, ``(k,)`` (1-Lipschitz)."""
+        P = np.ascontiguousarray(P, dtype=np.float64)
+        if len(P) == 0:
+            return np.zeros(0)
+        return self.tree.query(P, k=1, workers=-1)[0]
+
+    def winding(self, P: np.ndarray) -> np.ndarray:
+        """Winding number of the oriented cloud at ``P (k, 3)``, ``(k,)``."""
+        from .normals import winding_number
+
+        out = np.empty(len(P))
+        for a in range(0, len(P), _CHUNK):
+            out[a : a + _CHUNK] = winding_number(self.V, self.N, self.A, P[a : a + _CHUNK])
+        return out
+
+    def signed(self, P: np.ndarray, k: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """IMLS distance ``g`` at ``P (q, 3)`` and where it is trusted: ``(q,)``, ``(q,) bool``."""
+        P = np.ascontiguousarray(P, dtype=np.float64)
+        if len(P) == 0:
+            return np.zeros(0), np.zeros(0, dtype=bool)
+        k = min(k, len(self.V))
+        d, idx = self.tree.query(P, k=k, workers=-1)
+        r = np.maximum(d[:, min(7, k - 1)], 1e-12)[:, None]
+        phi = np.exp(-((d / r) ** 2))
+        D = P[:, None, :] - self.V[idx]
+        Ni = self.N[idx]
+        g = np.einsum("qk,qk->q", phi, np.einsum("qkd,qkd->qk", D, Ni)) / phi.sum(axis=1)
+        n = np.einsum("qk,qkd->qd", phi, Ni)
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        dn, jn = self.tree.query(P - g[:, None] * n, k=1, workers=-1)
+        return g, dn <= 2.0 * self._reach[jn]
+
+
 class DetailField:
     """A field's surface with the input's exact detail near the input (see the module notes).
 
@@ -133,8 +217,10 @@ class DetailField:
         self.field = field
         self.surface = surface
         self.unsigned = getattr(field, "mode", "signed") == "unsigned"
-        if not self.unsigned and surface.kind != "mesh":
-            raise BadInputError("a signed field's detail needs triangles, not segments")
+        if not self.unsigned and surface.kind == "curve":
+            raise BadInputError("a signed field's detail needs triangles or points, not segments")
+        if self.unsigned and surface.kind == "cloud":
+            raise BadInputError("an unsigned field's detail needs triangles or segments")
         self.thickness = float(field.record.get("margin", 0.0)) if self.unsigned else 0.0
         self.band = float(band) if band is not None else BAND * surface.diagonal()
         # Distance from the input within which h is the input's own distance.
@@ -156,20 +242,34 @@ class DetailField:
         f, P, d = self._parts(x)
         if self.unsigned:
             h = d - self.thickness
-        else:
-            h = f.detach().to("cpu", torch.float64).numpy().copy()
-            s = self.surface.winding(P) - 0.5
-            sure = np.abs(s) >= TRUST
-            # Where the winding number is sure it gives the sign everywhere, so its surface
-            # can only cross at the input itself; the magnitude is the exact distance near
-            # the input (where marching cubes places the crossing) and |f| beyond it.
-            mag = np.where(d <= self.reach, d, np.abs(h))
-            h[sure] = np.where(s[sure] > 0, -mag[sure], mag[sure])
+            return torch.from_numpy(h).to(dtype=x.dtype, device=x.device)
+        h = f.detach().to("cpu", torch.float64).numpy().copy()
+        todo = np.arange(len(P))
+        if self.surface.kind == "cloud":
+            # Near the points their IMLS distance, where it is trusted, is both witnesses at
+            # once: sign and distance. The winding number decides the rest.
+            near = np.flatnonzero(d <= self.reach)
+            g, ok = self.surface.signed(P[near])
+            h[near[ok]] = g[ok]
+            keep = np.ones(len(P), dtype=bool)
+            keep[near[ok]] = False
+            todo = np.flatnonzero(keep)
+        s = self.surface.winding(P[todo]) - 0.5
+        sure = np.abs(s) >= getattr(self.surface, "trust", TRUST)
+        # Where the winding number is sure it gives the sign everywhere, so its surface can
+        # only cross at the input itself; the magnitude is the exact distance near the input
+        # (where marching cubes places the crossing) and |f| beyond it.
+        dt, ht = d[todo], h[todo]
+        mag = np.where(dt <= self.reach, dt, np.abs(ht))
+        ht[sure] = np.where(s[sure] > 0, -mag[sure], mag[sure])
+
+        if self.surface.kind != "cloud":
             # On the input itself the winding number jumps, so it is no witness there; the
             # distance (zero) is, whatever the sign. Gradients by central differences along
             # the surface sample exactly such points.
-            on = ~sure & (d <= self.on_input)
-            h[on] = np.copysign(d[on], h[on])
+            on = ~sure & (dt <= self.on_input)
+            ht[on] = np.copysign(dt[on], ht[on])
+        h[todo] = ht
         return torch.from_numpy(h).to(dtype=x.dtype, device=x.device)
 
     def prune_bounds(self, x: torch.Tensor, levels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,7 +297,8 @@ def has_detail(field) -> bool:
     surface = getattr(field, "surface", None)
     if surface is None:
         return False
-    return getattr(field, "mode", "signed") == "unsigned" or surface.kind == "mesh"
+    unsigned = getattr(field, "mode", "signed") == "unsigned"
+    return surface.kind != "cloud" if unsigned else surface.kind != "curve"
 
 
 def surface_field(field, detail: bool = True, band: float | None = None):

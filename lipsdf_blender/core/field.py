@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .detail import InputSurface
+from .detail import CloudSurface, InputSurface
 from .errors import BadInputError, FieldFileError
 from .network import LipschitzMLP
 
@@ -45,9 +45,10 @@ class Field:
     mode : {"signed", "unsigned"}
     record : dict
         How it was trained (JSON-serialisable).
-    surface : InputSurface, optional
-        The input's triangles or segments (object units), kept so surfaces can be extracted
-        with the input's own detail (:mod:`.detail`); ``None`` for point clouds.
+    surface : InputSurface or CloudSurface, optional
+        The input's triangles or segments, or a point cloud's prepared points, normals and
+        areas (object units), kept so surfaces can be extracted with the input's own detail
+        (:mod:`.detail`).
     """
 
     def __init__(
@@ -111,7 +112,11 @@ class Field:
         arrays = {
             k: getattr(self.net, k).detach().cpu().float().numpy().astype("<f4") for k in _WEIGHTS
         }
-        if self.surface is not None:
+        if isinstance(self.surface, CloudSurface):
+            arrays["cloud_P"] = self.surface.V.astype("<f8")
+            arrays["cloud_N"] = self.surface.N.astype("<f8")
+            arrays["cloud_A"] = self.surface.A.astype("<f8")
+        elif self.surface is not None:
             arrays["surface_V"] = self.surface.V.astype("<f8")
             arrays["surface_S"] = self.surface.S.astype("<i4")
         arrays["meta"] = np.frombuffer(json.dumps(self._meta()).encode(), dtype=np.uint8)
@@ -187,8 +192,25 @@ class Field:
         return field
 
 
+def _cloud(arrays: dict[str, np.ndarray]):
+    """The optional prepared cloud (``cloud_P``, ``cloud_N``, ``cloud_A``), checked."""
+    P, N, A = (arrays.get(k) for k in ("cloud_P", "cloud_N", "cloud_A"))
+    if P is None or N is None or A is None:
+        raise ValueError("it holds part of a point cloud")
+    for name, a, width in (("cloud_P", P, 3), ("cloud_N", N, 3), ("cloud_A", A, 0)):
+        shape_ok = a.ndim == 2 and a.shape[1] == 3 if width else a.ndim == 1
+        if a.dtype != np.dtype("<f8") or not shape_ok or len(a) != len(P):
+            raise ValueError(f"{name} has dtype {a.dtype} and shape {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} holds NaN or infinite values")
+    return CloudSurface(P, N, A)
+
+
 def _surface(arrays: dict[str, np.ndarray]):
-    """The optional input surface (``surface_V``, ``surface_S``), checked; or ``None``."""
+    """The optional input surface (``surface_V``, ``surface_S``, or a cloud's ``cloud_*``),
+    checked; or ``None``."""
+    if any(k.startswith("cloud_") for k in arrays):
+        return _cloud(arrays)
     if "surface_V" not in arrays and "surface_S" not in arrays:
         return None
     V, S = arrays.get("surface_V"), arrays.get("surface_S")

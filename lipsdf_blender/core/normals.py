@@ -33,6 +33,10 @@ from .types import Points, Scalars
 
 log = logging.getLogger(__name__)
 
+#: Neighbours whose normals both make less than acos(FACING) with the line between them
+#: face each other across a thin part; orientation is not propagated between them.
+FACING = 0.8
+
 
 def _check_points(P, name: str = "points", min_points: int = 4) -> Points:
     P = np.asarray(P, dtype=np.float64)
@@ -81,7 +85,9 @@ def _pca(P: Points, idx: np.ndarray) -> Points:
     return np.ascontiguousarray(vecs[:, :, 0])
 
 
-def estimate_normals(P, k: int = 16, check_winding: bool = True) -> Points:
+def estimate_normals(
+    P, k: int = 16, check_winding: bool = True, stats: dict | None = None
+) -> Points:
     """Consistently oriented, outward unit normals of a point cloud.
 
     Parameters
@@ -110,8 +116,10 @@ def estimate_normals(P, k: int = 16, check_winding: bool = True) -> Points:
     -----
     Orientation follows Hoppe et al., "Surface reconstruction from unorganized points",
     SIGGRAPH 1992: a minimum spanning tree of the symmetric k-NN graph with weights
-    ``1 - |n_i . n_j|`` (plus a term penalising edges that leave the tangent plane, which keeps
-    the propagation from jumping between the two sides of a thin part), traversed from a seed.
+    ``1 - |n_i . n_j|`` (plus a term penalising edges that leave the tangent plane), traversed
+    from a seed. Edges between neighbours that face each other across a thin part (both
+    normals within acos(:data:`FACING`) of the line between them) are left out of the graph:
+    passing the sign along them flips one side of the part.
     The seed of each connected part is, among the part's six extreme points along +-x, +-y, +-z,
     the one whose normal is most aligned with that axis; its normal is made to point away from
     the part (an extreme point's outward normal has a non-negative component along the axis).
@@ -130,11 +138,14 @@ def estimate_normals(P, k: int = 16, check_winding: bool = True) -> Points:
     d = P[cols] - P[rows]
     dn = np.linalg.norm(d, axis=1)
     dn[dn == 0] = 1.0
-    off_plane = 0.5 * (
-        np.abs(np.einsum("ij,ij->i", N[rows], d)) + np.abs(np.einsum("ij,ij->i", N[cols], d))
-    )
+    along_i = np.abs(np.einsum("ij,ij->i", N[rows], d)) / dn
+    along_j = np.abs(np.einsum("ij,ij->i", N[cols], d)) / dn
+    # Two points whose normals both point along the line between them face each other
+    # across a thin part (a plate's two sides): the sign must not be passed between them.
+    across = (along_i > FACING) & (along_j > FACING)
+    rows, cols, dots = rows[~across], cols[~across], dots[~across]
     # small floor: scipy's sparse graphs treat a zero weight as "no edge"
-    w = 1.0 - np.abs(dots) + off_plane / dn + 1e-8
+    w = 1.0 - np.abs(dots) + 0.5 * (along_i + along_j)[~across] + 1e-8
     G = sp.coo_matrix((w, (rows, cols)), shape=(n, n)).tocsr()
     G = G.maximum(G.T)  # symmetric: an edge if either point is among the other's neighbours
     T = minimum_spanning_tree(G)
@@ -148,6 +159,7 @@ def estimate_normals(P, k: int = 16, check_winding: bool = True) -> Points:
     order, pred = breadth_first_order(T, n, directed=False, return_predecessors=True)
     N = N * _propagate(N, order[1:], pred, root=n)[:, None]
 
+    flipped = 0
     if check_winding and n >= 20:
         A = _knn_areas(dist)
         by_part = np.argsort(labels, kind="stable")
@@ -159,6 +171,9 @@ def estimate_normals(P, k: int = 16, check_winding: bool = True) -> Points:
             if score < -0.1:
                 log.info("normals of a part of %d points were inside-out; flipped", len(members))
                 N[members] *= -1.0
+                flipped += len(members)
+    if stats is not None:
+        stats["flipped"] = flipped
     return N
 
 

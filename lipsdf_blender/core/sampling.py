@@ -7,16 +7,19 @@ convention ``y = +1`` outside and ``y = -1`` inside (or "on the geometry" in uns
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import igl
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .cloud import prepare_cloud
+from .cloud import closure_samples, prepare_cloud, settle_unsure
 from .errors import BadInputError, CancelledError
 from .geometry import Geometry
 from .normals import winding_number as points_winding_number
+
+#: Half-side of the sampling box for point clouds (normalised units; meshes use the config's).
+CLOUD_BOX = 1.6
 
 
 @dataclass
@@ -57,12 +60,15 @@ class Samples:
         Time spent sampling and labelling.
     cloud : dict or None
         Point clouds: what :func:`cloud.prepare_cloud` did (normals used or estimated, ...).
+    prepared : PreparedCloud or None
+        Point clouds: the points, normals and areas the labels came from.
     """
 
     points: np.ndarray
     labels: np.ndarray
     seconds: float = 0.0
     cloud: dict | None = None
+    prepared: object = None
 
 
 def normalization(geom: Geometry) -> tuple[np.ndarray, float]:
@@ -130,14 +136,24 @@ class WindingNumber:
     def __init__(self, geom: Geometry, normals: str = "auto", noise: float | None = None):
         self.geom = geom
         self.cloud = None
+        self.prepared = None
         if geom.kind == "mesh":
             self.V = np.ascontiguousarray(geom.vertices, dtype=np.float64)
             self.F = np.ascontiguousarray(geom.faces, dtype=np.int64)
         elif geom.kind == "points":
             c = prepare_cloud(geom.vertices, geom.normals, normals=normals, noise=noise)
             self.P, self.N, self.A, self.cloud = c.points, c.normals, c.areas, c.report
+            self.prepared = c
         else:
             raise BadInputError("a curve encloses no volume; train it in unsigned mode")
+
+    def inside(self, Q: np.ndarray, cancel=None, settled: list | None = None) -> np.ndarray:
+        """Inside (True) or outside at ``Q (k, 3)``: ``w > 1/2``, and for point clouds the
+        holes settled by :func:`cloud.settle_unsure` (those queries appended to ``settled``)."""
+        W = self(Q, cancel=cancel)
+        if self.prepared is None:
+            return W > 0.5
+        return settle_unsure(self.prepared, np.asarray(Q, dtype=np.float64), W, settled)
 
     def __call__(self, Q: np.ndarray, chunk: int = 200_000, cancel=None) -> np.ndarray:
         """Winding numbers at ``Q (k, 3)`` (same frame as the geometry); returns ``(k,)``."""
@@ -193,6 +209,10 @@ def make_samples(
 
     t0 = time.perf_counter()
     cfg = config or SampleConfig()
+    if geom_n.kind == "points" and mode == "signed":
+        # A cloud's closure may reach past its points (a base never scanned, up to about a
+        # third of its size): the box must hold it.
+        cfg = replace(cfg, box=max(cfg.box, CLOUD_BOX))
     rng = np.random.default_rng(seed)
     n_sig = max(len(cfg.sigmas), 1)
     per = cfg.n_surface // n_sig
@@ -211,9 +231,16 @@ def make_samples(
         y = np.concatenate([-np.ones(len(on_pts)), np.ones(len(pts))])
     elif mode == "signed":
         wn = WindingNumber(geom_n, normals=normals, noise=noise)
-        y_near = np.where(wn(near, cancel=cancel) > 0.5, -1.0, 1.0)
-        y_uni = np.where(wn(uni, cancel=cancel) > 0.5, -1.0, 1.0)
+        settled: list = []
+        y_near = np.where(wn.inside(near, cancel=cancel), -1.0, 1.0)
+        y_uni = np.where(wn.inside(uni, cancel=cancel, settled=settled), -1.0, 1.0)
         P, y = np.concatenate([near, uni]), np.concatenate([y_near, y_uni])
+        if settled:
+            # A hole closed by the fitted sphere gets near-surface points like the rest.
+            Q = np.concatenate(settled)[: per // 2]
+            X, inside = closure_samples(wn.prepared, Q, cfg.sigmas, rng)
+            X = np.clip(X, -cfg.box, cfg.box)
+            P, y = np.concatenate([P, X]), np.concatenate([y, np.where(inside, -1.0, 1.0)])
         if cfg.balance:
             P, y = _balance(P, y, wn, cfg, rng, cancel)
     else:
@@ -223,8 +250,10 @@ def make_samples(
             "no sample point fell inside the shape; it encloses no volume (an open sheet or a "
             "curve?). Train it in unsigned mode instead."
         )
-    cloud = None if mode == "unsigned" else wn.cloud
-    return Samples(P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0, cloud)
+    cloud, prepared = (None, None) if mode == "unsigned" else (wn.cloud, wn.prepared)
+    return Samples(
+        P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0, cloud, prepared
+    )
 
 
 def _balance(P, y, wn, cfg: SampleConfig, rng, cancel, rounds: int = 8):
@@ -235,7 +264,7 @@ def _balance(P, y, wn, cfg: SampleConfig, rng, cancel, rounds: int = 8):
         if want < 0.02 * len(y):
             break
         cand = rng.uniform(-cfg.box, cfg.box, size=(max(cfg.n_uniform, 2 * want), 3))
-        yc = np.where(wn(cand, cancel=cancel) > 0.5, -1.0, 1.0)
+        yc = np.where(wn.inside(cand, cancel=cancel), -1.0, 1.0)
         rare = -1.0 if n_in < n_out else 1.0
         keep = cand[yc == rare][:want]
         P, y = np.concatenate([P, keep]), np.concatenate([y, np.full(len(keep), rare)])

@@ -15,9 +15,10 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
 import torch
 
-from .detail import InputSurface
+from .detail import CloudSurface, InputSurface
 from .device import describe, pick_device
 from .errors import BadInputError, CancelledError
 from .field import Field
@@ -217,6 +218,12 @@ def train_field(
     net, curve, t_train = _optimise(samples, p, margin, dev, seed, report, cancel, on_step)
     net = net.cpu()
     lo, hi = geom.bounds()
+    if samples.prepared is not None:
+        # A cloud's closure may reach past its points (a base never scanned): the field's
+        # box holds every point labelled inside too, so extraction does not clip it.
+        inner = samples.points[samples.labels < 0].astype(np.float64) / scale + center
+        if len(inner):
+            lo, hi = np.minimum(lo, inner.min(axis=0)), np.maximum(hi, inner.max(axis=0))
     record = {
         "input_hash": geom.content_hash(),
         "input_kind": geom.kind,
@@ -236,6 +243,9 @@ def train_field(
         "torch": torch.__version__,
     }
     surface = InputSurface.from_geometry(geom)
+    c = samples.prepared
+    if c is not None and len(c.points) >= 8:  # back to object units
+        surface = CloudSurface(c.points / scale + center, c.normals, c.areas / scale**2)
     return Field(net, center, scale, lo, hi, mode, record, surface)
 
 

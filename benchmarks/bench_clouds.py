@@ -1,0 +1,279 @@
+"""Point-cloud fidelity: LipSDF's remesh of a cloud against screened Poisson and ball pivoting
+(issue 10).
+
+For every reference mesh and every cloud made from it (``cloud_inputs.py``: clean with and
+without normals, noisy, sparse, partial, scanned from a few cameras, with outliers), one row per
+tool, measured against the *mesh* the cloud came from by the mesh benchmark's own metrics
+(``core.metrics.surface_report``):
+
+- **ours**: ``python -m lipsdf_blender remesh CLOUD.ply -o OUT.obj --preset P --device D`` plus
+  ``--ours-args``, the wall time of the CLI process (bench_peers.run_ours).
+- **Open3D screened Poisson**, depth 9, without and with density trimming (vertices below the
+  1 % density quantile dropped); **MeshLab screened Poisson**, depth 9, without and with
+  MeshLab's quality-based trimming at the same quantile; **Open3D ball pivoting**, radii 1, 2,
+  4 x the mean neighbour distance. Normals: the cloud's when it has them, else each library's
+  own estimate and orientation (cloud_peers.py). Their seconds: normal estimation and
+  reconstruction (and trimming) alone, without starting Python, importing or reading.
+
+Run from the project root (peers from requirements-bench.txt)::
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_clouds.py                 # everything
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_clouds.py --shapes spot \\
+        --clouds clean,noise0.5,partial_bottom --points 20000 --ours-args "--steps 200"
+
+Writes benchmarks/results/clouds.json (every row, with machine and versions), the clouds and
+results under benchmarks/results/clouds/<shape>/<cloud>/, and one Workbench render per
+(shape, cloud) to benchmarks/renders/clouds/<shape>-<cloud>.png: input points | ours | Open3D
+Poisson | Open3D Poisson trimmed | ball pivoting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (  # noqa: E402
+    PROJECT,
+    json_default,
+    machine_info,
+    markdown_table,
+    render_tiles,
+    run_job,
+    stitch,
+)
+from bench_peers import run_ours  # noqa: E402
+from cloud_inputs import CLOUDS, REFERENCES, diagonal, load_reference, make_cloud  # noqa: E402
+from cloud_peers import trimmed_path  # noqa: E402
+
+from lipsdf_blender.core import metrics  # noqa: E402
+from lipsdf_blender.core.io import load_geometry, save_points  # noqa: E402
+
+PEER_JOBS = Path(__file__).resolve().parent / "cloud_peers.py"
+DEFAULT_JSON = PROJECT / "benchmarks" / "results" / "clouds.json"
+DEFAULT_WORK = PROJECT / "benchmarks" / "results" / "clouds"
+DEFAULT_RENDERS = PROJECT / "benchmarks" / "renders" / "clouds"
+#: peer job -> its rows' tool names (plain, trimmed)
+PEERS = {
+    "o3d-poisson": ("Open3D Poisson 9", "Open3D Poisson 9, trimmed"),
+    "ml-poisson": ("MeshLab Poisson 9", "MeshLab Poisson 9, trimmed"),
+    "o3d-bpa": ("Open3D ball pivoting", None),
+}
+#: rendered after the input points and ours, in this order
+RENDERED = ("Open3D Poisson 9", "Open3D Poisson 9, trimmed", "Open3D ball pivoting")
+TILE = (240, 240)
+#: direction to the camera (Blender's z up) where the default view would miss what is hidden
+VIEW = {"partial_bottom": (0.9, -1.3, -0.8), "partial_side": (1.6, -0.7, 0.6)}
+#: points drawn as small octahedra: at most this many, of this radius (share of the diagonal)
+RENDER_POINTS, POINT_RADIUS = 30_000, 0.003
+
+COLUMNS = [
+    ("shape", "shape", "{}"),
+    ("tool", "tool", "{}"),
+    ("seconds", "seconds", "{:.1f}"),
+    ("faces", "faces", "{}"),
+    ("Chamfer %", "chamfer_percent", "{:.3f}"),
+    ("in→out %", "hausdorff_in_out_percent", "{:.2f}"),
+    ("out→in %", "hausdorff_out_in_percent", "{:.2f}"),
+    ("normal° mean", "normal_error_mean_deg", "{:.1f}"),
+    ("normal° p95", "normal_error_p95_deg", "{:.1f}"),
+    ("IoU", "iou", "{:.4f}"),
+    ("watertight", "watertight", "{}"),
+    ("parts", "components", "{}"),
+    ("self-int.", "self_intersections", "{}"),
+]
+
+
+def _names(text: str, known, what: str, p: argparse.ArgumentParser) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in known]
+    if unknown:
+        p.error(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(known)}")
+    return names
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="shapes: " + ", ".join(REFERENCES) + "; clouds: " + ", ".join(CLOUDS),
+    )
+    p.add_argument("--shapes", default=",".join(REFERENCES), help="comma-separated meshes")
+    p.add_argument("--clouds", default=",".join(CLOUDS), help="comma-separated cloud variants")
+    p.add_argument("--peers", default=",".join(PEERS), help="subset of " + ", ".join(PEERS))
+    p.add_argument("--preset", default="fast", help="our preset")
+    p.add_argument("--device", default="cpu", help="our device")
+    p.add_argument("--ours-args", default="", help="more remesh arguments, e.g. '--steps 200'")
+    p.add_argument("--points", type=int, default=100_000, help="points a cloud (not sparse)")
+    p.add_argument("--samples", type=int, default=100_000, help="metric samples, IoU points")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=DEFAULT_JSON, help="the JSON file")
+    p.add_argument("--work", type=Path, default=DEFAULT_WORK, help="clouds and results go here")
+    p.add_argument("--renders", default=str(DEFAULT_RENDERS), help="PNG folder ('' skips)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds a tool may run")
+    args = p.parse_args(argv)
+    args.shapes = _names(args.shapes, REFERENCES, "shape(s)", p)
+    args.clouds = _names(args.clouds, CLOUDS, "cloud(s)", p)
+    args.peers = _names(args.peers, PEERS, "peer(s)", p)
+    args.ours = ["--preset", args.preset, "--device", args.device, *shlex.split(args.ours_args)]
+    return args
+
+
+# -- running the tools ----------------------------------------------------------------------
+def prepare(shape: str, cloud: str, V, F, up: int, args) -> dict:
+    """The cloud's PLY for every tool (and an npz of its points for the render)."""
+    folder = args.work / shape / cloud
+    folder.mkdir(parents=True, exist_ok=True)
+    P, N = make_cloud(V, F, cloud, args.points, args.seed, up)
+    ply = folder / "cloud.ply"
+    save_points(ply, P, N)
+    return {"name": f"{shape}-{cloud}", "kind": "mesh", "obj": ply, "dir": folder, "P": P}
+
+
+def run_peer(inp: dict, peer: str, timeout: float) -> list[dict]:
+    """The peer's rows: one, or two for Poisson (plain, then density-trimmed)."""
+    out = str(inp["dir"] / f"{peer}.npz")
+    plain, trimmed = PEERS[peer]
+    result = run_job([sys.executable, str(PEER_JOBS), peer, str(inp["obj"]), out], timeout)
+    rows = [{"tool": plain, "output": out, **result}]
+    if trimmed:
+        rows.append({"tool": trimmed, "output": trimmed_path(out), **result})
+        if "error" not in result:
+            rows[1]["seconds"] = result["seconds_trimmed"]
+    for row in rows:
+        row.pop("seconds_trimmed", None)
+        if "error" not in row:
+            data = np.load(row["output"])
+            row["V"], row["F"] = data["V"], data["F"]
+    return rows
+
+
+def measure(V_ref, F_ref, row: dict, samples: int, seed: int) -> dict:
+    """Add the metrics to a row that has a result (``V``, ``F``)."""
+    V, F = row.pop("V"), row.pop("F")
+    if len(F) == 0:
+        return {**row, "error": "empty result", "faces": 0}
+    row.update(metrics.surface_report(V_ref, F_ref, V, F, n=samples, seed=seed))
+    return row
+
+
+# -- renders --------------------------------------------------------------------------------
+def point_spheres(P, radius: float, limit: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``limit`` of the points ``P (n,3)`` (a random subset), each an octahedron of
+    ``radius``: a mesh Workbench can draw."""
+    P = np.asarray(P, dtype=np.float64)
+    if len(P) > limit:
+        P = P[np.random.default_rng(seed).choice(len(P), limit, replace=False)]
+    corners = radius * np.vstack([np.eye(3), -np.eye(3)])
+    faces = np.array(
+        [[0, 1, 2], [1, 3, 2], [3, 4, 2], [4, 0, 2], [1, 0, 5], [3, 1, 5], [4, 3, 5], [0, 4, 5]]
+    )
+    V = (P[:, None, :] + corners[None]).reshape(-1, 3)
+    F = (faces[None] + 6 * np.arange(len(P))[:, None, None]).reshape(-1, 3)
+    return V, F
+
+
+def render(inp: dict, rows: list[dict], diag: float, y_up: bool, args) -> Path | None:
+    """input points | ours | Open3D Poisson | trimmed | ball pivoting, one camera, one PNG."""
+    points = inp["dir"] / "points.npz"
+    V, F = point_spheres(inp["P"], POINT_RADIUS * diag, RENDER_POINTS, args.seed)
+    np.savez(points, V=V, F=F)
+    items = [(f"{len(inp['P'])} points", str(points))]
+    wanted = [r for r in rows if r["tool"].startswith("LipSDF")]
+    wanted += [r for name in RENDERED for r in rows if r["tool"] == name]
+    for row in wanted:
+        if "error" in row:
+            continue
+        path = row["output"]
+        if path.endswith(".obj"):
+            g = load_geometry(path)
+            path = str(inp["dir"] / (Path(path).stem + ".npz"))
+            np.savez(path, V=g.vertices, F=g.faces)
+        items.append((row["tool"], path))
+    pngs = [str(inp["dir"] / f"tile{i}.png") for i in range(len(items))]
+    spec = {
+        "items": [p for _, p in items],
+        "pngs": pngs,
+        "size": TILE,
+        "y_up": y_up,
+        "view": VIEW.get(inp["name"].rsplit("-", 1)[-1]),
+    }
+    error = render_tiles(spec, inp["dir"] / "render.json", args.timeout)
+    titles = [t.replace("Open3D ", "").replace(", trimmed", " trim") for t, _ in items]
+    out = None if error else stitch(titles, pngs, Path(args.renders) / f"{inp['name']}.png")
+    # the results themselves stay; what was made only for the render goes (60 cases of it)
+    for path in [points, *pngs] + [p for _, p in items[1:] if "ours-" in p]:
+        Path(path).unlink(missing_ok=True)
+    if error:
+        print(f"  render failed: {error}", flush=True)
+    return out
+
+
+# -- output ---------------------------------------------------------------------------------
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("torch", "numpy", "open3d-cpu", "open3d", "pymeshlab", "bpy", "libigl"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    machine = machine_info()
+    print(f"machine: {machine['cpu']} ({machine['cpu_count']} cores)", flush=True)
+    rows: list[dict] = []
+    renders = []
+    for shape in args.shapes:
+        V, F, up = load_reference(shape)
+        diag = diagonal(V)
+        for cloud in args.clouds:
+            inp = prepare(shape, cloud, V, F, up, args)
+            print(f"- {shape} / {cloud}: {len(inp['P'])} points; ours ...", flush=True)
+            mine = [run_ours(inp, args.preset, args.ours, args.timeout)]
+            for peer in args.peers:
+                print(f"- {shape} / {cloud}: {peer} ...", flush=True)
+                mine += run_peer(inp, peer, args.timeout)
+            for row in mine:
+                row.update(shape=shape, cloud=cloud, points=len(inp["P"]))
+                if "error" not in row:
+                    measure(V, F, row, args.samples, args.seed)
+                else:
+                    print(f"  {row['tool']} failed: {row['error']}", flush=True)
+            if args.renders:
+                png = render(inp, mine, diag, up == 1, args)
+                if png:
+                    renders.append(str(png))
+            rows.extend(mine)
+
+    print("\nDistances in % of the reference mesh's bounding-box diagonal\n")
+    for cloud in args.clouds:
+        print(f"\n### {cloud}\n")
+        print(markdown_table([r for r in rows if r["cloud"] == cloud], COLUMNS))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "machine": machine,
+        "versions": versions(),
+        "points": args.points,
+        "samples": args.samples,
+        "seed": args.seed,
+        "ours": shlex.join(args.ours),
+        "rows": rows,
+        "renders": renders,
+    }
+    args.out.write_text(json.dumps(doc, indent=2, default=json_default) + "\n")
+    print(f"\nwrote {args.out}" + (f" and {len(renders)} renders" if renders else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
