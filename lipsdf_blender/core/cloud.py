@@ -133,6 +133,7 @@ def prepare_cloud(P, N=None, normals: str = "auto", noise: float | None = None) 
         "flipped": int(flipped),
         "outliers": int(n_in - n_kept),
         "noise": float(sigma),
+        "noise_given": noise is not None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return PreparedCloud(P, np.ascontiguousarray(N), np.ascontiguousarray(A), report)

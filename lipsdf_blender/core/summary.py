@@ -28,7 +28,7 @@ def cloud_summary(
         The record's ``seconds_labelling``.
     noise_given : bool, optional
         Whether the user gave the noise level (``(given)``) or it was estimated (``(auto)``);
-        ``None``: not known (a file read back later), so neither is said.
+        ``None``: the record's own ``noise_given`` if it has one, else neither is said.
 
     Returns
     -------
@@ -36,12 +36,17 @@ def cloud_summary(
     """
     if not cloud:
         return None
+    if noise_given is None:
+        noise_given = cloud.get("noise_given")
     n = int(cloud.get("points") or 0)
     flipped = int(cloud.get("flipped") or 0)
     whose = "the input's" if cloud.get("normals") == "input" else "estimated"
     parts = [f"normals: {whose} for {n:,} points, {flipped:,} flipped by the orientation check"]
     outliers = int(cloud.get("outliers") or 0)
     parts.append(f"{outliers:,} outliers dropped" if outliers else "no outliers dropped")
+    used = cloud.get("used")
+    if used is not None and 0 < int(used) < n - outliers:
+        parts.append(f"noise averaged out over {n - outliers:,} points into {int(used):,}")
     noise = cloud.get("noise")
     if noise is not None:
         tag = "" if noise_given is None else (" (given)" if noise_given else " (auto)")
