@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY
 
 from lipsdf_blender.core import metrics, primitives
-from lipsdf_blender.core.cloud import estimate_noise, prepare_cloud
+from lipsdf_blender.core.cloud import apss_distance, estimate_noise, prepare_cloud
 from lipsdf_blender.core.geometry import Geometry
 from lipsdf_blender.core.surface import remesh
 from lipsdf_blender.core.train import train_field
@@ -110,3 +110,25 @@ def test_given_normals_are_used_and_an_inside_out_part_is_flipped():
     assert (np.einsum("ij,ij->i", c.normals, P) > 0).all()
     e = prepare_cloud(P, -P, normals="estimate")
     assert e.report["normals"] == "estimated" and (np.einsum("ij,ij->i", e.normals, P) > 0).all()
+
+
+def test_fitted_sphere_continues_a_sphere_across_its_missing_cap():
+    P = sphere_points(6000, seed=5)
+    P = P[P[:, 2] > 0.0]  # the upper half only
+    Q = np.array([[0.0, 0.0, -0.9], [0.0, 0.0, -1.1], [0.6, 0.0, -0.6], [0.8, 0.1, -0.7]])
+    g = apss_distance(P, P, Q)
+    np.testing.assert_allclose(g, np.linalg.norm(Q, axis=1) - 1.0, atol=0.03)
+
+
+def test_scan_normals_are_averaged_with_the_noise_and_stay_outward():
+    rng = np.random.default_rng(6)
+    P = sphere_points(30000, seed=6)
+    N = P + rng.normal(size=P.shape) * 0.1  # a scanner's rough normals
+    noisy = P + rng.normal(size=P.shape) * 0.01 * diagonal(P)
+    c = prepare_cloud(noisy, N)
+    assert c.report["normals"] == "input" and c.report["used"] < len(P)
+    radial = np.einsum("ij,ij->i", c.normals, c.points / np.linalg.norm(c.points, axis=1)[:, None])
+    assert (radial > 0.9).mean() > 0.99
+    # averaged and projected: much closer to the sphere than the noise
+    err = np.abs(np.linalg.norm(c.points, axis=1) - 1.0)
+    assert np.sqrt((err**2).mean()) < 0.5 * 0.01 * diagonal(P)
