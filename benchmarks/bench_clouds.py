@@ -45,16 +45,17 @@ from bench_common import (  # noqa: E402
     json_default,
     machine_info,
     markdown_table,
+    mesh_npz,
     render_tiles,
     run_job,
     stitch,
 )
-from bench_peers import run_ours  # noqa: E402
+from bench_peers import SIGNED_COLUMNS, run_ours  # noqa: E402
 from cloud_inputs import CLOUDS, REFERENCES, diagonal, load_reference, make_cloud  # noqa: E402
 from cloud_peers import trimmed_path  # noqa: E402
 
 from lipsdf_blender.core import metrics  # noqa: E402
-from lipsdf_blender.core.io import load_geometry, save_points  # noqa: E402
+from lipsdf_blender.core.io import save_points  # noqa: E402
 
 PEER_JOBS = Path(__file__).resolve().parent / "cloud_peers.py"
 DEFAULT_JSON = PROJECT / "benchmarks" / "results" / "clouds.json"
@@ -74,21 +75,7 @@ VIEW = {"partial_bottom": (0.9, -1.3, -0.8), "partial_side": (1.6, -0.7, 0.6)}
 #: points drawn as small octahedra: at most this many, of this radius (share of the diagonal)
 RENDER_POINTS, POINT_RADIUS = 30_000, 0.003
 
-COLUMNS = [
-    ("shape", "shape", "{}"),
-    ("tool", "tool", "{}"),
-    ("seconds", "seconds", "{:.1f}"),
-    ("faces", "faces", "{}"),
-    ("Chamfer %", "chamfer_percent", "{:.3f}"),
-    ("in→out %", "hausdorff_in_out_percent", "{:.2f}"),
-    ("out→in %", "hausdorff_out_in_percent", "{:.2f}"),
-    ("normal° mean", "normal_error_mean_deg", "{:.1f}"),
-    ("normal° p95", "normal_error_p95_deg", "{:.1f}"),
-    ("IoU", "iou", "{:.4f}"),
-    ("watertight", "watertight", "{}"),
-    ("parts", "components", "{}"),
-    ("self-int.", "self_intersections", "{}"),
-]
+COLUMNS = [("shape", "shape", "{}"), *SIGNED_COLUMNS[1:]]
 
 
 def _names(text: str, known, what: str, p: argparse.ArgumentParser) -> list[str]:
@@ -191,12 +178,7 @@ def render(inp: dict, rows: list[dict], diag: float, y_up: bool, args) -> Path |
     for row in wanted:
         if "error" in row:
             continue
-        path = row["output"]
-        if path.endswith(".obj"):
-            g = load_geometry(path)
-            path = str(inp["dir"] / (Path(path).stem + ".npz"))
-            np.savez(path, V=g.vertices, F=g.faces)
-        items.append((row["tool"], path))
+        items.append((row["tool"], mesh_npz(row["output"], inp["dir"])))
     pngs = [str(inp["dir"] / f"tile{i}.png") for i in range(len(items))]
     spec = {
         "items": [p for _, p in items],

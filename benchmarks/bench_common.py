@@ -122,6 +122,19 @@ def stitch(titles: list[str], pngs: list[str], out: Path) -> Path:
     return out
 
 
+def mesh_npz(path: str, folder: Path) -> str:
+    """A result mesh as ``V``/``F`` arrays the render job reads: ``.obj`` files are converted
+    into ``folder``, ``.npz`` ones returned as they are."""
+    if not path.endswith(".obj"):
+        return path
+    from lipsdf_blender.core.io import load_geometry
+
+    g = load_geometry(path)
+    out = str(folder / (Path(path).stem + ".npz"))
+    np.savez(out, V=g.vertices, F=g.faces)
+    return out
+
+
 def render_tiles(spec: dict, spec_path: Path, timeout: float) -> str | None:
     """Run peer_jobs.py's Workbench ``render`` job on ``spec``; returns an error or None."""
     spec_path.write_text(json.dumps(spec))

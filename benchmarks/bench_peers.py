@@ -52,6 +52,7 @@ from bench_common import (  # noqa: E402
     json_default,
     machine_info,
     markdown_table,
+    mesh_npz,
     render_tiles,
     run_job,
     stitch,
@@ -261,12 +262,7 @@ def render(inp: dict, rows: list[dict], folder: Path, timeout: float) -> Path | 
             continue
         if row["tool"].startswith("LipSDF") and any(t.startswith("LipSDF") for t, _ in items):
             continue  # only the first variant of ours
-        path = row["output"]
-        if path.endswith(".obj"):
-            g = load_geometry(path)
-            path = str(inp["dir"] / (Path(path).stem + ".npz"))
-            np.savez(path, V=g.vertices, F=g.faces)
-        items.append((row["tool"], path))
+        items.append((row["tool"], mesh_npz(row["output"], inp["dir"])))
     pngs = [str(inp["dir"] / f"tile{i}.png") for i in range(len(items))]
     spec = {
         "items": [p for _, p in items],

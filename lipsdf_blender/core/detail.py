@@ -47,6 +47,10 @@ BAND = 0.006
 _CHUNK = 1 << 20
 
 
+def _diagonal(V: np.ndarray) -> float:
+    return float(np.linalg.norm(V.max(axis=0) - V.min(axis=0)))
+
+
 class InputSurface:
     """Exact distances to the input triangles or segments, and the winding number of triangles.
 
@@ -92,7 +96,7 @@ class InputSurface:
 
     def diagonal(self) -> float:
         """Length of the bounding-box diagonal, object units."""
-        return float(np.linalg.norm(self.V.max(axis=0) - self.V.min(axis=0)))
+        return _diagonal(self.V)
 
     def distance(self, P: np.ndarray) -> np.ndarray:
         """Exact unsigned distance from ``P (k, 3)`` to the triangles or segments, ``(k,)``."""
@@ -158,7 +162,8 @@ class CloudSurface:
         return self._tree
 
     def diagonal(self) -> float:
-        return float(np.linalg.norm(self.V.max(axis=0) - self.V.min(axis=0)))
+        """Length of the bounding-box diagonal, object units."""
+        return _diagonal(self.V)
 
     def distance(self, P: np.ndarray) -> np.ndarray:
         """Distance from ``P (k, 3)`` to the nearest point, ``(k,)`` (1-Lipschitz)."""
