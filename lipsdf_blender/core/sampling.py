@@ -155,7 +155,7 @@ class WindingNumber:
             return W > 0.5
         return settle_unsure(self.prepared, np.asarray(Q, dtype=np.float64), W, settled)
 
-    def __call__(self, Q: np.ndarray, chunk: int = 200_000, cancel=None) -> np.ndarray:
+    def __call__(self, Q: np.ndarray, chunk: int = 1_000_000, cancel=None) -> np.ndarray:
         """Winding numbers at ``Q (k, 3)`` (same frame as the geometry); returns ``(k,)``."""
         out = np.empty(len(Q))
         for s in range(0, len(Q), chunk):
@@ -232,9 +232,8 @@ def make_samples(
     elif mode == "signed":
         wn = WindingNumber(geom_n, normals=normals, noise=noise)
         settled: list = []
-        y_near = np.where(wn.inside(near, cancel=cancel), -1.0, 1.0)
-        y_uni = np.where(wn.inside(uni, cancel=cancel, settled=settled), -1.0, 1.0)
-        P, y = np.concatenate([near, uni]), np.concatenate([y_near, y_uni])
+        P = np.concatenate([near, uni])  # one call: libigl builds its tree on each
+        y = np.where(wn.inside(P, cancel=cancel, settled=settled), -1.0, 1.0)
         if settled:
             # A hole closed by the fitted sphere gets near-surface points like the rest.
             Q = np.concatenate(settled)[: per // 2]
@@ -258,14 +257,24 @@ def make_samples(
 
 def _balance(P, y, wn, cfg: SampleConfig, rng, cancel, rounds: int = 8):
     """Draw more uniform points of the rarer class until both classes have the same count."""
+    rate = 0.3  # share of candidates of the rare class, updated from each round
     for _ in range(rounds):
         n_in, n_out = int((y < 0).sum()), int((y > 0).sum())
         want = abs(n_in - n_out)
         if want < 0.02 * len(y):
             break
-        cand = rng.uniform(-cfg.box, cfg.box, size=(max(cfg.n_uniform, 2 * want), 3))
-        yc = np.where(wn.inside(cand, cancel=cancel), -1.0, 1.0)
         rare = -1.0 if n_in < n_out else 1.0
+        # Uniform in the box around the rare class's points (grown a little), which holds all
+        # of that class: the same distribution as uniform in the whole box, given the class,
+        # with far fewer winding numbers to compute for a small shape in a large box.
+        have = P[y == rare]
+        pad = 0.05 * cfg.box
+        lo = np.maximum(have.min(axis=0) - pad, -cfg.box)
+        hi = np.minimum(have.max(axis=0) + pad, cfg.box)
+        n_cand = int(min(max(cfg.n_uniform, 1.3 * want / max(rate, 0.02)), 20 * want + 1000))
+        cand = rng.uniform(lo, hi, size=(n_cand, 3))
+        yc = np.where(wn.inside(cand, cancel=cancel), -1.0, 1.0)
+        rate = max(float((yc == rare).mean()), 1e-3)
         keep = cand[yc == rare][:want]
         P, y = np.concatenate([P, keep]), np.concatenate([y, np.full(len(keep), rare)])
     n_in, n_out = int((y < 0).sum()), int((y > 0).sum())

@@ -81,9 +81,10 @@ def _remesh(
     r = extract(target, 0.0, batch_size=max(batch_size, _DETAIL_BATCH), sharp=sharp, **kw)
     cell = r.stats.cell_size
     size = _SPECK * target.surface.diagonal()
-    r.vertices, r.faces = drop_specks(
-        r.vertices, r.faces, size, target.surface.distance, touch=cell, tiny=3.0 * cell
-    )
+    # A small piece next to a cloud's points is a bubble of its noise as often as a part: a
+    # cloud keeps only pieces of at least `size`.
+    near = None if target.surface.kind == "cloud" else target.surface.distance
+    r.vertices, r.faces = drop_specks(r.vertices, r.faces, size, near, touch=cell, tiny=3.0 * cell)
     if len(r.faces) and not is_watertight(r.faces):
         # The two witnesses disagreed somewhere pruning did not look (far from both the
         # input and the field's surface): better the field's own closed surface than a hole.
