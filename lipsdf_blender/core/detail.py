@@ -62,6 +62,8 @@ class InputSurface:
         Triangles (a mesh or soup) or segments (a curve).
     """
 
+    trust = TRUST
+
     def __init__(self, V, S):
         self.V = np.ascontiguousarray(V, dtype=np.float64)
         self.S = np.ascontiguousarray(S, dtype=np.int64)
@@ -260,7 +262,7 @@ class DetailField:
             keep[near[ok]] = False
             todo = np.flatnonzero(keep)
         s = self.surface.winding(P[todo]) - 0.5
-        sure = np.abs(s) >= getattr(self.surface, "trust", TRUST)
+        sure = np.abs(s) >= self.surface.trust
         # Where the winding number is sure it gives the sign everywhere, so its surface can
         # only cross at the input itself; the magnitude is the exact distance near the input
         # (where marching cubes places the crossing) and |f| beyond it.

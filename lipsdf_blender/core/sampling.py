@@ -58,16 +58,14 @@ class Samples:
     labels : (n,) float32, +1 outside, -1 inside (signed) or on the geometry (unsigned)
     seconds : float
         Time spent sampling and labelling.
-    cloud : dict or None
-        Point clouds: what :func:`cloud.prepare_cloud` did (normals used or estimated, ...).
     prepared : PreparedCloud or None
-        Point clouds: the points, normals and areas the labels came from.
+        Point clouds: the points, normals and areas the labels came from, and the report of
+        what :func:`cloud.prepare_cloud` did (``prepared.report``).
     """
 
     points: np.ndarray
     labels: np.ndarray
     seconds: float = 0.0
-    cloud: dict | None = None
     prepared: object = None
 
 
@@ -130,20 +128,18 @@ class WindingNumber:
     """Generalised winding number of a mesh, soup or oriented point cloud (libigl's fast one).
 
     Point clouds go through :func:`cloud.prepare_cloud` (normals used or estimated and
-    oriented, per-point areas); its report is ``self.cloud`` (``None`` for meshes).
+    oriented, per-point areas), kept as ``self.prepared`` (``None`` for meshes).
     """
 
     def __init__(self, geom: Geometry, normals: str = "auto", noise: float | None = None):
         self.geom = geom
-        self.cloud = None
         self.prepared = None
         if geom.kind == "mesh":
             self.V = np.ascontiguousarray(geom.vertices, dtype=np.float64)
             self.F = np.ascontiguousarray(geom.faces, dtype=np.int64)
         elif geom.kind == "points":
             c = prepare_cloud(geom.vertices, geom.normals, normals=normals, noise=noise)
-            self.P, self.N, self.A, self.cloud = c.points, c.normals, c.areas, c.report
-            self.prepared = c
+            self.P, self.N, self.A, self.prepared = c.points, c.normals, c.areas, c
         else:
             raise BadInputError("a curve encloses no volume; train it in unsigned mode")
 
@@ -249,10 +245,8 @@ def make_samples(
             "no sample point fell inside the shape; it encloses no volume (an open sheet or a "
             "curve?). Train it in unsigned mode instead."
         )
-    cloud, prepared = (None, None) if mode == "unsigned" else (wn.cloud, wn.prepared)
-    return Samples(
-        P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0, cloud, prepared
-    )
+    prepared = None if mode == "unsigned" else wn.prepared
+    return Samples(P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0, prepared)
 
 
 def _balance(P, y, wn, cfg: SampleConfig, rng, cancel, rounds: int = 8):

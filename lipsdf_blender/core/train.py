@@ -236,7 +236,7 @@ def train_field(
         "samples": int(len(samples.labels)),
         "seconds_labelling": round(samples.seconds, 3),
         "seconds_training": round(t_train, 3),
-        "cloud": _cloud_record(samples.cloud, scale),
+        "cloud": _cloud_record(samples.prepared, scale),
         "seconds": round(time.perf_counter() - t_start, 3),
         "final_loss": curve[-1][1] if curve else None,
         "loss_curve": curve,
@@ -249,11 +249,11 @@ def train_field(
     return Field(net, center, scale, lo, hi, mode, record, surface)
 
 
-def _cloud_record(report: dict | None, scale: float) -> dict | None:
-    """A cloud report with its noise level back in object units."""
-    if report is None:
+def _cloud_record(prepared, scale: float) -> dict | None:
+    """A prepared cloud's report with its noise level back in object units."""
+    if prepared is None:
         return None
-    return {**report, "noise": report["noise"] / scale}
+    return {**prepared.report, "noise": prepared.report["noise"] / scale}
 
 
 def _settings(p: Preset) -> dict:
