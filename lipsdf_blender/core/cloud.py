@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .errors import BadInputError
-from .normals import estimate_normals, point_areas
+from .normals import _knn_areas, estimate_normals, point_areas
 from .types import Points, Scalars
 
 NORMALS_CHOICES = ("auto", "estimate")
@@ -41,7 +41,8 @@ class PreparedCloud:
     report : dict
         ``normals``: ``"input"`` (the file's, sign-checked) or ``"estimated"``;
         ``points``: points given; ``used``: points kept; ``flipped``: normals whose sign was
-        changed; ``outliers``: points dropped as outliers; ``noise``: the noise level used
+        changed; ``outliers``: points dropped as outliers; ``merged``: the cells a dense cloud
+        was averaged into (0: not averaged); ``noise``: the noise level used
         (same units as the points; 0 for clean); ``seconds``.
     """
 
@@ -65,9 +66,15 @@ class PreparedCloud:
         return self._spacing
 
 
-def prepare_cloud(P, N=None, normals: str = "auto", noise: float | None = None) -> PreparedCloud:
+def prepare_cloud(
+    P, N=None, normals: str = "auto", noise: float | None = None, cell: float = 0.0
+) -> PreparedCloud:
     """Outward normals and areas for a point cloud, after outliers and noise are dealt with.
 
+    0. Density: a cloud denser than ``cell`` (spacing below half of it) is first averaged per
+       cell of that side (:func:`merge_cells`): a scan of millions of points carries nothing
+       a surface extracted on a grid of that size can show, and every later step costs in
+       proportion to the points. The noise is measured before (it is the input's).
     1. Outliers: points whose 8th neighbour is far beyond what is usual for the cloud
        (:func:`outlier_mask`), and then points farther than ``max(3 sigma, 2 spacing)`` from
        the plane of their neighbours (:func:`off_surface_mask`), are dropped.
@@ -104,11 +111,20 @@ def prepare_cloud(P, N=None, normals: str = "auto", noise: float | None = None) 
     if use_input:
         N = np.asarray(N, dtype=np.float64)
         N = N / np.maximum(np.linalg.norm(N, axis=1, keepdims=True), 1e-12)
+    raw_sigma, merged = None, 0
+    if cell > 0 and len(P) > MERGE_MIN:
+        raw_sigma, raw_spacing = estimate_noise(P)
+        if raw_spacing < 0.5 * cell:
+            merged = len(P)
+            P, N = merge_cells(P, N if use_input else None, cell, by_normal=True)
+    n_before = len(P)
     keep = outlier_mask(P)
     if keep.sum() >= 8:
         P = P[keep]
         N = N[keep] if use_input else None
     sigma, spacing = estimate_noise(P)
+    if merged:
+        sigma = raw_sigma  # the input's noise, not what the averaging left of it
     if noise is not None:
         sigma = float(noise)
     off = off_surface_mask(P, max(3.0 * sigma, 2.0 * spacing))
@@ -125,13 +141,19 @@ def prepare_cloud(P, N=None, normals: str = "auto", noise: float | None = None) 
         stats: dict = {}
         N = estimate_normals(P, stats=stats)
         flipped = stats["flipped"]
-    A = point_areas(P, N)
+    if merged:
+        # About one point per cell: the density is even, and areas from the neighbours'
+        # distances do as well as tangent-plane Voronoi cells, at a tenth of the cost.
+        A = _knn_areas(cKDTree(P).query(P, k=min(17, len(P)), workers=-1)[0][:, 1:])
+    else:
+        A = point_areas(P, N)
     report = {
         "normals": "input" if use_input else "estimated",
         "points": n_in,
         "used": len(P),
         "flipped": int(flipped),
-        "outliers": int(n_in - n_kept),
+        "outliers": int(n_before - n_kept),
+        "merged": n_before if merged else 0,
         "noise": float(sigma),
         "noise_given": noise is not None,
         "seconds": round(time.perf_counter() - t0, 3),
@@ -249,17 +271,7 @@ def denoise(P, sigma: float, N=None, k: int = 48, rounds: int = 2):
     P : (m, 3) float64, m <= n
     N : (m, 3) float64 or None
     """
-    P = np.asarray(P, dtype=np.float64)
-    key = np.floor((P - P.min(0)) / (1.5 * sigma)).astype(np.int64)
-    _, inv, cnt = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-    inv = inv.ravel()
-    Q = np.zeros((len(cnt), 3))
-    np.add.at(Q, inv, P)
-    Q /= cnt[:, None]
-    if N is not None:
-        M = np.zeros_like(Q)
-        np.add.at(M, inv, np.asarray(N, dtype=np.float64))
-        N = M / np.maximum(np.linalg.norm(M, axis=1, keepdims=True), 1e-12)
+    Q, N = merge_cells(P, N, 1.5 * sigma)
     k = min(k, len(Q))
     for _ in range(rounds if k >= 8 else 0):
         d, idx = cKDTree(Q).query(Q, k=k, workers=-1)
@@ -270,6 +282,51 @@ def denoise(P, sigma: float, N=None, k: int = 48, rounds: int = 2):
         _, vecs = np.linalg.eigh(np.einsum("nk,nki,nkj->nij", w, X, X))
         n = vecs[:, :, 0]
         Q = Q - np.einsum("ni,ni->n", Q - mu, n)[:, None] * n
+    return Q, N
+
+
+#: Clouds of at most this many points are never averaged per cell (:func:`prepare_cloud`).
+MERGE_MIN = 50_000
+
+
+def merge_cells(P, N=None, cell: float = 1.0, by_normal: bool = False):
+    """The mean point (and mean normal, renormalised) of each cube of side ``cell``.
+
+    Parameters
+    ----------
+    P : (n, 3) float
+    N : (n, 3) float, optional
+    cell : float
+        Same units as ``P``.
+    by_normal : bool
+        With normals: points of one cube whose normals face different ways (by the axis and
+        sign of the normal's largest component) are averaged apart, so the two sides of a
+        part thinner than the cell stay two sheets.
+
+    Returns
+    -------
+    P : (m, 3) float64, m <= n
+    N : (m, 3) float64 or None
+    """
+    P = np.asarray(P, dtype=np.float64)
+    ijk = np.floor((P - P.min(0)) / cell).astype(np.int64)
+    if N is not None:
+        N = np.asarray(N, dtype=np.float64)
+        if by_normal:
+            axis = np.argmax(np.abs(N), axis=1)
+            side = 2 * axis + (N[np.arange(len(N)), axis] > 0)
+            ijk = np.concatenate([ijk, side[:, None]], axis=1)
+    dims = ijk.max(0) + 1
+    if float(np.prod(dims.astype(np.float64))) < 2.0**62:  # one int64 key per cube
+        key = np.ravel_multi_index(ijk.T, dims)
+        _, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+    else:
+        _, inv, cnt = np.unique(ijk, axis=0, return_inverse=True, return_counts=True)
+        inv = inv.ravel()
+    Q = np.stack([np.bincount(inv, P[:, j], len(cnt)) for j in range(3)], 1) / cnt[:, None]
+    if N is not None:
+        M = np.stack([np.bincount(inv, N[:, j], len(cnt)) for j in range(3)], 1)
+        N = M / np.maximum(np.linalg.norm(M, axis=1, keepdims=True), 1e-12)
     return Q, N
 
 

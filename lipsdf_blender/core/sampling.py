@@ -39,6 +39,10 @@ class SampleConfig:
         Noise widths for the near-surface points.
     balance : bool
         Draw extra uniform points until inside and outside counts match (signed mode).
+    cloud_cell : float
+        Point clouds denser than this (spacing below half of it) are averaged per cube of this
+        side before labelling (:func:`cloud.prepare_cloud`); 0: never. Training sets it to
+        half a cell of the preset's extraction grid.
     """
 
     n_uniform: int = 100_000
@@ -46,6 +50,7 @@ class SampleConfig:
     box: float = 1.3
     sigmas: tuple[float, ...] = (0.005, 0.02, 0.08)
     balance: bool = True
+    cloud_cell: float = 0.0
 
 
 @dataclass
@@ -131,14 +136,16 @@ class WindingNumber:
     oriented, per-point areas), kept as ``self.prepared`` (``None`` for meshes).
     """
 
-    def __init__(self, geom: Geometry, normals: str = "auto", noise: float | None = None):
+    def __init__(
+        self, geom: Geometry, normals: str = "auto", noise: float | None = None, cell: float = 0.0
+    ):
         self.geom = geom
         self.prepared = None
         if geom.kind == "mesh":
             self.V = np.ascontiguousarray(geom.vertices, dtype=np.float64)
             self.F = np.ascontiguousarray(geom.faces, dtype=np.int64)
         elif geom.kind == "points":
-            c = prepare_cloud(geom.vertices, geom.normals, normals=normals, noise=noise)
+            c = prepare_cloud(geom.vertices, geom.normals, normals, noise, cell)
             self.P, self.N, self.A, self.prepared = c.points, c.normals, c.areas, c
         else:
             raise BadInputError("a curve encloses no volume; train it in unsigned mode")
@@ -226,10 +233,16 @@ def make_samples(
         P = np.concatenate([on_pts, pts])
         y = np.concatenate([-np.ones(len(on_pts)), np.ones(len(pts))])
     elif mode == "signed":
-        wn = WindingNumber(geom_n, normals=normals, noise=noise)
+        wn = WindingNumber(geom_n, normals=normals, noise=noise, cell=cfg.cloud_cell)
         settled: list = []
-        P = np.concatenate([near, uni])  # one call: libigl builds its tree on each
-        y = np.where(wn.inside(P, cancel=cancel, settled=settled), -1.0, 1.0)
+        P = np.concatenate([near, uni])
+        # Candidates for balancing, drawn in the input's box (the inside is rarer in a loose
+        # box) and labelled in the same call: libigl builds its tree on each call, which
+        # costs as much as the queries for a large input.
+        lo, hi = geom_n.bounds()
+        pool = rng.uniform(lo, hi, size=(cfg.n_surface if cfg.balance else 0, 3))
+        y = np.where(wn.inside(np.concatenate([P, pool]), cancel, settled), -1.0, 1.0)
+        P, y, pool = P, y[: len(P)], (pool, y[len(P) :], lo, hi)
         if settled:
             # A hole closed by the fitted sphere gets near-surface points like the rest.
             Q = np.concatenate(settled)[: per // 2]
@@ -237,7 +250,7 @@ def make_samples(
             X = np.clip(X, -cfg.box, cfg.box)
             P, y = np.concatenate([P, X]), np.concatenate([y, np.where(inside, -1.0, 1.0)])
         if cfg.balance:
-            P, y = _balance(P, y, wn, cfg, rng, cancel)
+            P, y = _balance(P, y, wn, cfg, rng, cancel, pool)
     else:
         raise BadInputError(f"unknown mode {mode!r}; use 'signed' or 'unsigned'")
     if not (y < 0).any() or not (y > 0).any():
@@ -249,15 +262,33 @@ def make_samples(
     return Samples(P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0, prepared)
 
 
-def _balance(P, y, wn, cfg: SampleConfig, rng, cancel, rounds: int = 8):
-    """Draw more uniform points of the rarer class until both classes have the same count."""
+def _balance(P, y, wn, cfg: SampleConfig, rng, cancel, pool=None, rounds: int = 8):
+    """Draw more uniform points of the rarer class until both classes have the same count.
+
+    ``pool``: labelled candidates ``(points, labels, lo, hi)`` drawn uniformly in the box
+    ``[lo, hi]``, used first
+    when that box holds every point of the rare class (uniform in it given the class is then
+    uniform in the whole box given the class).
+    """
     rate = 0.3  # share of candidates of the rare class, updated from each round
+    enough = 0.02  # a shortfall below this share of the samples is trimmed, not drawn
     for _ in range(rounds):
         n_in, n_out = int((y < 0).sum()), int((y > 0).sum())
         want = abs(n_in - n_out)
-        if want < 0.02 * len(y):
+        if want < enough * len(y):
             break
         rare = -1.0 if n_in < n_out else 1.0
+        if pool is not None and len(pool[0]):
+            X, yx, lo, hi = pool
+            have = P[y == rare]
+            if rare < 0 and len(have) and (have >= lo).all() and (have <= hi).all():
+                keep = X[yx == rare][:want]
+                P, y = np.concatenate([P, keep]), np.concatenate([y, np.full(len(keep), rare)])
+                rate = max(float((yx == rare).mean()), 1e-3)
+                # a little short: trimming the common class costs less than another call
+                enough = 0.1
+            pool = None
+            continue
         # Uniform in the box around the rare class's points (grown a little), which holds all
         # of that class: the same distribution as uniform in the whole box, given the class,
         # with far fewer winding numbers to compute for a small shape in a large box.

@@ -42,6 +42,10 @@ def cloud_summary(
     flipped = int(cloud.get("flipped") or 0)
     whose = "the input's" if cloud.get("normals") == "input" else "estimated"
     parts = [f"normals: {whose} for {n:,} points, {flipped:,} flipped by the orientation check"]
+    merged = int(cloud.get("merged") or 0)
+    if merged:
+        parts.append(f"averaged into {merged:,} for the grid")
+        n = merged
     outliers = int(cloud.get("outliers") or 0)
     parts.append(f"{outliers:,} outliers dropped" if outliers else "no outliers dropped")
     used = cloud.get("used")

@@ -205,10 +205,12 @@ def train_field(
             raise BadInputError("the thickness must be positive")
     report = _Reporter(progress, p.steps, describe(dev))
     report.phase("label")
+    # the extraction grid spans the normalised [-1, 1]: half a cell is 1 / resolution
+    config = p.samples if p.samples.cloud_cell else replace(p.samples, cloud_cell=1 / p.resolution)
     samples = make_samples(
         geom_n,
         mode,
-        p.samples,
+        config,
         seed=seed,
         thickness=2 * margin,
         cancel=cancel,
