@@ -14,6 +14,11 @@ import time
 from pathlib import Path
 
 PRESET_NAMES = ("fast", "balanced", "high")
+# what core.io.load_geometry reads (kept here as text so --help imports nothing)
+INPUT_FORMATS = (
+    "mesh, point cloud or curve: .obj .ply .stl .off, points .xyz .pts .txt, "
+    "scenes .gltf .glb .3mf (every mesh, with its node transform)"
+)
 
 
 class ProgressBar:
@@ -127,12 +132,12 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     p = sub.add_parser("train", help="train a field from a mesh, point cloud or curve file")
-    p.add_argument("input")
+    p.add_argument("input", help=INPUT_FORMATS)
     p.add_argument("-o", "--output", required=True, help="FIELD.lipsdf")
     training_args(p)
 
     p = sub.add_parser("remesh", help="a clean watertight mesh from the zero level set")
-    p.add_argument("input", help="mesh/point/curve file (ignored with --field)")
+    p.add_argument("input", help=INPUT_FORMATS + "; ignored with --field")
     p.add_argument("-o", "--output", required=True, help="OUT.obj / .ply / .stl / .off")
     p.add_argument("--field", default=None, help="use this trained field instead of training")
     p.add_argument("--save-field", default=None, help="also save the trained field here")

@@ -198,3 +198,17 @@ def test_the_progress_bar_shows_no_eta_until_the_step_rate_is_known():
     assert lines[0].startswith("train [") and "ETA" not in lines[0]
     etas = [float(x) for x in re.findall(r"ETA +([0-9.]+)s", term.getvalue())]
     assert len(etas) > 150 and max(etas) <= 0.012 * 3000
+
+
+def test_input_formats_are_listed_and_a_broken_scene_is_one_line(tmp_path):
+    from lipsdf_blender.cli import INPUT_FORMATS
+    from lipsdf_blender.core.io import READ_EXTENSIONS
+
+    # the help names every extension the reader takes
+    assert set(re.findall(r"\.\w+", INPUT_FORMATS)) == set(READ_EXTENSIONS)
+    for cmd in ("train", "remesh"):
+        assert ".glb" in cli(cmd, "--help").stdout
+    (tmp_path / "cut.glb").write_bytes(b"glTF\x02\x00\x00\x00\xff\xff\x00\x00")
+    p = cli("train", tmp_path / "cut.glb", "-o", tmp_path / "x.lipsdf", check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "'cut.glb'" in p.stderr, p.stderr

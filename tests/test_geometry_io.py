@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import struct
+import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,6 +304,22 @@ def test_open_monkey_round_trip_keeps_boundaries(tmp_path):
         ("c.xyz", b"0 0 0\n1 1 1 0 0 1\n", ["different numbers of columns"]),
         ("d.xyz", b"0 0 0 0\n1 1 1 1\n", ["4 columns"]),
         ("f.xyz", b"0 0 0\n0 0 0\n", ["same place"]),
+        ("g.xyz", b"# only a comment\n", ["no points"]),
+        (
+            "n.ply",
+            b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\n"
+            b"property float z\nend_header\n0 0 0\n1 one 1\n",
+            ["not numbers"],
+        ),
+        (
+            "w.ply",
+            b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\n"
+            b"property float z\nend_header\n0 0 0 5\n1 1 1 5\n",
+            ["4 numbers", "announces 3"],
+        ),
+        ("t.glb", b"glTF\x02\x00\x00\x00\xff\xff\x00\x00JSON", ["GLB", "malformed"]),
+        ("z.3mf", b"PK not really a zip", ["3MF", "malformed"]),
+        ("j.gltf", b'{"asset": {"version": "2.0"}, "meshes": [', ["glTF", "malformed"]),
     ],
 )
 def test_bad_files_raise_bad_input_error(tmp_path, name, content, words):
@@ -375,3 +395,126 @@ def test_ply_scan_with_normals_and_colours_reads_the_normals(tmp_path, fmt):
     np.testing.assert_allclose(g.vertices, P, atol=1e-6)
     np.testing.assert_allclose(g.normals, N, atol=1e-6)
     g.validate()
+
+
+def test_xyz_with_commas_and_comments(tmp_path):
+    (tmp_path / "c.xyz").write_text("# scanner\n0,0,0,0,0,1\n1,0,0, 0,0,1  # edge\n0,2,0,0,0,1\n")
+    g = load_geometry(tmp_path / "c.xyz")
+    np.testing.assert_allclose(g.vertices, [[0, 0, 0], [1, 0, 0], [0, 2, 0]])
+    np.testing.assert_allclose(g.normals, np.tile([0.0, 0.0, 1.0], (3, 1)))
+
+
+# -- scenes: glTF / GLB / 3MF ----------------------------------------------------------------
+
+
+def _scene():
+    """A rotated, moved box and a scaled ball placed twice; and the triangles expected."""
+    import trimesh
+
+    box_V, box_F = box_mesh(1.0)
+    ball_V, ball_F = icosphere(0.5, 1)
+    turn = trimesh.transformations.rotation_matrix(0.3, [0, 0, 1])
+    turn[:3, 3] = [3.0, 0.0, 0.0]
+    big = np.diag([2.0, 2.0, 2.0, 1.0])
+    moved = np.eye(4)
+    moved[:3, 3] = [0.0, -4.0, 1.0]
+    scene = trimesh.Scene()
+    parts = [("box", box_V, box_F, turn), ("ball", ball_V, ball_F, big)]
+    parts.append(("ball", ball_V, ball_F, moved))
+    for i, (name, V, F, T) in enumerate(parts):
+        mesh = trimesh.Trimesh(V, F, process=False)
+        scene.add_geometry(mesh, node_name=f"n{i}", geom_name=name, transform=T)
+    triangles = np.concatenate([trimesh.transform_points(V, T)[F] for _, V, F, T in parts])
+    volume = 8.0 + 8 * metrics.signed_volume(ball_V, ball_F) + metrics.signed_volume(ball_V, ball_F)
+    return scene, triangles, volume
+
+
+def _write_scene(scene, path: Path) -> None:
+    if path.suffix == ".gltf":  # the JSON and its buffers, side by side
+        for name, data in scene.export(file_type="gltf").items():
+            (path.parent / (path.name if name.endswith(".gltf") else name)).write_bytes(data)
+    else:
+        path.write_bytes(scene.export(file_type=path.suffix[1:]))
+
+
+def _sorted_triangles(T: np.ndarray) -> np.ndarray:
+    rows = np.round(T.reshape(len(T), 9), 5)
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+@pytest.mark.parametrize("ext", [".glb", ".gltf", ".3mf", ".GLB"])
+def test_scene_files_are_flattened_with_each_node_transform(tmp_path, ext):
+    scene, triangles, volume = _scene()
+    path = tmp_path / f"scene{ext}"
+    _write_scene(scene, path)
+    g = load_geometry(path)
+    assert g.kind == "mesh" and g.normals is None
+    assert g.vertices.shape == (8 + 42 + 42, 3) and g.faces.shape == (12 + 80 + 80, 3)
+    # the same triangles, in place and with their orientation (corner order) kept
+    np.testing.assert_allclose(
+        _sorted_triangles(g.vertices[g.faces]), _sorted_triangles(triangles), atol=1e-5
+    )
+    assert metrics.signed_volume(g.vertices, g.faces) == pytest.approx(volume, rel=1e-5)
+    # each part stays a closed mesh of its own: vertices are not split or merged across parts
+    assert metrics.is_watertight(g.faces) and metrics.connected_components(g.faces) == 3
+
+
+def test_glb_point_cloud_reads_as_points(tmp_path):
+    import trimesh
+
+    P = torus_points(200, seed=5)
+    T = np.eye(4)
+    T[:3, 3] = [1.0, 2.0, 3.0]
+    scene = trimesh.Scene()
+    scene.add_geometry(trimesh.PointCloud(P), node_name="scan", transform=T)
+    (tmp_path / "p.glb").write_bytes(scene.export(file_type="glb"))
+    g = load_geometry(tmp_path / "p.glb")
+    assert g.kind == "points" and g.faces is None
+    np.testing.assert_allclose(g.vertices, P + [1.0, 2.0, 3.0], atol=1e-5)
+
+
+def test_lying_scene_files_raise_bad_input_error(tmp_path):
+    scene, _, _ = _scene()
+    data = scene.export(file_type="glb")
+    (tmp_path / "cut.glb").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadInputError, match=r"'cut.glb'.*GLB"):
+        load_geometry(tmp_path / "cut.glb")
+
+    _write_scene(scene, tmp_path / "m.gltf")
+    for bin_file in tmp_path.glob("*.bin"):
+        bin_file.unlink()
+    with pytest.raises(BadInputError, match=r"'m.gltf'.*glTF"):
+        load_geometry(tmp_path / "m.gltf")
+
+    # an accessor that announces far more vertices than its buffer holds
+    _write_scene(scene, tmp_path / "l.gltf")
+    tree = json.loads((tmp_path / "l.gltf").read_text())
+    tree["accessors"][0]["count"] = 10**12
+    (tmp_path / "l.gltf").write_text(json.dumps(tree))
+    with pytest.raises(BadInputError, match="'l.gltf'") as info:
+        load_geometry(tmp_path / "l.gltf")
+    assert "\n" not in str(info.value)
+
+    with zipfile.ZipFile(tmp_path / "e.3mf", "w") as z:
+        z.writestr("3D/3dmodel.model", "<model><resources></resources></model>")
+    with pytest.raises(BadInputError, match="'e.3mf'"):
+        load_geometry(tmp_path / "e.3mf")
+
+    empty = tmp_path / "empty.gltf"
+    empty.write_text('{"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": []}]}')
+    with pytest.raises(BadInputError, match="'empty.gltf'.*no triangles and no points"):
+        load_geometry(empty)
+
+
+def test_reading_library_is_not_imported_by_io_the_worker_or_the_addon():
+    code = (
+        "import sys; import lipsdf_blender.core.io, lipsdf_blender.worker.server, "
+        "lipsdf_blender.worker.client, lipsdf_blender.blender.jobs; "
+        "bad = [m for m in ('trimesh', 'lxml', 'networkx') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
