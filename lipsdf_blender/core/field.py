@@ -316,7 +316,7 @@ def _read_npy(fh, member_size: int, budget: int) -> np.ndarray:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
         else:
             raise ValueError(f"unknown .npy version {version}")
-    except (ValueError, SyntaxError, TypeError) as exc:
+    except Exception as exc:  # numpy's header parser raises what ast and tokenize raise
         raise ValueError(f"an array header is damaged ({_line(exc)})") from None
     if any(n < 0 for n in shape):
         raise ValueError(f"an array header claims shape {shape}")

@@ -130,7 +130,10 @@ class FieldCache:
         path = Path(path).resolve()
         if not path.is_file():
             return Field.load(path), False  # raises a FieldFileError that names the file
-        key = self._key(path)
+        try:
+            key = self._key(path)
+        except OSError as exc:
+            raise FieldFileError(f"cannot read the field file {path.name}: {exc}") from None
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key], True
@@ -147,6 +150,18 @@ class FieldCache:
             self._items.popitem(last=False)
 
 
+def _usable_path(name) -> bool:
+    """A string the file system can take: not empty, no NUL, encodable, no part longer than
+    a file name may be (so a request's name cannot make ``stat`` raise)."""
+    if not isinstance(name, str) or not name or "\0" in name or len(name) > 4096:
+        return False
+    try:
+        parts = os.fsencode(name).split(b"/")
+    except UnicodeError:
+        return False
+    return all(len(p) <= 255 for p in parts)
+
+
 class _Job:
     """One request being run: its cancel event and its progress state."""
 
@@ -159,7 +174,7 @@ class _Job:
         job_dir = request.get("job_dir")
         if job_dir is None or job_dir == "":
             self.dir = None
-        elif not isinstance(job_dir, str) or "\0" in job_dir or not os.path.isabs(job_dir):
+        elif not _usable_path(job_dir) or not os.path.isabs(job_dir):
             raise BadInputError(f"job_dir must be an absolute folder path, got {_short(job_dir)}")
         else:
             self.dir = Path(job_dir)
@@ -187,7 +202,7 @@ class _Job:
         ``job_dir``: a name with ``..``, an absolute path or a symbolic link that leads out
         of the folder is refused, so a request can neither read nor write anything else.
         """
-        if not isinstance(name, str) or not name or "\0" in name:
+        if not _usable_path(name):
             raise BadInputError(f"{what} must be a file name, got {_short(name)}")
         folder = self._folder()
         p = Path(name)
@@ -203,7 +218,7 @@ class _Job:
     def field_path(self, name) -> Path:
         """A ``.lipsdf`` to read: an absolute path (the add-on's field cache, an earlier job's
         result) or a name inside the job folder. Fields are only read, never written."""
-        if isinstance(name, str) and name and "\0" not in name and os.path.isabs(name):
+        if _usable_path(name) and os.path.isabs(name):
             return Path(name)
         return self.path(name, "field")
 
@@ -533,6 +548,8 @@ class Server:
     def job_extract(self, job: _Job):
         info: dict = {}
         levels = _numbers(job.params, "levels", [0.0])
+        if not levels:
+            raise BadInputError("an extract job needs at least one level")
         sp = _surface_params(job.params)
         field = self._field(job, job.params.get("field"), info)
         res = self._resolution(job, [field])
