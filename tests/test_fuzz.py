@@ -1222,8 +1222,9 @@ test_worker_requests_slow = slow(worker_test(SLOW))
     ],
 )  # fmt: skip
 def test_worker_request_regressions(world, request_):
-    """Each of these escaped as an ``internal`` error, wrote or read outside the job folder, or
-    allocated what a header claimed, before the worker checked its params and paths."""
+    """Each of these escaped as an ``internal`` error, or was run (reading or writing outside
+    the job folder, or with wrong values), before the worker checked its params and paths;
+    the pickled and huge npz inputs were refused before too and are kept as guards."""
     root, job, sentinel, pristine = world
     restore(job, pristine)
     req = json.loads(json.dumps(request_).replace("{sentinel}", str(sentinel)))
