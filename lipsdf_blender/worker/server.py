@@ -739,8 +739,7 @@ def _matrices(value, n: int) -> list[np.ndarray] | None:
     )
     if not ok:
         raise BadInputError(
-            f"matrices must be one 4x4 list of finite numbers per field ({n}), "
-            f"got {_short(value)}"
+            f"matrices must be one 4x4 list of finite numbers per field ({n}), got {_short(value)}"
         )
     return [np.asarray(m, dtype=np.float64) for m in value]
 
