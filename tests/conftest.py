@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from lipsdf_blender.core import primitives
 from lipsdf_blender.core.geometry import Geometry
@@ -12,6 +13,19 @@ from lipsdf_blender.core.sampling import SampleConfig
 from lipsdf_blender.core.train import train_field
 
 torch.set_num_threads(2)
+
+# Fuzzing profiles (tests/test_fuzz.py). The sample runs by default: few examples, derandomized
+# so CI sees the same inputs every time, no example database. The slow run (`make test-slow`)
+# tries many more, from a fresh random seed each time (`--hypothesis-seed=N` replays one).
+# `deadline` is hypothesis' per-example limit; test_fuzz.py adds a hard alarm on top.
+_FUZZ_COMMON = dict(
+    deadline=5000,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile("lipsdf-fuzz-sample", max_examples=40, derandomize=True, **_FUZZ_COMMON)
+settings.register_profile("lipsdf-fuzz-slow", max_examples=1500, **_FUZZ_COMMON)
 
 #: A network and schedule small enough for the default test run on 2 CPU cores.
 TINY = dict(

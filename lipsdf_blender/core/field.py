@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -134,9 +136,10 @@ class Field:
         if not path.is_file():
             raise FieldFileError(f"field file not found: {path}")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+            # Stored members only (np.savez): what a member holds is then bounded by the
+            # file's own size, whatever its headers claim.
+            arrays = read_npz(path, max_bytes=path.stat().st_size, compressed=False)
+        except (ValueError, OSError) as exc:
             raise FieldFileError(
                 f"{path.name} is not a readable .lipsdf file (truncated or corrupted: {exc}); "
                 "train the field again"
@@ -151,14 +154,9 @@ class Field:
                 "train the field again"
             )
         try:
-            meta = json.loads(arrays["meta"].tobytes().decode())
-            if meta.get("format") != FORMAT:
-                raise ValueError("not a lipsdf file")
-            if meta.get("version") != FORMAT_VERSION:
-                raise ValueError(f"format version {meta.get('version')} is not supported")
+            meta = _meta(arrays["meta"])
             arch = meta["architecture"]
-            depth, width = int(arch["depth"]), int(arch["width"])
-            net = LipschitzMLP(depth, width)
+            depth, width = _whole(arch, "depth"), _whole(arch, "width")
             shapes = {
                 "W": (depth, width, width),
                 "b": (depth, width),
@@ -166,30 +164,174 @@ class Field:
                 "w_out": (width,),
                 "b_out": (),
             }
+            # Every weight is checked before the network is made: a meta claiming a huge
+            # depth or width must not allocate it.
+            for k, shape in shapes.items():
+                a = arrays[k]
+                if a.shape != shape or a.dtype != np.dtype("<f4"):
+                    raise ValueError(f"array {k} has shape {a.shape}, expected {shape}")
+                if not np.isfinite(a).all():
+                    raise ValueError(f"array {k} holds NaN or infinite values")
+            net = LipschitzMLP(depth, width)
             with torch.no_grad():
-                for k, shape in shapes.items():
-                    a = arrays[k]
-                    if a.shape != shape or a.dtype != np.dtype("<f4"):
-                        raise ValueError(f"array {k} has shape {a.shape}, expected {shape}")
-                    if not np.isfinite(a).all():
-                        raise ValueError(f"array {k} holds NaN or infinite values")
-                    getattr(net, k).copy_(torch.from_numpy(a.copy()))
-            norm, bounds = meta["normalization"], meta["bounds"]
-            field = cls(
-                net,
-                norm["center"],
-                norm["scale"],
-                bounds["lo"],
-                bounds["hi"],
-                meta.get("mode", "signed"),
-                meta.get("record", {}),
-                _surface(arrays),
-            )
+                for k in shapes:
+                    getattr(net, k).copy_(torch.from_numpy(arrays[k].copy()))
+            norm, bounds = _object(meta, "normalization"), _object(meta, "bounds")
+            center = _vector(norm, "center")
+            lo, hi = _vector(bounds, "lo"), _vector(bounds, "hi")
+            scale = norm.get("scale")
+            if isinstance(scale, bool) or not isinstance(scale, int | float):
+                raise ValueError(f"the scale is {str(scale)[:40]!r}, not a number")
+            if not (lo <= hi).all():
+                raise ValueError("its bounds have lo above hi")
+            mode = meta.get("mode", "signed")
+            if mode not in ("signed", "unsigned"):
+                raise ValueError(f"mode {str(mode)[:40]!r} is neither signed nor unsigned")
+            record = meta.get("record", {})
+            if not isinstance(record, dict):
+                raise ValueError("its record is not a JSON object")
+            field = cls(net, center, scale, lo, hi, mode, record, _surface(arrays))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, BadInputError) as exc:
-            raise FieldFileError(f"{path.name} is not a valid .lipsdf file: {exc}") from None
+            raise FieldFileError(f"{path.name} is not a valid .lipsdf file: {_line(exc)}") from None
         if not (np.isfinite(field.center).all() and np.isfinite(field.scale) and field.scale > 0):
             raise FieldFileError(f"{path.name} has an invalid normalisation")
         return field
+
+
+def _line(exc: BaseException) -> str:
+    """An exception as one short line (a KeyError's message is the key's repr)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, KeyError):
+        text = f"it lacks the entry {text}"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _meta(a: np.ndarray) -> dict:
+    """The JSON document stored in the ``meta`` array, format and version checked."""
+    if a.dtype != np.dtype("u1") or a.ndim != 1:
+        raise ValueError("its meta is not a byte string")
+    try:
+        meta = json.loads(a.tobytes().decode())
+    except RecursionError:
+        raise ValueError("its meta is nested too deeply") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError("not a lipsdf file")
+    if meta.get("version") != FORMAT_VERSION:
+        raise ValueError(f"format version {str(meta.get('version'))[:40]} is not supported")
+    return meta
+
+
+def _object(d, key: str) -> dict:
+    v = d.get(key) if isinstance(d, dict) else None
+    if not isinstance(v, dict):
+        raise ValueError(f"its {key} is not a JSON object")
+    return v
+
+
+def _whole(d, key: str) -> int:
+    v = d.get(key) if isinstance(d, dict) else None
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 1 << 20:
+        raise ValueError(f"its architecture's {key} is {str(v)[:40]!r}, not a positive integer")
+    return v
+
+
+def _vector(d: dict, key: str) -> np.ndarray:
+    """Three finite numbers."""
+    v = d.get(key)
+    ok = isinstance(v, list) and len(v) == 3
+    ok = ok and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+    a = np.asarray(v, dtype=np.float64) if ok else None
+    if a is None or not np.isfinite(a).all():
+        raise ValueError(f"its {key} is {str(v)[:60]!r}, not three finite numbers")
+    return a
+
+
+def read_npz(path, max_bytes: int, compressed: bool = True) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read without trusting its headers.
+
+    Unlike ``np.load`` this never unpickles, never allocates what a header claims before
+    checking it against the member's real size and ``max_bytes``, and reads a compressed
+    (deflated) member only up to the size its array header gives, so a zip bomb or a lying
+    shape costs nothing.
+
+    Parameters
+    ----------
+    path : str or path-like
+    max_bytes : int
+        Most bytes all arrays together may hold.
+    compressed : bool
+        Whether deflated members are read (``False``: only stored ones, as ``np.savez``
+        writes them).
+
+    Returns
+    -------
+    dict
+        Array name (the member name without ``.npy``) -> array of a plain numeric dtype
+        (bool, integer, float, complex).
+
+    Raises
+    ------
+    ValueError
+        With a one-line reason: not a zip, a member that is not a plain ``.npy`` array,
+        duplicate names, sizes that do not add up, or more than ``max_bytes``.
+    OSError
+        The file cannot be read.
+    """
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        raise ValueError(f"not a zip of arrays ({_line(exc)})") from None
+    size = os.path.getsize(path)
+    out: dict[str, np.ndarray] = {}
+    total = 0
+    with zf:
+        for info in zf.infolist():
+            name = info.filename
+            if not name.endswith(".npy") or name[:-4] in out:
+                raise ValueError(f"member {name[:60]!r} is not an array or is there twice")
+            allowed = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) if compressed else (0,)
+            if info.compress_type not in allowed or info.flag_bits & 0x1:
+                raise ValueError(f"member {name[:60]!r} is encrypted or compressed")
+            if info.compress_type == zipfile.ZIP_STORED and (
+                info.file_size != info.compress_size
+                or info.header_offset + info.compress_size > size
+            ):
+                raise ValueError(f"member {name[:60]!r} claims more bytes than the file holds")
+            try:
+                with zf.open(info) as fh:
+                    a = _read_npy(fh, info.file_size, max_bytes - total)
+            except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+                raise ValueError(f"member {name[:60]!r} is damaged ({_line(exc)})") from None
+            total += a.nbytes
+            out[name[:-4]] = a
+    return out
+
+
+def _read_npy(fh, member_size: int, budget: int) -> np.ndarray:
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unknown .npy version {version}")
+    except Exception as exc:  # numpy's header parser raises what ast and tokenize raise
+        raise ValueError(f"an array header is damaged ({_line(exc)})") from None
+    if any(n < 0 for n in shape):
+        raise ValueError(f"an array header claims shape {shape}")
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biufc":
+        raise ValueError(f"an array has dtype {str(dtype)[:40]}, not plain numbers")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > budget or nbytes != member_size - fh.tell():
+        raise ValueError(
+            f"an array header claims shape {shape} ({nbytes} bytes), which does not match "
+            "the data or exceeds what may be read"
+        )
+    data = fh.read(nbytes)
+    if len(data) != nbytes:
+        raise ValueError("an array is truncated")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
 
 
 def _cloud(arrays: dict[str, np.ndarray]):

@@ -127,17 +127,35 @@ def encode(message: dict) -> str:
     return json.dumps(_finite(message), allow_nan=False, separators=(",", ":")) + "\n"
 
 
-def decode(line: str | bytes) -> dict:
-    """Parse one JSON line into a message dict; raises :class:`ProtocolError`."""
+def _loads(line: str | bytes):
     if isinstance(line, bytes):
         line = line.decode("utf-8", errors="replace")
+    # ValueError covers JSONDecodeError and integers longer than Python converts; a line
+    # nested thousands deep raises RecursionError. Neither may escape: the worker's reader
+    # thread would die and the worker would stop answering.
+    return line, json.loads(line)
+
+
+def decode(line: str | bytes) -> dict:
+    """Parse one JSON line into a message dict; raises :class:`ProtocolError`."""
     try:
-        message = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"not a JSON line: {line[:200]!r} ({exc})") from None
+        line, message = _loads(line)
+    except (ValueError, RecursionError) as exc:
+        text = line if isinstance(line, str) else line.decode("utf-8", errors="replace")
+        reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise ProtocolError(f"not a JSON line: {text[:200]!r} ({reason[:200]})") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError(f"a message must be a JSON object with a 'type': {line[:200]!r}")
     return message
+
+
+def request_id(line: str | bytes) -> str | None:
+    """The ``id`` of a line that is a JSON object but not a valid message, else ``None``."""
+    try:
+        message = _loads(line)[1]
+    except (ValueError, RecursionError):
+        return None
+    return str(message["id"]) if isinstance(message, dict) and "id" in message else None
 
 
 def request(job_id: str, job_type: str, params: dict | None = None, job_dir=None) -> dict:

@@ -37,7 +37,7 @@ from ..core.cloud import NORMALS_CHOICES
 from ..core.device import describe, describe_why_cpu, pick_device
 from ..core.errors import BadInputError, CancelledError, FieldFileError
 from ..core.extract import extract_levels
-from ..core.field import Field
+from ..core.field import Field, read_npz
 from ..core.geometry import Geometry
 from ..core.meshfield import offset_surfaces
 from ..core.query import project, sample_surface_points
@@ -45,7 +45,7 @@ from ..core.sampling import SampleConfig
 from ..core.simplify import decimate_results
 from ..core.summary import record_summary
 from ..core.surface import combine_surfaces, remesh
-from ..core.train import Preset, Progress, get_preset, train_field
+from ..core.train import PRESETS, Preset, Progress, get_preset, train_field
 from . import protocol as P
 
 log = logging.getLogger("lipsdf.worker")
@@ -130,7 +130,10 @@ class FieldCache:
         path = Path(path).resolve()
         if not path.is_file():
             return Field.load(path), False  # raises a FieldFileError that names the file
-        key = self._key(path)
+        try:
+            key = self._key(path)
+        except OSError as exc:
+            raise FieldFileError(f"cannot read the field file {path.name}: {exc}") from None
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key], True
@@ -147,6 +150,18 @@ class FieldCache:
             self._items.popitem(last=False)
 
 
+def _usable_path(name) -> bool:
+    """A string the file system can take: not empty, no NUL, encodable, no part longer than
+    a file name may be (so a request's name cannot make ``stat`` raise)."""
+    if not isinstance(name, str) or not name or "\0" in name or len(name) > 4096:
+        return False
+    try:
+        parts = os.fsencode(name).split(b"/")
+    except UnicodeError:
+        return False
+    return all(len(p) <= 255 for p in parts)
+
+
 class _Job:
     """One request being run: its cancel event and its progress state."""
 
@@ -157,7 +172,12 @@ class _Job:
         if not isinstance(self.params, dict):
             raise BadInputError("a job's params must be a JSON object")
         job_dir = request.get("job_dir")
-        self.dir = Path(job_dir) if job_dir else None
+        if job_dir is None or job_dir == "":
+            self.dir = None
+        elif not _usable_path(job_dir) or not os.path.isabs(job_dir):
+            raise BadInputError(f"job_dir must be an absolute folder path, got {_short(job_dir)}")
+        else:
+            self.dir = Path(job_dir)
         self.cancel_event = threading.Event()
         self.started = time.monotonic()
         self.last_progress: dict | None = None
@@ -166,25 +186,55 @@ class _Job:
     def cancelled(self) -> bool:
         return self.cancel_event.is_set()
 
-    def path(self, name: str, what: str) -> Path:
-        """A file named in the params: relative names are inside the job folder."""
-        if not isinstance(name, str) or not name:
-            raise BadInputError(f"the job needs a file name for {what}")
+    def _folder(self) -> Path:
+        """The job folder, resolved; it must exist (the client makes it, the worker never
+        creates folders)."""
+        if self.dir is None:
+            raise BadInputError("the job needs a job_dir for its files")
+        if not self.dir.is_dir():
+            raise BadInputError(f"the job folder {self.dir} does not exist or is not a folder")
+        return self.dir.resolve()
+
+    def path(self, name, what: str) -> Path:
+        """A file named in the params, inside the job folder.
+
+        Files the client hands over (``input``, ``points``) and results are kept inside
+        ``job_dir``: a name with ``..``, an absolute path or a symbolic link that leads out
+        of the folder is refused, so a request can neither read nor write anything else.
+        """
+        if not _usable_path(name):
+            raise BadInputError(f"{what} must be a file name, got {_short(name)}")
+        folder = self._folder()
         p = Path(name)
-        if not p.is_absolute():
-            if self.dir is None:
-                raise BadInputError(f"{what} {name!r} is relative but the job has no job_dir")
-            p = self.dir / p
+        if p.is_absolute() or ".." in p.parts:
+            raise BadInputError(
+                f"{what} {name!r} must be a file name inside the job folder, not a path out of it"
+            )
+        p = folder / p
+        if not p.resolve().is_relative_to(folder):
+            raise BadInputError(f"{what} {name!r} is a link that leads out of the job folder")
         return p
 
+    def field_path(self, name) -> Path:
+        """A ``.lipsdf`` to read: an absolute path (the add-on's field cache, an earlier job's
+        result) or a name inside the job folder. Fields are only read, never written."""
+        if _usable_path(name) and os.path.isabs(name):
+            return Path(name)
+        return self.path(name, "field")
+
     def output(self, stem: str, suffix: str) -> Path:
-        """Where the result goes: ``params["output"]`` or ``<stem>_<job id><suffix>``, so
-        jobs sharing a folder do not overwrite each other's results."""
-        if self.dir is None:
-            raise BadInputError("the job needs a job_dir to write its result into")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.id)
-        return self.path(self.params.get("output") or f"{stem}_{safe}{suffix}", "output")
+        """Where the result goes: ``params["output"]`` (a plain file name) or
+        ``<stem>_<job id><suffix>``, so jobs sharing a folder do not overwrite each other's
+        results. Never a path out of the job folder, never through a link."""
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.id)[:64]
+        name = self.params.get("output") or f"{stem}_{safe}{suffix}"
+        if isinstance(name, str) and ("/" in name or "\\" in name or name in (".", "..")):
+            raise BadInputError(f"output must be a plain file name, got {_short(name)}")
+        p = self.path(name, "output")
+        for q in (p, p.with_name(p.name + ".part")):
+            if q.is_symlink() or q.is_dir():
+                raise BadInputError(f"output {q.name!r} is a link or a folder in the job folder")
+        return p
 
 
 class Server:
@@ -247,24 +297,35 @@ class Server:
     # -- threads --------------------------------------------------------------------------
     def _reader(self) -> None:
         for raw in self.stdin:
-            if not raw.strip():
-                continue
-            try:
-                msg = P.decode(raw)
-            except P.ProtocolError as exc:
-                self.error(None, P.PROTOCOL, str(exc))
-                continue
-            kind, job_id = msg["type"], str(msg.get("id"))
-            if kind == P.CANCEL:
-                self._cancel(job_id)
-            elif kind == P.SHUTDOWN:
+            if not self.accept(raw):
                 break
-            else:
-                with self._state_lock:
-                    self._queued.add(job_id)
-                self.jobs.put(msg)
         # End of stdin (the parent closed the pipe or died) or a shutdown request.
         self._stop()
+
+    def accept(self, raw: str | bytes) -> bool:
+        """Act on one request line: answer a malformed one, cancel at once, or queue a job.
+
+        Returns ``False`` for ``shutdown``. A line that is JSON but not a request gets one
+        ``protocol`` error (with the line's ``id`` when it has one, so a client waiting for
+        that id hears about it); nothing here raises, so the reader thread never dies.
+        """
+        if not raw.strip():
+            return True
+        try:
+            msg = P.decode(raw)
+        except P.ProtocolError as exc:
+            self.error(P.request_id(raw), P.PROTOCOL, str(exc))
+            return True
+        kind, job_id = msg["type"], str(msg.get("id"))
+        if kind == P.CANCEL:
+            self._cancel(job_id)
+        elif kind == P.SHUTDOWN:
+            return False
+        else:
+            with self._state_lock:
+                self._queued.add(job_id)
+            self.jobs.put(msg)
+        return True
 
     def _cancel(self, job_id: str) -> None:
         with self._state_lock:
@@ -408,14 +469,19 @@ class Server:
 
     def job_train(self, job: _Job):
         p = job.params
-        arrays = _load_input(job, p.get("input", "input.npz"), "the training input")
-        geom = _geometry(p.get("kind", "mesh"), arrays)
+        kind = _choice(p, "kind", "mesh", ("mesh", "points", "curve"))
+        mode = _choice(p, "mode", "signed", ("signed", "unsigned"))
+        seed = _int(p, "seed", 0, 0, 2**63 - 1)
+        thickness = None if p.get("thickness") is None else _number(p, "thickness", 0.0, lo=0)
         overrides = _overrides(p.get("overrides") or {})
         normals, noise = _cloud_params(p)
-        preset = p.get("preset", "balanced")
+        preset = _text(p, "preset", "balanced")
         base = get_preset(preset, **overrides)
-        device = p.get("device", "auto")
+        device = _text(p, "device", "auto")
+        pick_device(device)
         out = job.output("field", ".lipsdf")
+        arrays = _load_input(job, p.get("input", "input.npz"), "the training input")
+        geom = _geometry(kind, arrays)
         self.progress(job, "label", 0, base.steps, None, None, describe(pick_device(device)))
 
         def attempt(scale: float, dev: str) -> Field:
@@ -425,10 +491,10 @@ class Server:
             return train_field(
                 geom,
                 preset,
-                mode=p.get("mode", "signed"),
+                mode=mode,
                 device=dev,
-                seed=int(p.get("seed", 0)),
-                thickness=p.get("thickness"),
+                seed=seed,
+                thickness=thickness,
                 progress=self._train_progress(job),
                 cancel=job.cancelled,
                 normals=normals,
@@ -446,17 +512,14 @@ class Server:
         return {"field": str(out.resolve())}, info
 
     def _field(self, job: _Job, name, info: dict) -> Field:
-        field, hit = self.fields.get(job.path(name, "field"))
+        field, hit = self.fields.get(job.field_path(name))
         info.setdefault("cached", []).append(hit)
         return field
 
     def _resolution(self, job: _Job, fields) -> int:
-        res = job.params.get("resolution")
-        if res is None:
-            res = max(
-                (f.record.get("settings", {}).get("resolution", 256) for f in fields), default=256
-            )
-        return int(res)
+        if job.params.get("resolution") is None:
+            return max((_trained_resolution(f) for f in fields), default=256)
+        return _int(job.params, "resolution", 256, *RESOLUTION)
 
     def _meshes(self, job: _Job, results, levels, info: dict):
         arrays = {"levels": np.asarray(levels, dtype=np.float64)}
@@ -468,7 +531,7 @@ class Server:
         return {"meshes": str(path.resolve())}, info
 
     def _extract_with(self, job: _Job, fn, phase: str):
-        device = job.params.get("device", "auto")
+        device = _text(job.params, "device", "auto")
         name = describe(pick_device(device))
         self.progress(job, phase, 0, 1, None, None, name)
 
@@ -484,10 +547,12 @@ class Server:
 
     def job_extract(self, job: _Job):
         info: dict = {}
-        field = self._field(job, job.params.get("field"), info)
-        levels = [float(x) for x in job.params.get("levels", [0.0])]
-        res = self._resolution(job, [field])
+        levels = _numbers(job.params, "levels", [0.0])
+        if not levels:
+            raise BadInputError("an extract job needs at least one level")
         sp = _surface_params(job.params)
+        field = self._field(job, job.params.get("field"), info)
+        res = self._resolution(job, [field])
         if levels == [0.0]:
             results = self._extract_with(
                 job, lambda **kw: [remesh(field, res, **sp, **kw)], "extract"
@@ -501,13 +566,13 @@ class Server:
 
     def job_offset(self, job: _Job):
         info: dict = {}
-        field = self._field(job, job.params.get("field"), info)
-        distances = [float(x) for x in job.params.get("distances", [])]
+        distances = _numbers(job.params, "distances", [])
         if not distances:
             raise BadInputError("an offset job needs at least one distance")
-        res = self._resolution(job, [field])
-        exact = bool(job.params.get("exact", True))
+        exact = _flag(job.params, "exact", True)
         sp = _surface_params(job.params)
+        field = self._field(job, job.params.get("field"), info)
+        res = self._resolution(job, [field])
 
         def run(batch_size, device, progress, cancel):
             # offset_surfaces has no batch size of its own; the core default is used.
@@ -528,21 +593,23 @@ class Server:
     def job_csg(self, job: _Job):
         info: dict = {}
         p = job.params
-        names = p.get("fields") or []
-        fields = [self._field(job, n, info) for n in names]
-        matrices = p.get("matrices")
+        names = p.get("fields")
+        if not isinstance(names, list) or not 1 <= len(names) <= MAX_LIST:
+            raise BadInputError(f"fields must be a list of 1 to {MAX_LIST} field files")
+        op = _choice(p, "op", "union", ("union", "intersection", "difference"))
+        blend = _number(p, "blend", 0.0, lo=0)
+        matrices = _matrices(p.get("matrices"), len(names))
         sp = _surface_params(p)
+        fields = [self._field(job, n, info) for n in names]
         res = self._resolution(job, fields)
 
         def run(**kw):
             return [
                 combine_surfaces(
-                    p.get("op", "union"),
+                    op,
                     fields,
-                    blend=float(p.get("blend", 0.0)),
-                    matrices=None
-                    if matrices is None
-                    else [np.asarray(m, dtype=np.float64) for m in matrices],
+                    blend=blend,
+                    matrices=matrices,
                     names=[Path(n).name for n in names],
                     resolution=res,
                     **sp,
@@ -556,78 +623,171 @@ class Server:
     def job_sample(self, job: _Job):
         info: dict = {}
         p = job.params
+        n = _int(p, "n", 1000, 1, MAX_POINTS)
+        level = _number(p, "level", 0.0)
+        seed = _int(p, "seed", 0, 0, 2**63 - 1)
+        resolution = _int(p, "resolution", 64, *RESOLUTION)
         field = self._field(job, p.get("field"), info)
         self.progress(job, "sample", 0, 1, None, None, "CPU")
-        P_ = sample_surface_points(
-            field,
-            int(p.get("n", 1000)),
-            level=float(p.get("level", 0.0)),
-            seed=int(p.get("seed", 0)),
-            resolution=int(p.get("resolution", 64)),
-        )
+        P_ = sample_surface_points(field, n, level=level, seed=seed, resolution=resolution)
         path = P.save_arrays(job.output("points", ".npz"), points=P_)
         return {"points": str(path.resolve())}, info
 
     def job_project(self, job: _Job):
         info: dict = {}
         p = job.params
+        level = _number(p, "level", 0.0)
+        iterations = _int(p, "iterations", 10, 0, MAX_ITERATIONS)
         field = self._field(job, p.get("field"), info)
         arrays = _load_input(job, p.get("points", "points_in.npz"), "the points to project")
         if "points" not in arrays:
             raise BadInputError("the points file has no array named 'points'")
         pts = arrays["points"]
-        if pts.ndim != 2 or pts.shape[1:] != (3,) or not np.isfinite(pts).all():
+        if (
+            pts.ndim != 2
+            or pts.shape[1:] != (3,)
+            or pts.dtype.kind not in "iuf"
+            or not np.isfinite(pts).all()
+        ):
             raise BadInputError("the points must be an (n, 3) array of finite numbers")
         self.progress(job, "project", 0, 1, None, None, "CPU")
-        Q = project(
-            field, pts, level=float(p.get("level", 0.0)), iterations=int(p.get("iterations", 10))
-        )
+        Q = project(field, pts.astype(np.float64), level=level, iterations=iterations)
         path = P.save_arrays(job.output("projected", ".npz"), points=Q)
         return {"points": str(path.resolve())}, info
+
+
+#: Accepted ranges of the size-setting params: a request may not make the worker allocate or
+#: loop without bound (the add-on's own resolution slider stops at 2048).
+RESOLUTION = (2, 4096)
+MAX_POINTS = 10_000_000
+MAX_ITERATIONS = 1000
+MAX_LIST = 256
+#: Bytes of arrays one input ``.npz`` may hold (a compressed file may claim far more than it
+#: has on disk; its array headers are checked against this before anything is allocated).
+MAX_INPUT_BYTES = 4 << 30
+
+
+def _short(value) -> str:
+    """A value for a one-line message: its repr, cut."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _int(params: dict, key: str, default: int, lo: int, hi: int) -> int:
+    v = params.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise BadInputError(f"{key} must be a whole number from {lo} to {hi}, got {_short(v)}")
+    return v
+
+
+def _is_number(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+
+
+def _number(params: dict, key: str, default: float, lo: float = -math.inf) -> float:
+    v = params.get(key, default)
+    if not _is_number(v) or v < lo or abs(v) > 1e30:
+        bound = "" if lo == -math.inf else f" >= {lo:g}"
+        raise BadInputError(f"{key} must be a finite number{bound}, got {_short(v)}")
+    return float(v)
+
+
+def _numbers(params: dict, key: str, default: list) -> list[float]:
+    v = params.get(key, default)
+    if (
+        not isinstance(v, list)
+        or len(v) > MAX_LIST
+        or not all(_is_number(x) and abs(x) <= 1e30 for x in v)
+    ):
+        raise BadInputError(
+            f"{key} must be a list of at most {MAX_LIST} finite numbers, got {_short(v)}"
+        )
+    return [float(x) for x in v]
+
+
+def _flag(params: dict, key: str, default: bool) -> bool:
+    v = params.get(key, default)
+    if not isinstance(v, bool):
+        raise BadInputError(f"{key} must be true or false, got {_short(v)}")
+    return v
+
+
+def _text(params: dict, key: str, default: str) -> str:
+    v = params.get(key, default)
+    if not isinstance(v, str):
+        raise BadInputError(f"{key} must be a string, got {_short(v)}")
+    return v
+
+
+def _choice(params: dict, key: str, default: str, choices: tuple[str, ...]) -> str:
+    v = params.get(key, default)
+    if not isinstance(v, str) or v not in choices:
+        raise BadInputError(f"{key} must be one of {', '.join(choices)}, got {_short(v)}")
+    return v
+
+
+def _matrices(value, n: int) -> list[np.ndarray] | None:
+    """``None`` or one finite 4x4 matrix (nested lists) per field."""
+    if value is None:
+        return None
+    ok = isinstance(value, list) and len(value) == n
+    ok = ok and all(
+        isinstance(m, list)
+        and len(m) == 4
+        and all(isinstance(r, list) and len(r) == 4 and all(map(_is_number, r)) for r in m)
+        for m in value
+    )
+    if not ok:
+        raise BadInputError(
+            f"matrices must be one 4x4 list of finite numbers per field ({n}), got {_short(value)}"
+        )
+    return [np.asarray(m, dtype=np.float64) for m in value]
+
+
+def _trained_resolution(field: Field) -> int:
+    """The resolution a field's preset suggests (256 when its record has no usable one)."""
+    settings = field.record.get("settings")
+    res = settings.get("resolution") if isinstance(settings, dict) else None
+    ok = isinstance(res, int) and not isinstance(res, bool)
+    return res if ok and RESOLUTION[0] <= res <= RESOLUTION[1] else 256
 
 
 def _cloud_params(params: dict) -> tuple[str, float | None]:
     """``normals`` (``auto``/``estimate``, default auto) and ``noise`` (object units or
     ``None``: estimated) of a train job; meshes and curves ignore both."""
     normals = params.get("normals", "auto")
-    if normals not in NORMALS_CHOICES:
+    if not isinstance(normals, str) or normals not in NORMALS_CHOICES:
         raise BadInputError(
             f"normals must be one of {', '.join(NORMALS_CHOICES)} (use the cloud's own normals "
-            f"or estimate them), got {normals!r}"
+            f"or estimate them), got {_short(normals)}"
         )
     noise = params.get("noise")
     if noise is None:
         return normals, None
-    if (
-        isinstance(noise, bool)
-        or not isinstance(noise, int | float)
-        or not (math.isfinite(noise) and noise >= 0)
-    ):
+    if not _is_number(noise) or noise < 0 or noise > 1e30:
         raise BadInputError(
-            f"noise must be a distance >= 0 in object units, or null to estimate it; got {noise!r}"
+            "noise must be a distance >= 0 in object units, or null to estimate it; "
+            f"got {_short(noise)}"
         )
     return normals, float(noise)
 
 
 def _surface_params(params: dict) -> dict:
     """``detail`` and ``sharp`` (default on) and ``faces`` (target face count, default 0)."""
-    faces = params.get("faces", 0)
-    if isinstance(faces, bool) or not isinstance(faces, int) or faces < 0:
-        raise BadInputError(f"faces must be a whole number >= 0, got {faces!r}")
     return {
-        "detail": bool(params.get("detail", True)),
-        "sharp": bool(params.get("sharp", True)),
-        "faces": faces,
+        "detail": _flag(params, "detail", True),
+        "sharp": _flag(params, "sharp", True),
+        "faces": _int(params, "faces", 0, 0, 2**31 - 1),
     }
 
 
 def _load_input(job: _Job, name, what: str) -> dict:
     path = job.path(name, what)
     if not path.is_file():
-        raise BadInputError(f"{what} file {path} does not exist")
+        raise BadInputError(f"{what} file {path.name} does not exist in the job folder")
     try:
-        return P.load_arrays(path)
-    except Exception as exc:
+        return read_npz(path, MAX_INPUT_BYTES)
+    except (ValueError, OSError) as exc:
         raise BadInputError(f"{what} file {path.name} is not a readable .npz: {exc}") from None
 
 
@@ -637,18 +797,52 @@ def _geometry(kind: str, a: dict) -> Geometry:
     if kind == "mesh":
         if "faces" not in a:
             raise BadInputError("a mesh input needs a 'faces' array")
-        return Geometry.mesh(a["vertices"], a["faces"])
-    if kind == "points":
-        return Geometry.points(a["vertices"], a.get("normals"))
-    if kind == "curve":
+        g = Geometry.mesh(a["vertices"], a["faces"])
+    elif kind == "points":
+        g = Geometry.points(a["vertices"], a.get("normals"))
+    elif kind == "curve":
         if "edges" not in a:
             raise BadInputError("a curve input needs an 'edges' array")
-        return Geometry.curve(a["vertices"], a["edges"])
-    raise BadInputError(f"unknown geometry kind {kind!r}; use mesh, points or curve")
+        g = Geometry.curve(a["vertices"], a["edges"])
+    else:
+        raise BadInputError(f"unknown geometry kind {kind!r}; use mesh, points or curve")
+    return g.validate()
 
 
 _PRESET_FIELDS = {f.name for f in dataclass_fields(Preset)} - {"name"}
 _SAMPLE_FIELDS = {f.name for f in dataclass_fields(SampleConfig)}
+#: Overridable settings that size memory or time, and the ranges accepted for them.
+_INT_RANGES = {
+    "depth": (1, 256),
+    "width": (1, 4096),
+    "steps": (1, 100_000_000),
+    "batch_size": (1, 1 << 24),
+    "resolution": RESOLUTION,
+    "n_uniform": (0, 100_000_000),
+    "n_surface": (0, 100_000_000),
+}
+
+
+def _setting(key: str, value, default):
+    """One preset or sample setting, of the type of its default."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        lo, hi = _INT_RANGES.get(key, (-(2**63), 2**63 - 1))
+        ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+    elif isinstance(default, float):
+        ok = _is_number(value) and abs(value) <= 1e30
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, tuple):  # sigmas
+        ok = isinstance(value, list) and 0 < len(value) <= 16
+        ok = ok and all(_is_number(x) and 0 < x <= 1e30 for x in value)
+        value = tuple(float(x) for x in value) if ok else value
+    else:
+        ok = False
+    if not ok:
+        raise BadInputError(f"the setting {key} cannot be {_short(value)}")
+    return float(value) if isinstance(default, float) else value
 
 
 def _overrides(ov: dict) -> dict:
@@ -659,16 +853,17 @@ def _overrides(ov: dict) -> dict:
         raise BadInputError(
             f"unknown preset settings {sorted(unknown)}; use some of {sorted(_PRESET_FIELDS)}"
         )
-    out = dict(ov)
-    if isinstance(out.get("samples"), dict):
-        s = dict(out["samples"])
-        bad = set(s) - _SAMPLE_FIELDS
-        if bad:
-            raise BadInputError(f"unknown sample settings {sorted(bad)}")
-        if "sigmas" in s:
-            s["sigmas"] = tuple(float(x) for x in s["sigmas"])
-        out["samples"] = SampleConfig(**s)
-    for k, v in out.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            raise BadInputError(f"the setting {k} must be a finite number")
+    defaults = PRESETS["fast"]
+    out = {}
+    for k, v in ov.items():
+        if k == "samples":
+            if not isinstance(v, dict):
+                raise BadInputError("the setting samples must be a JSON object")
+            bad = set(v) - _SAMPLE_FIELDS
+            if bad:
+                raise BadInputError(f"unknown sample settings {sorted(bad)}")
+            base = SampleConfig()
+            out[k] = SampleConfig(**{n: _setting(n, x, getattr(base, n)) for n, x in v.items()})
+        else:
+            out[k] = _setting(k, v, getattr(defaults, k))
     return out
