@@ -181,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _train(args, bar):
+def _train(args, bar, share=None):
     from .core.io import load_geometry
     from .core.summary import record_summary
     from .core.train import train_field
@@ -197,6 +197,7 @@ def _train(args, bar):
         seed=args.seed,
         thickness=args.thickness,
         progress=bar,
+        cancel=share,
         normals=args.normals,
         noise=args.noise,
         **overrides,
@@ -280,17 +281,19 @@ def _save(path, results, names):
 def run(argv=None) -> int:
     args = _parser().parse_args(argv)
     from .core.field import Field
+    from .core.threads import FairShare
 
     bar = ProgressBar()
+    share = FairShare()  # threads follow the cores other processes leave free
     if args.command == "train":
-        field = _train(args, bar)
+        field = _train(args, bar, share)
         field.save(args.output)
         print(
             f"wrote {args.output} (final loss {field.record['final_loss']:.4f}, "
             f"{field.record['seconds']:.1f}s on {field.record['device']})"
         )
     elif args.command == "remesh":
-        field = Field.load(args.field) if args.field else _train(args, bar)
+        field = Field.load(args.field) if args.field else _train(args, bar, share)
         if args.save_field and not args.field:
             field.save(args.save_field)
         from .core.device import pick_device
@@ -307,6 +310,7 @@ def run(argv=None) -> int:
                 progress=bar.extraction,
                 faces=args.faces,
                 sharp=args.sharp,
+                cancel=share,
             )
         ]
         _report(results)
@@ -396,7 +400,9 @@ def _info(field, args) -> None:
 def main(argv=None) -> int:
     """Entry point; returns the exit status."""
     from .core.errors import CancelledError, LipSDFError
+    from .core.threads import quiet_waiting
 
+    quiet_waiting()  # before torch is imported
     try:
         return run(argv)
     except KeyboardInterrupt:

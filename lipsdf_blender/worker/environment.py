@@ -32,6 +32,7 @@ PINNED = (
     "libigl==2.6.3",
     "scipy==1.17.1",
     "fast-simplification==0.2.0",
+    "psutil==7.2.2",
 )
 MIN_PYTHON = (3, 10)
 _MARK = "LIPSDF-CHECK "

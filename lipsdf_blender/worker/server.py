@@ -91,8 +91,8 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def handshake() -> dict:
-    """The first message: versions and the device ``auto`` picks."""
+def handshake(share=None) -> dict:
+    """The first message: versions, the device ``auto`` picks and the CPU threads."""
     dev = pick_device("auto")
     return {
         "type": P.HANDSHAKE,
@@ -109,6 +109,11 @@ def handshake() -> dict:
             "type": dev.type,
             "name": describe(dev),
             "why_cpu": describe_why_cpu() if dev.type == "cpu" else None,
+        },
+        "threads": {
+            "max": torch.get_num_threads(),
+            "fair_share": bool(share is not None and share.active),
+            "wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         },
     }
 
@@ -165,7 +170,8 @@ def _usable_path(name) -> bool:
 class _Job:
     """One request being run: its cancel event and its progress state."""
 
-    def __init__(self, request: dict):
+    def __init__(self, request: dict, share=None):
+        self.share = share
         self.id = str(request.get("id"))
         self.type = request.get("type")
         self.params = request.get("params") or {}
@@ -184,6 +190,10 @@ class _Job:
         self.last_sent = 0.0
 
     def cancelled(self) -> bool:
+        """The core's cancel hook; every long loop calls it from the computing thread, which
+        is also where the thread count follows the cores left free (:mod:`core.threads`)."""
+        if self.share is not None:
+            self.share.tick()
         return self.cancel_event.is_set()
 
     def _folder(self) -> Path:
@@ -240,8 +250,9 @@ class _Job:
 class Server:
     """Serves requests from ``stdin`` (binary, JSON lines) and answers on ``out`` (text)."""
 
-    def __init__(self, stdin, out, parent_pid: int | None = None):
+    def __init__(self, stdin, out, parent_pid: int | None = None, share=None):
         self.stdin, self.out = stdin, out
+        self.share = share  # a core.threads.FairShare, or None: threads stay as they are
         self.parent_pid = os.getppid() if parent_pid is None else parent_pid
         self.jobs: queue.Queue = queue.Queue()
         self.fields = FieldCache()
@@ -367,7 +378,7 @@ class Server:
     def serve(self) -> int:
         for target in (self._reader, self._watchdog, self._heartbeat):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
-        self.send(handshake())
+        self.send(handshake(self.share))
         while True:
             request = self.jobs.get()
             if request is None:
@@ -377,7 +388,7 @@ class Server:
     def run(self, request: dict) -> None:
         job_id = str(request.get("id"))
         try:
-            job, failure = _Job(request), None
+            job, failure = _Job(request, self.share), None
         except Exception as exc:
             job, failure = None, exc
         # One locked step from "queued" to "current", so a cancel always finds the job.
@@ -417,6 +428,8 @@ class Server:
         finally:
             with self._state_lock:
                 self._current = None
+            if self.share is not None:
+                self.share.restore()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
