@@ -281,10 +281,10 @@ def _save(path, results, names):
 def run(argv=None) -> int:
     args = _parser().parse_args(argv)
     from .core.field import Field
-    from .core.threads import FairShare
+    from .core.threads import FairShare, fair_share_wanted
 
     bar = ProgressBar()
-    share = FairShare()  # threads follow the cores other processes leave free
+    share = FairShare() if fair_share_wanted() else None
     if args.command == "train":
         field = _train(args, bar, share)
         field.save(args.output)

@@ -35,6 +35,11 @@ def quiet_waiting(environ=os.environ) -> None:
     environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def fair_share_wanted(environ=os.environ) -> bool:
+    """Whether threads should follow the free cores: yes unless ``LIPSDF_FAIR_SHARE=0``."""
+    return environ.get("LIPSDF_FAIR_SHARE", "1") != "0"
+
+
 class FairShare:
     """Sets torch's intra-op threads to the cores other processes leave free.
 

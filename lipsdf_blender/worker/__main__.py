@@ -15,15 +15,14 @@ def main() -> int:
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     threads = os.environ.get("LIPSDF_WORKER_THREADS")
-    from ..core.threads import FairShare, quiet_waiting
+    from ..core.threads import FairShare, fair_share_wanted, quiet_waiting
 
     quiet_waiting()  # before torch is imported: OpenMP reads it once
     import torch
 
     if threads:
         torch.set_num_threads(int(threads))
-    # LIPSDF_WORKER_FAIR_SHARE=0 keeps the thread count fixed whatever else runs
-    share = None if os.environ.get("LIPSDF_WORKER_FAIR_SHARE") == "0" else FairShare()
+    share = FairShare() if fair_share_wanted() else None
     from .server import Server
 
     return Server(sys.stdin.buffer, out, share=share).serve()

@@ -17,7 +17,7 @@ The worker's first line, sent once it has imported torch::
 
 ``device.type`` is ``cuda``, ``mps`` or ``cpu``; for ``cpu``, ``why_cpu`` says why no GPU
 is used. ``threads``: torch's CPU threads at most; ``fair_share``: whether they follow the
-cores other processes leave free (``LIPSDF_WORKER_FAIR_SHARE=0`` turns it off; it needs
+cores other processes leave free (``LIPSDF_FAIR_SHARE=0`` turns it off; it needs
 ``psutil``); ``wait_policy``: OpenMP's (``PASSIVE`` unless the environment set another).
 A client refuses a worker whose ``protocol`` differs from its own.
 
