@@ -5,6 +5,13 @@ must not share one with torch): it installs the zip into a temporary user folder
 ``bpy.ops.extensions.package_install_files``, builds a scene, runs the operators through the
 worker on the CPU with a tiny preset, and saves the resulting geometry as ``.npz`` files and
 facts as JSON. The tests here check that geometry with numpy and the core library.
+
+Which Blender: the scenarios run in ``LIPSDF_BLENDER_PYTHON`` (default: this Python), a Python
+with one ``bpy`` module (``make test-blender-4.2`` points it at ``.venv-blender-4.2``); the
+worker and these tests stay in this Python. Every scenario records ``bpy.app.version_string``
+and must match ``LIPSDF_BLENDER_VERSION`` (default, with this Python: the pin in
+``requirements-blender.txt``), so a wrong interpreter fails instead of passing. The zip is
+always built with this Python's ``bpy`` (5.0) and the same zip is installed into each version.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +39,36 @@ from lipsdf_blender.core.surface import remesh
 from lipsdf_blender.core.train import train_field
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The Python that runs the bpy scenarios (a venv with only that Blender's bpy and numpy).
+BLENDER_PYTHON = os.environ.get("LIPSDF_BLENDER_PYTHON") or sys.executable
+
+
+def _asked_version() -> str | None:
+    """The Blender version the run must use: ``LIPSDF_BLENDER_VERSION``, else, when the
+    scenarios run in this Python, the ``bpy`` pin of requirements-blender.txt."""
+    if os.environ.get("LIPSDF_BLENDER_VERSION"):
+        return os.environ["LIPSDF_BLENDER_VERSION"]
+    if BLENDER_PYTHON != sys.executable:
+        return None
+    pins = (ROOT / "requirements-blender.txt").read_text().split()
+    return next((p.split("==")[1] for p in pins if p.startswith("bpy==")), None)
+
+
+def _has_bpy(python: str) -> bool:
+    if python == sys.executable:
+        return importlib.util.find_spec("bpy") is not None
+    # find_spec, not import: an installed but broken bpy must fail the tests, not skip them.
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('bpy') is None)"
+    try:
+        return subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+ASKED_VERSION = _asked_version()
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("bpy") is None, reason="needs the bpy module (requirements-blender)"
+    not _has_bpy(BLENDER_PYTHON),
+    reason=f"needs the bpy module in {BLENDER_PYTHON} (requirements-blender*.txt)",
 )
 
 #: TINY as the operators' ``overrides`` JSON.
@@ -59,7 +95,7 @@ assert bpy.ops.extensions.package_install_files(
 ) == {"FINISHED"}
 from lipsdf_blender import api
 from lipsdf_blender.blender import convert, fields, jobs, operators, prefs
-FACTS = {}
+FACTS = {"blender": bpy.app.version_string}
 
 
 def clear_scene():
@@ -100,6 +136,35 @@ def select(*objs):
     for o in objs:
         o.select_set(True)
     bpy.context.view_layer.objects.active = objs[0] if objs else None
+
+
+def to_pointcloud(ob):
+    """The mesh of points ``ob`` as a Point Cloud object in its place, as this Blender makes one:
+    Object > Convert > Point Cloud, or where Convert has no such target (4.2) a Mesh to Points
+    node applied (4.2 has Point Cloud objects but cannot make one from Python otherwise)."""
+    select(ob)
+    targets = bpy.ops.object.convert.get_rna_type().properties["target"].enum_items
+    if "POINTCLOUD" in targets.keys():
+        bpy.ops.object.convert(target="POINTCLOUD")
+        return bpy.context.active_object
+    tree = bpy.data.node_groups.new("ToPoints", "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    info = tree.nodes.new("GeometryNodeObjectInfo")
+    info.inputs["Object"].default_value = ob
+    points = tree.nodes.new("GeometryNodeMeshToPoints")
+    tree.links.new(info.outputs["Geometry"], points.inputs["Mesh"])
+    tree.links.new(points.outputs["Points"], tree.nodes.new("NodeGroupOutput").inputs[0])
+    pc = bpy.data.objects.new(ob.name, bpy.data.pointclouds.new(ob.name))
+    ob.users_collection[0].objects.link(pc)
+    pc.matrix_world = ob.matrix_world
+    pc.modifiers.new("ToPoints", "NODES").node_group = tree
+    select(pc)
+    assert bpy.ops.object.modifier_apply(modifier="ToPoints") == {"FINISHED"}
+    name = ob.name
+    bpy.data.objects.remove(ob)
+    bpy.data.node_groups.remove(tree)
+    pc.name = name
+    return pc
 
 
 def finish():
@@ -157,7 +222,7 @@ def run_blender(script: str, out: Path, zip_path: Path, timeout: float = 600, en
     log_path = out / "log.txt"
     with open(log_path, "w") as log_file:
         proc = subprocess.run(
-            [sys.executable, str(path)],
+            [BLENDER_PYTHON, str(path)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             timeout=timeout,
@@ -166,7 +231,17 @@ def run_blender(script: str, out: Path, zip_path: Path, timeout: float = 600, en
         )
     log = log_path.read_text(errors="replace")
     assert proc.returncode == 0, log[-6000:]
-    return json.loads((out / "facts.json").read_text()), log
+    facts = json.loads((out / "facts.json").read_text())
+    _check_version(facts["blender"])
+    return facts, log
+
+
+def _check_version(version_string: str) -> None:
+    """The scenario ran in the Blender asked for (``version_string`` may end in " LTS")."""
+    if ASKED_VERSION is not None:
+        assert version_string.split()[0] == ASKED_VERSION, (
+            f"asked for Blender {ASKED_VERSION}, {BLENDER_PYTHON} runs {version_string}"
+        )
 
 
 SCENE = """
@@ -239,9 +314,7 @@ for name, with_normals in (("Cloud", True), ("Loose", False)):
     bpy.context.scene.collection.objects.link(ob)
     ob.location = (0, -4, 0) if with_normals else (0, -6, 0)
     if with_normals:
-        select(ob)
-        bpy.ops.object.convert(target="POINTCLOUD")
-        ob = bpy.context.active_object
+        ob = to_pointcloud(ob)
     kind, arrays = convert.object_arrays(ob, bpy.context.evaluated_depsgraph_get())
     FACTS[name + "_type"] = [ob.type, kind]
     FACTS[name + "_has_normals"] = "normals" in arrays
@@ -316,6 +389,19 @@ def _box_sdf(p, center, half):
     q = np.abs(p - center) - half
     outside = np.linalg.norm(np.maximum(q, 0.0), axis=1)
     return outside + np.minimum(q.max(axis=1), 0.0)
+
+
+def test_the_blender_that_ran_is_the_one_asked_for_and_the_manifest_allows(scene, record_property):
+    facts, _, _ = scene
+    record_property("blender", facts["blender"])
+    _check_version(facts["blender"])
+    manifest = tomllib.loads((ROOT / "blender_manifest.toml").read_text())
+    lo, hi = (
+        tuple(int(x) for x in manifest[k].split("."))
+        for k in ("blender_version_min", "blender_version_max")
+    )
+    ran = tuple(int(x) for x in facts["blender"].split()[0].split("."))
+    assert lo <= ran < hi, (facts["blender"], lo, hi)  # the maximum is exclusive
 
 
 def test_remesh_is_a_new_closed_object_near_the_source_which_is_left_alone(scene):
@@ -524,7 +610,7 @@ def test_cancel_stops_the_job_and_leaves_nothing_behind(extension_zip, tmp_path)
 def test_the_batch_example_script_runs(extension_zip, tmp_path):
     obj = tmp_path / "suzanne.obj"
     cmd = [
-        sys.executable,
+        BLENDER_PYTHON,
         str(ROOT / "scripts" / "example_batch.py"),
         "--zip",
         str(extension_zip),
@@ -589,8 +675,7 @@ FACTS["bad_noise"] = refused(api.train, scan, noise=-1.0)
 # -- the other ways a cloud carries normals ----------------------------------------------------
 select(scan)
 bpy.ops.object.duplicate()
-bpy.ops.object.convert(target="POINTCLOUD")
-pc = bpy.context.active_object
+pc = to_pointcloud(bpy.context.active_object)
 kind, arrays = convert.object_arrays(pc, bpy.context.evaluated_depsgraph_get())
 FACTS["pointcloud"] = [pc.type, kind, bool(np.allclose(arrays.get("normals"), np.load(
     os.path.join(OUT, "scan_arrays.npz"))["normals"]))]
