@@ -101,6 +101,7 @@ FACTS = {"blender": bpy.app.version_string}
 def clear_scene():
     for o in list(bpy.data.objects):
         bpy.data.objects.remove(o)
+    bpy.context.view_layer.update()  # 4.2 lists removed objects (None) in the view layer until then
 
 
 def world(obj):
@@ -139,9 +140,9 @@ def select(*objs):
 
 
 def to_pointcloud(ob):
-    """The mesh of points ``ob`` as a Point Cloud object in its place, as this Blender makes one:
-    Object > Convert > Point Cloud, or where Convert has no such target (4.2) a Mesh to Points
-    node applied (4.2 has Point Cloud objects but cannot make one from Python otherwise)."""
+    # The mesh of points ob as a Point Cloud object in its place, as this Blender makes one:
+    # Object > Convert > Point Cloud, or where Convert has no such target (4.2) a Mesh to Points
+    # node applied (4.2 has Point Cloud objects but no other way to fill one from Python).
     select(ob)
     targets = bpy.ops.object.convert.get_rna_type().properties["target"].enum_items
     if "POINTCLOUD" in targets.keys():
@@ -156,6 +157,7 @@ def to_pointcloud(ob):
     tree.links.new(points.outputs["Points"], tree.nodes.new("NodeGroupOutput").inputs[0])
     pc = bpy.data.objects.new(ob.name, bpy.data.pointclouds.new(ob.name))
     ob.users_collection[0].objects.link(pc)
+    bpy.context.view_layer.update()  # ob.matrix_world after a change of ob.location
     pc.matrix_world = ob.matrix_world
     pc.modifiers.new("ToPoints", "NODES").node_group = tree
     select(pc)
