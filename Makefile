@@ -8,7 +8,7 @@ VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lipsdf_blender/__init
 ZIP := dist/lipsdf_blender-$(VERSION).zip
 
 .PHONY: demo demo-core extension test test-slow lint bench bench-speed bench-peers bench-clouds venv clean
-.PHONY: test-blender test-blender-all venv-blender-4.2 venv-blender-4.5
+.PHONY: test-blender test-blender-5.0 test-blender-all venv-blender-4.2 venv-blender-4.5
 
 $(STAMP): requirements.txt requirements-blender.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -60,8 +60,8 @@ bpy_pin = $(shell sed -n 's/^bpy==//p' $(1))
 venv-blender-4.2: .venv-blender-4.2/.installed
 venv-blender-4.5: .venv-blender-4.5/.installed
 
-## test-blender: tests/test_blender.py with bpy 5.0 (the main venv)
-test-blender: $(STAMP)
+## test-blender (= test-blender-5.0): tests/test_blender.py with bpy 5.0 (the main venv)
+test-blender test-blender-5.0: $(STAMP)
 	LIPSDF_BLENDER_VERSION=$(call bpy_pin,requirements-blender.txt) \
 		$(PY) -m pytest -q tests/test_blender.py
 
@@ -71,16 +71,17 @@ test-blender-%: $(STAMP) .venv-blender-%/.installed
 	LIPSDF_BLENDER_VERSION=$(call bpy_pin,requirements-blender-$*.txt) \
 		$(PY) -m pytest -q tests/test_blender.py
 
-## test-blender-all: tests/test_blender.py once per Blender version (5.0, 4.2, 4.5); runs
-## them all and fails if any failed
-test-blender-all: $(STAMP) $(BLENDER_LTS:%=.venv-blender-%/.installed)
+## test-blender-all: tests/test_blender.py once per Blender version, one after the other;
+## runs them all, then fails if any failed. BLENDER_VERSIONS="4.2 4.5" picks some.
+BLENDER_VERSIONS ?= 5.0 $(BLENDER_LTS)
+test-blender-all: $(STAMP)
 	@failed=""; \
-	for v in 5.0 $(BLENDER_LTS); do \
+	for v in $(BLENDER_VERSIONS); do \
 		echo "== Blender $$v"; \
-		if [ $$v = 5.0 ]; then target=test-blender; else target=test-blender-$$v; fi; \
-		$(MAKE) --no-print-directory $$target || failed="$$failed $$v"; \
+		$(MAKE) --no-print-directory test-blender-$$v || failed="$$failed $$v"; \
 	done; \
-	if [ -n "$$failed" ]; then echo "test-blender-all: failed on Blender$$failed"; exit 1; fi
+	if [ -n "$$failed" ]; then echo "test-blender-all: failed on Blender$$failed"; exit 1; fi; \
+	echo "test-blender-all: passed on Blender $(BLENDER_VERSIONS)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lipsdf_blender tests benchmarks scripts
