@@ -22,11 +22,11 @@ import os
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from conftest import TINY
 
@@ -168,6 +168,79 @@ def to_pointcloud(ob):
     bpy.data.node_groups.remove(tree)
     pc.name = name
     return pc
+
+
+class Layout:
+    # Stands in for the UILayout of a draw() call (background Blender has no window to draw
+    # in): every call, keyword, enum value (icons) and attribute is checked against this
+    # Blender's UILayout; what it lacks goes to PROBLEMS.
+    RNA = bpy.types.UILayout.bl_rna
+
+    def __setattr__(self, name, value):
+        if name not in self.RNA.properties:
+            PROBLEMS.append(f"UILayout has no attribute {name}")
+
+    def __getattr__(self, name):
+        fn = self.RNA.functions.get(name)
+        if fn is None:
+            PROBLEMS.append(f"UILayout has no {name}()")
+
+        def call(*args, **kw):
+            CALLS.append(f"{name}:{args[1]}" if name == "prop" else name)
+            for key, value in kw.items() if fn is not None else ():
+                p = fn.parameters.get(key)
+                if p is None:
+                    PROBLEMS.append(f"UILayout.{name}() has no argument {key}")
+                elif p.type == "ENUM" and value not in p.enum_items.keys():
+                    PROBLEMS.append(f"UILayout.{name}({key}={value!r}): no such value")
+            if name in ("prop", "operator_menu_enum"):
+                data, prop = args[:2] if name == "prop" else (operator_rna(args[0]), args[1])
+                if prop not in data.bl_rna.properties:
+                    PROBLEMS.append(f"UILayout.{name}(): {data!r} has no property {prop}")
+            if name == "operator":
+                return OperatorProperties(args[0])
+            return Layout()
+
+        return call
+
+
+def operator_rna(idname):
+    module, name = idname.split(".")
+    try:
+        return getattr(getattr(bpy.ops, module), name).get_rna_type()
+    except KeyError:
+        PROBLEMS.append(f"no operator {idname}")
+        return bpy.types.Operator.bl_rna
+
+
+class OperatorProperties:
+    def __init__(self, idname):
+        object.__setattr__(self, "rna", operator_rna(idname))
+
+    def __setattr__(self, name, value):
+        if name not in self.rna.properties:
+            PROBLEMS.append(f"{self.rna.identifier} has no property {name}")
+
+
+class Drawer:
+    # The ``self`` of a draw(): its layout is a Layout, the rest is the real object's.
+    def __init__(self, real):
+        object.__setattr__(self, "real", real)
+        object.__setattr__(self, "layout", Layout())
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+PROBLEMS, CALLS = [], []
+
+
+def draw(cls, real=None):
+    # Run cls.draw with a checking layout; (problems, calls made).
+    PROBLEMS.clear()
+    CALLS.clear()
+    cls.draw(Drawer(real), bpy.context)
+    return [list(PROBLEMS), sorted(set(CALLS))]
 
 
 def finish():
@@ -373,6 +446,17 @@ dg = bpy.context.evaluated_depsgraph_get()  # the depsgraph handler sees the edi
 FACTS["panel_state_edited"] = fields.cached_state(monkey)
 FACTS["state_edited"] = fields.field_state(monkey, dg, refresh=True)
 FACTS["panel_state_checked"] = fields.cached_state(monkey)
+
+# -- the panel, menu and preferences draw with what this Blender's UILayout has -----------------
+select(monkey)
+FACTS["draw_stale"] = draw(bpy.types.LIPSDF_PT_main)
+select(bpy.data.objects["Cloud"])
+FACTS["draw_cloud"] = draw(bpy.types.LIPSDF_PT_main)
+select(circle)
+FACTS["draw_curve"] = draw(bpy.types.LIPSDF_PT_main)
+FACTS["draw_menu"] = draw(bpy.types.LIPSDF_MT_object)
+addon = bpy.context.preferences.addons[prefs.ADDON].preferences
+FACTS["draw_prefs"] = draw(type(addon), addon)
 """
 
 
@@ -532,6 +616,21 @@ def test_operators_are_in_the_object_menu_with_undo_and_a_description(scene):
         assert len(info["description"]) > 20, op
 
 
+def test_the_panel_menu_and_preferences_draw_with_this_blenders_layout(scene):
+    facts, _, _ = scene
+    for key in ("draw_stale", "draw_cloud", "draw_curve", "draw_menu", "draw_prefs"):
+        assert facts[key][0] == [], key
+    # What was drawn: the settings for a mesh, the cloud box for a cloud, the thickness for a
+    # curve, the operators in the menu, the worker settings in the preferences.
+    stale, cloud, curve = (set(facts[k][1]) for k in ("draw_stale", "draw_cloud", "draw_curve"))
+    assert {"box", "label", "row", "operator", "prop:resolution", "prop:distances"} <= stale
+    assert "prop:normals" in cloud and "prop:noise_mode" in cloud
+    assert "prop:normals" not in stale and "prop:thickness" not in stale
+    assert "prop:thickness" in curve
+    assert {"operator", "operator_menu_enum", "separator"} <= set(facts["draw_menu"][1])
+    assert {"prop:python", "prop:device", "operator"} <= set(facts["draw_prefs"][1])
+
+
 def test_a_mesh_edited_after_training_has_a_stale_field(scene):
     facts, _, _ = scene
     assert facts["box_state"] == "fresh" and facts["state_edited"] == "stale"
@@ -585,6 +684,7 @@ while job.status.step < 20 and time.monotonic() < deadline and not job.done:
     job.poll()
     time.sleep(0.05)
 FACTS["step_seen"] = job.status.step
+FACTS["draw_busy"] = draw(bpy.types.LIPSDF_PT_main)
 t = time.monotonic()
 bpy.ops.lipsdf.cancel()
 while not job.poll():
@@ -605,6 +705,7 @@ def test_cancel_stops_the_job_and_leaves_nothing_behind(extension_zip, tmp_path)
     facts, _ = run_blender(CANCEL, tmp_path, extension_zip)
     assert facts["poll_busy"] == [False, True]
     assert facts["step_seen"] >= 20 and facts["state"] == "cancelled"
+    assert facts["draw_busy"][0] == [] and "progress" in facts["draw_busy"][1]
     assert facts["cancel_seconds"] < 3.0
     assert facts["after"] and not facts["field"] and not facts["collection"]
     assert facts["after_cancel"] == "Icosphere.offset+0.1"
