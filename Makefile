@@ -8,6 +8,7 @@ VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lipsdf_blender/__init
 ZIP := dist/lipsdf_blender-$(VERSION).zip
 
 .PHONY: demo demo-core extension test test-slow lint bench bench-speed bench-peers bench-clouds venv clean
+.PHONY: test-blender test-blender-5.0 test-blender-all venv-blender-4.2 venv-blender-4.5
 
 $(STAMP): requirements.txt requirements-blender.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -41,6 +42,47 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+## Blender versions the manifest claims: 5.0 runs in the main venv (requirements-blender.txt),
+## each older LTS in its own venv holding only its pinned bpy and numpy. The tests still run in
+## the main venv (torch, core); only the bpy scenario processes use the chosen Blender's Python.
+BLENDER_LTS := 4.2 4.5
+bpy_pin = $(shell sed -n 's/^bpy==//p' $(1))
+
+.venv-blender-%/.installed: requirements-blender-%.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv .venv-blender-$*
+	.venv-blender-$*/bin/python -m pip install --quiet --upgrade pip
+	.venv-blender-$*/bin/python -m pip install --quiet -r $<
+	touch $@
+
+# Real files, not intermediates of the pattern rules: make must not delete them.
+.SECONDARY: $(BLENDER_LTS:%=.venv-blender-%/.installed)
+venv-blender-4.2: .venv-blender-4.2/.installed
+venv-blender-4.5: .venv-blender-4.5/.installed
+
+## test-blender (= test-blender-5.0): tests/test_blender.py with bpy 5.0 (the main venv)
+test-blender test-blender-5.0: $(STAMP)
+	LIPSDF_BLENDER_VERSION=$(call bpy_pin,requirements-blender.txt) \
+		$(PY) -m pytest -q tests/test_blender.py
+
+## test-blender-4.2, test-blender-4.5: the same tests, the scenarios in that Blender's venv
+test-blender-%: $(STAMP) .venv-blender-%/.installed
+	LIPSDF_BLENDER_PYTHON=$(CURDIR)/.venv-blender-$*/bin/python \
+	LIPSDF_BLENDER_VERSION=$(call bpy_pin,requirements-blender-$*.txt) \
+		$(PY) -m pytest -q tests/test_blender.py
+
+## test-blender-all: tests/test_blender.py once per Blender version, one after the other;
+## runs them all, then fails if any failed. BLENDER_VERSIONS="4.2 4.5" picks some.
+BLENDER_VERSIONS ?= 5.0 $(BLENDER_LTS)
+test-blender-all: $(STAMP)
+	@failed=""; \
+	for v in $(BLENDER_VERSIONS); do \
+		echo "== Blender $$v"; \
+		$(MAKE) --no-print-directory test-blender-$$v || failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-blender-all: failed on Blender$$failed"; exit 1; fi; \
+	echo "test-blender-all: passed on Blender $(BLENDER_VERSIONS)"
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lipsdf_blender tests benchmarks scripts
 
@@ -65,4 +107,4 @@ bench-speed: $(STAMP)
 	PY=$(PY) bash benchmarks/run_cpu_speed.sh
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache build dist
+	rm -rf $(VENV) $(BLENDER_LTS:%=.venv-blender-%) demo_out .pytest_cache build dist

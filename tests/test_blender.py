@@ -5,6 +5,13 @@ must not share one with torch): it installs the zip into a temporary user folder
 ``bpy.ops.extensions.package_install_files``, builds a scene, runs the operators through the
 worker on the CPU with a tiny preset, and saves the resulting geometry as ``.npz`` files and
 facts as JSON. The tests here check that geometry with numpy and the core library.
+
+Which Blender: the scenarios run in ``LIPSDF_BLENDER_PYTHON`` (default: this Python), a Python
+with one ``bpy`` module (``make test-blender-4.2`` points it at ``.venv-blender-4.2``); the
+worker and these tests stay in this Python. Every scenario records ``bpy.app.version_string``
+and must match ``LIPSDF_BLENDER_VERSION`` (default, with this Python: the pin in
+``requirements-blender.txt``), so a wrong interpreter fails instead of passing. The zip is
+always built with this Python's ``bpy`` (5.0) and the same zip is installed into each version.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from conftest import TINY
 
@@ -31,8 +39,37 @@ from lipsdf_blender.core.surface import remesh
 from lipsdf_blender.core.train import train_field
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The Python that runs the bpy scenarios (a venv with only that Blender's bpy and numpy).
+BLENDER_PYTHON = os.environ.get("LIPSDF_BLENDER_PYTHON") or sys.executable
+
+
+def _asked_version() -> str | None:
+    """The Blender version the run must use: ``LIPSDF_BLENDER_VERSION``, else, when the
+    scenarios run in this Python, the ``bpy`` pin of requirements-blender.txt."""
+    if os.environ.get("LIPSDF_BLENDER_VERSION"):
+        return os.environ["LIPSDF_BLENDER_VERSION"]
+    if BLENDER_PYTHON != sys.executable:
+        return None
+    pins = (ROOT / "requirements-blender.txt").read_text().split()
+    return next((p.split("==")[1] for p in pins if p.startswith("bpy==")), None)
+
+
+def _has_bpy(python: str) -> bool:
+    if python == sys.executable:
+        return importlib.util.find_spec("bpy") is not None
+    # find_spec, not import: an installed but broken bpy must fail the tests, not skip them.
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('bpy') is None)"
+    try:
+        return subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+ASKED_VERSION = _asked_version()
+# Skipped without bpy, unless a version was asked for by name: then a missing bpy fails.
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("bpy") is None, reason="needs the bpy module (requirements-blender)"
+    not _has_bpy(BLENDER_PYTHON) and not os.environ.get("LIPSDF_BLENDER_VERSION"),
+    reason=f"needs the bpy module in {BLENDER_PYTHON} (requirements-blender*.txt)",
 )
 
 #: TINY as the operators' ``overrides`` JSON.
@@ -59,12 +96,13 @@ assert bpy.ops.extensions.package_install_files(
 ) == {"FINISHED"}
 from lipsdf_blender import api
 from lipsdf_blender.blender import convert, fields, jobs, operators, prefs
-FACTS = {}
+FACTS = {"blender": bpy.app.version_string}
 
 
 def clear_scene():
     for o in list(bpy.data.objects):
         bpy.data.objects.remove(o)
+    bpy.context.view_layer.update()  # 4.2 lists removed objects (None) in the view layer until then
 
 
 def world(obj):
@@ -100,6 +138,109 @@ def select(*objs):
     for o in objs:
         o.select_set(True)
     bpy.context.view_layer.objects.active = objs[0] if objs else None
+
+
+def to_pointcloud(ob):
+    # The mesh of points ob as a Point Cloud object in its place, as this Blender makes one:
+    # Object > Convert > Point Cloud, or where Convert has no such target (4.2) a Mesh to Points
+    # node applied (4.2 has Point Cloud objects but no other way to fill one from Python).
+    select(ob)
+    targets = bpy.ops.object.convert.get_rna_type().properties["target"].enum_items
+    if "POINTCLOUD" in targets.keys():
+        bpy.ops.object.convert(target="POINTCLOUD")
+        return bpy.context.active_object
+    tree = bpy.data.node_groups.new("ToPoints", "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    info = tree.nodes.new("GeometryNodeObjectInfo")
+    info.inputs["Object"].default_value = ob
+    points = tree.nodes.new("GeometryNodeMeshToPoints")
+    tree.links.new(info.outputs["Geometry"], points.inputs["Mesh"])
+    tree.links.new(points.outputs["Points"], tree.nodes.new("NodeGroupOutput").inputs[0])
+    pc = bpy.data.objects.new(ob.name, bpy.data.pointclouds.new(ob.name))
+    ob.users_collection[0].objects.link(pc)
+    bpy.context.view_layer.update()  # ob.matrix_world after a change of ob.location
+    pc.matrix_world = ob.matrix_world
+    pc.modifiers.new("ToPoints", "NODES").node_group = tree
+    select(pc)
+    assert bpy.ops.object.modifier_apply(modifier="ToPoints") == {"FINISHED"}
+    name = ob.name
+    bpy.data.objects.remove(ob)
+    bpy.data.node_groups.remove(tree)
+    pc.name = name
+    return pc
+
+
+class Layout:
+    # Stands in for the UILayout of a draw() call (background Blender has no window to draw
+    # in): every call, keyword, enum value (icons) and attribute is checked against this
+    # Blender's UILayout; what it lacks goes to PROBLEMS.
+    RNA = bpy.types.UILayout.bl_rna
+
+    def __setattr__(self, name, value):
+        if name not in self.RNA.properties:
+            PROBLEMS.append(f"UILayout has no attribute {name}")
+
+    def __getattr__(self, name):
+        fn = self.RNA.functions.get(name)
+        if fn is None:
+            PROBLEMS.append(f"UILayout has no {name}()")
+
+        def call(*args, **kw):
+            CALLS.append(f"{name}:{args[1]}" if name == "prop" else name)
+            for key, value in kw.items() if fn is not None else ():
+                p = fn.parameters.get(key)
+                if p is None:
+                    PROBLEMS.append(f"UILayout.{name}() has no argument {key}")
+                elif p.type == "ENUM" and value not in p.enum_items.keys():
+                    PROBLEMS.append(f"UILayout.{name}({key}={value!r}): no such value")
+            if name in ("prop", "operator_menu_enum"):
+                data, prop = args[:2] if name == "prop" else (operator_rna(args[0]), args[1])
+                if prop not in data.bl_rna.properties:
+                    PROBLEMS.append(f"UILayout.{name}(): {data!r} has no property {prop}")
+            if name == "operator":
+                return OperatorProperties(args[0])
+            return Layout()
+
+        return call
+
+
+def operator_rna(idname):
+    module, name = idname.split(".")
+    try:
+        return getattr(getattr(bpy.ops, module), name).get_rna_type()
+    except KeyError:
+        PROBLEMS.append(f"no operator {idname}")
+        return bpy.types.Operator.bl_rna
+
+
+class OperatorProperties:
+    def __init__(self, idname):
+        object.__setattr__(self, "rna", operator_rna(idname))
+
+    def __setattr__(self, name, value):
+        if name not in self.rna.properties:
+            PROBLEMS.append(f"{self.rna.identifier} has no property {name}")
+
+
+class Drawer:
+    # The ``self`` of a draw(): its layout is a Layout, the rest is the real object's.
+    def __init__(self, real):
+        object.__setattr__(self, "real", real)
+        object.__setattr__(self, "layout", Layout())
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+PROBLEMS, CALLS = [], []
+
+
+def draw(cls, real=None):
+    # Run cls.draw with a checking layout; (problems, calls made).
+    PROBLEMS.clear()
+    CALLS.clear()
+    cls.draw(Drawer(real), bpy.context)
+    return [list(PROBLEMS), sorted(set(CALLS))]
 
 
 def finish():
@@ -157,7 +298,7 @@ def run_blender(script: str, out: Path, zip_path: Path, timeout: float = 600, en
     log_path = out / "log.txt"
     with open(log_path, "w") as log_file:
         proc = subprocess.run(
-            [sys.executable, str(path)],
+            [BLENDER_PYTHON, str(path)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             timeout=timeout,
@@ -166,7 +307,17 @@ def run_blender(script: str, out: Path, zip_path: Path, timeout: float = 600, en
         )
     log = log_path.read_text(errors="replace")
     assert proc.returncode == 0, log[-6000:]
-    return json.loads((out / "facts.json").read_text()), log
+    facts = json.loads((out / "facts.json").read_text())
+    _check_version(facts["blender"])
+    return facts, log
+
+
+def _check_version(version_string: str) -> None:
+    """The scenario ran in the Blender asked for (``version_string`` may end in " LTS")."""
+    if ASKED_VERSION is not None:
+        assert version_string.split()[0] == ASKED_VERSION, (
+            f"asked for Blender {ASKED_VERSION}, {BLENDER_PYTHON} runs {version_string}"
+        )
 
 
 SCENE = """
@@ -239,9 +390,7 @@ for name, with_normals in (("Cloud", True), ("Loose", False)):
     bpy.context.scene.collection.objects.link(ob)
     ob.location = (0, -4, 0) if with_normals else (0, -6, 0)
     if with_normals:
-        select(ob)
-        bpy.ops.object.convert(target="POINTCLOUD")
-        ob = bpy.context.active_object
+        ob = to_pointcloud(ob)
     kind, arrays = convert.object_arrays(ob, bpy.context.evaluated_depsgraph_get())
     FACTS[name + "_type"] = [ob.type, kind]
     FACTS[name + "_has_normals"] = "normals" in arrays
@@ -297,6 +446,17 @@ dg = bpy.context.evaluated_depsgraph_get()  # the depsgraph handler sees the edi
 FACTS["panel_state_edited"] = fields.cached_state(monkey)
 FACTS["state_edited"] = fields.field_state(monkey, dg, refresh=True)
 FACTS["panel_state_checked"] = fields.cached_state(monkey)
+
+# -- the panel, menu and preferences draw with what this Blender's UILayout has -----------------
+select(monkey)
+FACTS["draw_stale"] = draw(bpy.types.LIPSDF_PT_main)
+select(bpy.data.objects["Cloud"])
+FACTS["draw_cloud"] = draw(bpy.types.LIPSDF_PT_main)
+select(circle)
+FACTS["draw_curve"] = draw(bpy.types.LIPSDF_PT_main)
+FACTS["draw_menu"] = draw(bpy.types.LIPSDF_MT_object)
+addon = bpy.context.preferences.addons[prefs.ADDON].preferences
+FACTS["draw_prefs"] = draw(type(addon), addon)
 """
 
 
@@ -316,6 +476,19 @@ def _box_sdf(p, center, half):
     q = np.abs(p - center) - half
     outside = np.linalg.norm(np.maximum(q, 0.0), axis=1)
     return outside + np.minimum(q.max(axis=1), 0.0)
+
+
+def test_the_blender_that_ran_is_the_one_asked_for_and_the_manifest_allows(scene, record_property):
+    facts, _, _ = scene
+    record_property("blender", facts["blender"])
+    _check_version(facts["blender"])
+    manifest = tomllib.loads((ROOT / "blender_manifest.toml").read_text())
+    lo, hi = (
+        tuple(int(x) for x in manifest[k].split("."))
+        for k in ("blender_version_min", "blender_version_max")
+    )
+    ran = tuple(int(x) for x in facts["blender"].split()[0].split("."))
+    assert lo <= ran < hi, (facts["blender"], lo, hi)  # the maximum is exclusive
 
 
 def test_remesh_is_a_new_closed_object_near_the_source_which_is_left_alone(scene):
@@ -443,6 +616,21 @@ def test_operators_are_in_the_object_menu_with_undo_and_a_description(scene):
         assert len(info["description"]) > 20, op
 
 
+def test_the_panel_menu_and_preferences_draw_with_this_blenders_layout(scene):
+    facts, _, _ = scene
+    for key in ("draw_stale", "draw_cloud", "draw_curve", "draw_menu", "draw_prefs"):
+        assert facts[key][0] == [], key
+    # What was drawn: the settings for a mesh, the cloud box for a cloud, the thickness for a
+    # curve, the operators in the menu, the worker settings in the preferences.
+    stale, cloud, curve = (set(facts[k][1]) for k in ("draw_stale", "draw_cloud", "draw_curve"))
+    assert {"box", "label", "row", "operator", "prop:resolution", "prop:distances"} <= stale
+    assert "prop:normals" in cloud and "prop:noise_mode" in cloud
+    assert "prop:normals" not in stale and "prop:thickness" not in stale
+    assert "prop:thickness" in curve
+    assert {"operator", "operator_menu_enum", "separator"} <= set(facts["draw_menu"][1])
+    assert {"prop:python", "prop:device", "operator"} <= set(facts["draw_prefs"][1])
+
+
 def test_a_mesh_edited_after_training_has_a_stale_field(scene):
     facts, _, _ = scene
     assert facts["box_state"] == "fresh" and facts["state_edited"] == "stale"
@@ -496,6 +684,7 @@ while job.status.step < 20 and time.monotonic() < deadline and not job.done:
     job.poll()
     time.sleep(0.05)
 FACTS["step_seen"] = job.status.step
+FACTS["draw_busy"] = draw(bpy.types.LIPSDF_PT_main)
 t = time.monotonic()
 bpy.ops.lipsdf.cancel()
 while not job.poll():
@@ -516,6 +705,7 @@ def test_cancel_stops_the_job_and_leaves_nothing_behind(extension_zip, tmp_path)
     facts, _ = run_blender(CANCEL, tmp_path, extension_zip)
     assert facts["poll_busy"] == [False, True]
     assert facts["step_seen"] >= 20 and facts["state"] == "cancelled"
+    assert facts["draw_busy"][0] == [] and "progress" in facts["draw_busy"][1]
     assert facts["cancel_seconds"] < 3.0
     assert facts["after"] and not facts["field"] and not facts["collection"]
     assert facts["after_cancel"] == "Icosphere.offset+0.1"
@@ -524,7 +714,7 @@ def test_cancel_stops_the_job_and_leaves_nothing_behind(extension_zip, tmp_path)
 def test_the_batch_example_script_runs(extension_zip, tmp_path):
     obj = tmp_path / "suzanne.obj"
     cmd = [
-        sys.executable,
+        BLENDER_PYTHON,
         str(ROOT / "scripts" / "example_batch.py"),
         "--zip",
         str(extension_zip),
@@ -589,8 +779,7 @@ FACTS["bad_noise"] = refused(api.train, scan, noise=-1.0)
 # -- the other ways a cloud carries normals ----------------------------------------------------
 select(scan)
 bpy.ops.object.duplicate()
-bpy.ops.object.convert(target="POINTCLOUD")
-pc = bpy.context.active_object
+pc = to_pointcloud(bpy.context.active_object)
 kind, arrays = convert.object_arrays(pc, bpy.context.evaluated_depsgraph_get())
 FACTS["pointcloud"] = [pc.type, kind, bool(np.allclose(arrays.get("normals"), np.load(
     os.path.join(OUT, "scan_arrays.npz"))["normals"]))]
