@@ -6,6 +6,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -136,6 +137,24 @@ def test_ascii_stl_and_binary_stl_that_starts_with_solid(tmp_path):
     (tmp_path / "b.stl").write_bytes(bytes(data))
     g = load_geometry(tmp_path / "b.stl")
     assert metrics.is_watertight(g.faces) and len(g.vertices) == 8
+
+
+@pytest.mark.parametrize("blank", [b"\n", b" \t\r\n"])
+def test_ascii_stl_blank_lines_cost_linear_time(tmp_path, blank):
+    """Regression: ``^\\s*vertex`` with re.M let ``\\s*`` run on across a whole run of blank
+    lines from every line start, O(lines^2): 100k blank lines took about a minute."""
+    facet = (
+        b"facet normal 0 0 1\n outer loop\n  vertex 0 0 0\n  vertex 1 0 0\n  vertex 0 1 0\n"
+        b" endloop\nendfacet\n"
+    )
+    path = tmp_path / "blank.stl"
+    path.write_bytes(b"solid x\n" + blank * 100_000 + facet + blank * 100_000 + b"endsolid x\n")
+    t = time.perf_counter()
+    g = load_geometry(path)
+    elapsed = time.perf_counter() - t
+    assert g.vertices.tolist() == [[0, 0, 0], [1, 0, 0], [0, 1, 0]]
+    assert g.faces.tolist() == [[0, 1, 2]]
+    assert elapsed < 2.0, f"{elapsed:.2f} s for 200k blank lines"
 
 
 def test_obj_polygons_negative_indices_and_slashes(tmp_path):
