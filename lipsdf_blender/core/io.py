@@ -444,7 +444,7 @@ def _obj_bulk(data: bytes):
     """OBJ reader by whole-file numpy passes, same result as ``_obj_by_line``.
 
     Returns ``None`` for anything it does not take (any error, a short ``v`` line, numbers
-    outside numpy's text parser, indices of 18 digits or more, ...): the line-by-line reader
+    outside numpy's text parser, indices past int64, ...): the line-by-line reader
     then reads the file or names its first bad line.
     """
     if not data.isascii() and _OBJ_UNICODE_BLANK.search(_text(data)):
@@ -476,7 +476,7 @@ def _obj_bulk(data: bytes):
     is_vn = (c0 == ord("v")) & (c1 == ord("n")) & ((c2 == 32) | (c2 == 10))
     if is_vn.any() and _OBJ_SHORT_VN.search(data):
         return None
-    V = _obj_floats(buf, nl, is_v)
+    V = _obj_floats(buf, nl, is_v, 1)
     if V is None:
         return None
     if is_f.any() or is_l.any():
@@ -487,28 +487,26 @@ def _obj_bulk(data: bytes):
         return (V, None, rec, None) if sel is is_f else (V, None, None, rec)
     N = None
     if len(V) and np.count_nonzero(is_vn) == len(V):
-        N = _obj_floats(buf, nl, is_vn)
+        N = _obj_floats(buf, nl, is_vn, 2)
         if N is None:
             return None
     return V, N, None, None
 
 
 def _obj_lines(buf: np.ndarray, nl: np.ndarray, sel: np.ndarray):
-    """The lines ``sel`` of a folded OBJ (see ``_obj_bulk``), as one writable byte array
-    ``b"\\n" + line + b"\\n" + ...``, with the first and last byte of each token and the number
-    of tokens (keyword included) on each line."""
+    """The lines ``sel`` of a folded OBJ (see ``_obj_bulk``) as one writable byte array
+    ``b"\\n" + line + b"\\n" + ...``; its blanks (positions), the blank before each token
+    (index into the blanks), the tokens on each line (keyword included), each line's start."""
     # copied run by run: a file keeps its v, vn and f lines together, one run each per object
     # (a byte mask repeated over the lines took 0.9 s on 1M faces, the slices 0.02 s)
     edge = np.flatnonzero(np.diff(sel.astype(np.int8), prepend=np.int8(0), append=np.int8(0)))
     runs = zip(nl[edge[0::2]].tolist(), nl[edge[1::2]].tolist(), strict=True)
     block = np.concatenate([buf[:1]] + [buf[a + 1 : b + 1] for a, b in runs])
-    # blanks: every byte <= 32 is a space or a line break in a folded file
-    bnd = np.flatnonzero(block <= 32)
-    gap = np.flatnonzero(np.diff(bnd) > 1)  # tokens lie between two blanks
-    ts, te = bnd[gap] + 1, bnd[gap + 1] - 1
-    line_end = np.flatnonzero(block[bnd] == 10)  # among the blanks
-    per_line = np.diff(np.searchsorted(gap, line_end))
-    return block, ts, te, per_line
+    bnd = np.flatnonzero(block <= 32)  # every byte <= 32 is a space or a line break here
+    tok = np.flatnonzero(np.diff(bnd) > 1)
+    line_end = np.flatnonzero(block[bnd] == 10)
+    per_line = np.diff(np.searchsorted(tok, line_end))
+    return block, bnd, tok, per_line, bnd[line_end[:-1]] + 1
 
 
 def _blank_spans(block: np.ndarray, first: np.ndarray, last: np.ndarray) -> None:
@@ -538,41 +536,41 @@ def _parse_numbers(block: np.ndarray, dtype, count: int):
     return out if len(out) == count else None
 
 
-def _obj_floats(buf, nl, sel) -> Points | None:
+def _obj_floats(buf, nl, sel, key_len: int) -> Points | None:
     """``(n, 3)`` numbers 1-3 of the lines ``sel`` (``v`` or ``vn``), or ``None``."""
-    block, ts, te, per_line = _obj_lines(buf, nl, sel)
+    block, bnd, tok, per_line, key = _obj_lines(buf, nl, sel)
     if (per_line < 4).any():
         return None
-    # position of each token on its line; drop the keyword and anything after z (w, colours)
-    j = np.arange(len(ts)) - np.repeat(np.cumsum(per_line) - per_line, per_line)
-    drop = (j == 0) | (j > 3)
-    _blank_spans(block, ts[drop], te[drop])
+    if (per_line == 4).all():
+        for k in range(key_len):
+            block[key + k] = 32
+    else:  # w, colours: keep x y z only
+        j = np.arange(len(tok)) - np.repeat(np.cumsum(per_line) - per_line, per_line)
+        drop = (j == 0) | (j > 3)
+        _blank_spans(block, bnd[tok[drop]] + 1, bnd[tok[drop] + 1] - 1)
     out = _parse_numbers(block, np.float64, 3 * len(per_line))
     return None if out is None else out.reshape(-1, 3)
 
 
+_INT64 = np.iinfo(np.int64)
+
+
 def _obj_records(buf, nl, sel, nv) -> _ObjRecords | None:
     """The ``f`` or ``l`` lines ``sel`` as records, ``nv`` vertices before each; or ``None``."""
-    block, ts, te, per_line = _obj_lines(buf, nl, sel)
-    first = np.cumsum(per_line) - per_line
-    block[ts[first]] = 32  # the one-letter keyword
-    ends = te.copy()  # last byte of each index's vertex part
+    block, bnd, _, per_line, key = _obj_lines(buf, nl, sel)
+    block[key] = 32  # the one-letter keyword
     slash = np.flatnonzero(block == ord("/"))
     if len(slash):  # v/vt/vn, v//vn, v/vt: keep v
-        tok = np.searchsorted(ts, slash, side="right") - 1
+        if (block[slash - 1] <= 32).any():
+            return None  # "/2": no vertex part
+        end = bnd[np.searchsorted(bnd, slash)] - 1  # last byte of the slash's token
         head = np.ones(len(slash), dtype=bool)
-        head[1:] = tok[1:] != tok[:-1]
-        slash, tok = slash[head], tok[head]
-        if (slash == ts[tok]).any():  # "/2": no vertex part
-            return None
-        _blank_spans(block, slash, te[tok])
-        ends[tok] = slash - 1
-    # past 18 digits int64 overflows; numpy's parser would clamp where Python's int refuses
-    if len(ts) and (ends - ts).max() >= 18:
-        return None
+        head[1:] = end[1:] != end[:-1]
+        _blank_spans(block, slash[head], end[head])
     sizes = per_line - 1
     idx = _parse_numbers(block, np.int64, int(sizes.sum()))
-    if idx is None:
+    # numpy's parser clamps an index past int64 where Python's int refuses it
+    if idx is None or (len(idx) and (idx.max() == _INT64.max or idx.min() == _INT64.min)):
         return None
     return idx, sizes, nv, np.flatnonzero(sel) + 1
 
