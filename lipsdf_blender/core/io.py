@@ -868,9 +868,7 @@ def _read_stl(data: bytes) -> Geometry:
         text = _text(data)
         # [ \t] rather than \s: a \s* after ^ runs across line breaks, so every line start
         # of a run of blank lines rescanned the rest of the run (100k blank lines: ~1 min)
-        nums = re.findall(
-            r"^[ \t]*vertex[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)", text, flags=re.M
-        )
+        nums = re.findall(r"^[ \t]*vertex[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)", text, flags=re.M)
         corners = _floats(nums, 3, "STL vertex coordinates")
         if len(corners) % 3:
             raise BadInputError(
