@@ -323,8 +323,8 @@ def _floats(rows: list[list[str]], width: int, what: str) -> Points:
 
 
 def _read_obj(data: bytes) -> Geometry:
-    # Whole-file numpy passes read the usual file (1M faces, busy 2-core machine: 11.4 s ->
-    # 2.4 s, peak 849 -> 292 MiB; trimesh 3.7 s); anything they do not take, an error above
+    # Whole-file numpy passes read the usual file (1M faces, busy 2-core machine: 7.3 -> 2.5 s,
+    # peak 849 -> 265 MiB; trimesh 3.9 s, 275 MiB); anything they do not take, an error above
     # all, goes to the line-by-line reader, which names the line. Both give the same records.
     parsed = _obj_bulk(data)
     if parsed is None:
