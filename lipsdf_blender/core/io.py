@@ -260,6 +260,8 @@ def _fan_flat(idx: np.ndarray, sizes: np.ndarray) -> Faces:
     ``(c0, c1, c2), (c0, c2, c3), ...``, its triangles in order.
     """
     sizes = np.asarray(sizes, dtype=np.int64)
+    if len(sizes) and len(idx) == 3 * len(sizes) and (sizes == 3).all():
+        return np.asarray(idx, dtype=np.int64).reshape(-1, 3)  # triangles already
     start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     n_tri = np.maximum(sizes - 2, 0)
     first = np.repeat(start, n_tri)
@@ -353,9 +355,10 @@ def _obj_resolve(idx, sizes, nv, linenos, n: int) -> tuple[np.ndarray, np.ndarra
     zero = np.flatnonzero(idx == 0)
     if len(zero):
         raise BadInputError(f"line {line_of(zero[0])}: vertex index 0 (OBJ indices start at 1).")
-    # negative indices count back from the vertices read so far
-    before = np.repeat(np.asarray(nv, dtype=np.int64), sizes)
-    out = np.where(idx > 0, idx - 1, before + idx)
+    # negative indices count back from the vertices read so far (in place: 3M indices)
+    out = np.repeat(np.asarray(nv, dtype=np.int64), sizes)
+    out += idx
+    np.subtract(idx, 1, out=out, where=idx > 0)
     bad = np.flatnonzero((out < 0) | (out >= n))
     if len(bad):
         k = int(bad[0])
@@ -366,7 +369,7 @@ def _obj_resolve(idx, sizes, nv, linenos, n: int) -> tuple[np.ndarray, np.ndarra
             )
         raise BadInputError(
             f"line {line_of(k)}: vertex index {idx[k]} counts back past the first vertex; only "
-            f"{before[k]} vertices come before that line."
+            f"{out[k] - idx[k]} vertices come before that line."
         )
     return out, sizes
 
@@ -575,23 +578,29 @@ def _leading_ints(block: np.ndarray, start: np.ndarray) -> np.ndarray | None:
     c = block[start]
     neg = c == ord("-")
     pos = start + (neg | (c == ord("+")))
-    val = np.zeros(len(start), dtype=np.int64)
-    n_dig = np.zeros(len(start), dtype=np.int64)
-    going = np.ones(len(start), dtype=bool)
+    del start, c
+    # in place, with one index buffer: a pass makes no array as long as the tokens
+    val = np.zeros(len(pos), dtype=np.int64)
+    n_dig = np.zeros(len(pos), dtype=np.int8)
+    going = np.ones(len(pos), dtype=bool)
+    at = np.empty_like(pos)
     last = len(block) - 1
     for k in range(19):
-        d = block[np.minimum(pos + k, last)]
+        np.minimum(np.add(pos, k, out=at), last, out=at)
+        d = block[at]
         going &= (d >= ord("0")) & (d <= ord("9"))
         if not going.any():
             break
-        val[going] = val[going] * 10 + (d[going] - ord("0"))
+        np.multiply(val, 10, out=val, where=going)
+        np.add(val, d - ord("0"), out=val, where=going)
         n_dig += going
     else:
         return None
-    after = block[np.minimum(pos + n_dig, last)]
+    np.minimum(np.add(pos, n_dig, out=at), last, out=at)
+    after = block[at]
     if (n_dig == 0).any() or not ((after == ord("/")) | (after <= 32)).all():
         return None
-    return np.where(neg, -val, val)
+    return np.negative(val, out=val, where=neg)
 
 
 def _write_obj(fh, V: Points, F: Faces) -> None:
