@@ -560,8 +560,11 @@ def _obj_records(buf, nl, sel, nv) -> _ObjRecords | None:
     """The ``f`` or ``l`` lines ``sel`` as records, ``nv`` vertices before each; or ``None``."""
     block, bnd, per_line, _ = _obj_lines(buf, nl, sel)
     tok = np.flatnonzero(np.diff(bnd) > 1)  # the blank before each token, among the blanks
-    tok = tok[block[bnd[tok]] != 10]  # not the keyword, the first token of its line
-    idx = _leading_ints(block, bnd[tok] + 1)
+    start = bnd[tok]
+    start = start[block[start] != 10]  # not the keyword, the first token of its line
+    del bnd, tok
+    start += 1
+    idx = _leading_ints(block, start)
     if idx is None:
         return None
     return idx, per_line - 1, nv, np.flatnonzero(sel) + 1
@@ -570,15 +573,16 @@ def _obj_records(buf, nl, sel, nv) -> _ObjRecords | None:
 def _leading_ints(block: np.ndarray, start: np.ndarray) -> np.ndarray | None:
     """The integer at each position ``start`` of ``block``: a sign or not, digits, then ``/``
     or a blank (``v/vt/vn``: the ``vt`` and ``vn`` parts are not read). ``None`` if one is
-    not such a number, or has 19 digits or more (past int64).
+    not such a number, or has 19 digits or more (past int64). ``start`` is overwritten.
 
     Read digit by digit over all tokens at once: 3M indices with ``/vt/vn`` parts, 5 s by
     blanking the parts and ``np.fromstring`` (six arrays as long as the slashes), ~0.5 s so.
     """
     c = block[start]
     neg = c == ord("-")
-    pos = start + (neg | (c == ord("+")))
-    del start, c
+    pos = start  # in place: past the sign
+    pos += neg | (c == ord("+"))
+    del c
     # in place, with one index buffer: a pass makes no array as long as the tokens
     val = np.zeros(len(pos), dtype=np.int64)
     n_dig = np.zeros(len(pos), dtype=np.int8)
