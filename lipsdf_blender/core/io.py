@@ -583,7 +583,7 @@ def _leading_ints(block: np.ndarray, start: np.ndarray) -> np.ndarray | None:
     pos = start  # in place: past the sign
     pos += neg | (c == ord("+"))
     del c
-    # in place, with one index buffer: a pass makes no array as long as the tokens
+    # in place, with one index buffer: a pass makes no new int64 array as long as the tokens
     val = np.zeros(len(pos), dtype=np.int64)
     n_dig = np.zeros(len(pos), dtype=np.int8)
     going = np.ones(len(pos), dtype=bool)
