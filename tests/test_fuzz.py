@@ -447,11 +447,6 @@ def test_reader_lying_counts_are_refused_quickly(reader_dir, ext, data):
     one_line(str(info.value))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="io.py: ascii STL regex '^\\s*vertex' is quadratic in "
-    "blank lines (25 000 blank lines: ~4 s, 100 000: ~1 min)",
-)
 def test_reader_ascii_stl_blank_lines_are_linear(reader_dir):
     """Reader bug left for io.py's owner: ``re.findall(r"^\\s*vertex...", flags=re.M)`` lets
     ``\\s*`` run over newlines from every line start, so a run of blank lines costs

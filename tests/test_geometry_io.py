@@ -6,6 +6,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -138,6 +139,24 @@ def test_ascii_stl_and_binary_stl_that_starts_with_solid(tmp_path):
     assert metrics.is_watertight(g.faces) and len(g.vertices) == 8
 
 
+@pytest.mark.parametrize("blank", [b"\n", b" \t\r\n"])
+def test_ascii_stl_blank_lines_cost_linear_time(tmp_path, blank):
+    """Regression: ``^\\s*vertex`` with re.M let ``\\s*`` run on across a whole run of blank
+    lines from every line start, O(lines^2): 100k blank lines took about a minute."""
+    facet = (
+        b"facet normal 0 0 1\n outer loop\n  vertex 0 0 0\n  vertex 1 0 0\n  vertex 0 1 0\n"
+        b" endloop\nendfacet\n"
+    )
+    path = tmp_path / "blank.stl"
+    path.write_bytes(b"solid x\n" + blank * 100_000 + facet + blank * 100_000 + b"endsolid x\n")
+    t = time.perf_counter()
+    g = load_geometry(path)
+    elapsed = time.perf_counter() - t
+    assert g.vertices.tolist() == [[0, 0, 0], [1, 0, 0], [0, 1, 0]]
+    assert g.faces.tolist() == [[0, 1, 2]]
+    assert elapsed < 2.0, f"{elapsed:.2f} s for 200k blank lines"
+
+
 def test_obj_polygons_negative_indices_and_slashes(tmp_path):
     text = """# a quad and a pentagon
 v 0 0 0
@@ -180,6 +199,127 @@ def test_obj_points_with_normals_and_curves(tmp_path):
     c = load_geometry(tmp_path / "c.obj")
     assert c.kind == "curve"
     assert c.edges.tolist() == [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 0]]
+
+
+_MIXED_OBJ = """# mixed polygons and index forms, as exporters write them
+mtllib m.mtl
+o first
+v 0 0 0
+v 1 0 0 1.0
+v 1 1 0 0.5 0.5 0.5
+v\t0 1 0
+  v   0.5  2   0  \t
+vt 0 0
+vt 1 0
+vn 0 0 1
+vn 0 0 -1
+usemtl red
+f 1/1/1 2/2/1 3/2/1
+f 1//2 3//2 4//2 5//2
+s off
+f 1/1 2/2 3/1 4/2 5/1
+o second
+v 2 0 0
+v 3 0 0
+v 3 1 0
+f\t-3 -2\t-1
+f 6/1/1 7 -1//2  # a comment after a face
+l 1 2
+"""
+_MIXED_FACES = [
+    [0, 1, 2],
+    [0, 2, 3], [0, 3, 4],  # quad+1: fan from its first corner
+    [0, 1, 2], [0, 2, 3], [0, 3, 4],
+    [5, 6, 7],
+    [5, 6, 7],
+]  # fmt: skip
+
+
+def test_obj_mixed_polygons_and_index_forms(tmp_path):
+    (tmp_path / "m.obj").write_text(_MIXED_OBJ)
+    g = load_geometry(tmp_path / "m.obj")
+    assert g.kind == "mesh"
+    np.testing.assert_array_equal(
+        g.vertices,
+        [[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0.5, 2, 0], [2, 0, 0], [3, 0, 0], [3, 1, 0]],
+    )  # w and vertex colours are not coordinates
+    assert g.faces.tolist() == _MIXED_FACES  # the file's face order; 'l' ignored beside faces
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"])
+def test_obj_crlf_and_cr_read_as_lf(tmp_path, newline):
+    (tmp_path / "lf.obj").write_text(_MIXED_OBJ)
+    (tmp_path / "crlf.obj").write_bytes(_MIXED_OBJ.replace("\n", newline).encode())
+    a, b = load_geometry(tmp_path / "lf.obj"), load_geometry(tmp_path / "crlf.obj")
+    np.testing.assert_array_equal(a.vertices, b.vertices)
+    assert b.faces.tolist() == _MIXED_FACES
+    bad = "v 0 0 0\nv 1 0 0\nv 0 1 0\n\nf 1 2 4\n".replace("\n", newline)
+    (tmp_path / "bad.obj").write_bytes(bad.encode())
+    with pytest.raises(BadInputError, match="line 5: vertex index 4"):
+        load_geometry(tmp_path / "bad.obj")
+
+
+def test_obj_line_continuation_and_forms_only_python_reads(tmp_path):
+    """A continued line, and a number numpy's text parser refuses but Python's float takes
+    (the file then goes through the line-by-line reader): same mesh as the plain file."""
+    text = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nf 1 2 \\\n 3 4\n"
+    (tmp_path / "c.obj").write_text(text)
+    assert load_geometry(tmp_path / "c.obj").faces.tolist() == [[0, 1, 2], [0, 2, 3]]
+    (tmp_path / "u.obj").write_text(text.replace("v 1 1 0", "v 1 1_0 0"))
+    g = load_geometry(tmp_path / "u.obj")
+    assert g.vertices[2].tolist() == [1, 10, 0] and g.faces.tolist() == [[0, 1, 2], [0, 2, 3]]
+
+
+def test_obj_negative_indices_count_back_from_their_line(tmp_path):
+    text = "v 0 0 0\nv 1 0 0\nv 0 1 0\nf -3 -2 -1\nv 0 0 1\nf -4 -2 -1\nf 1 -1 2\n"
+    (tmp_path / "n.obj").write_text(text)
+    g = load_geometry(tmp_path / "n.obj")
+    assert g.faces.tolist() == [[0, 1, 2], [0, 2, 3], [0, 3, 1]]
+
+
+def test_obj_polylines_become_curve_edges(tmp_path):
+    text = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 0 2 0\nl 1/1 2 3\nl -2 -1\nl 4\nl 5 1\n"
+    (tmp_path / "l.obj").write_text(text)
+    g = load_geometry(tmp_path / "l.obj")
+    assert g.kind == "curve"
+    # no edge joins one polyline to the next; a one-vertex polyline has no edge
+    assert g.edges.tolist() == [[0, 1], [1, 2], [3, 4], [4, 0]]
+
+
+@pytest.mark.parametrize(
+    "face, words",
+    [
+        ("f 1 2 4", ["line 6:", "vertex index 4", "only 3 vertices"]),
+        ("f 1/1/1 2/1/1 9/1/1", ["line 6:", "vertex index 9", "only 3 vertices"]),
+        ("f -1 -2 -4", ["line 6:", "vertex index -4", "only 3 vertices come before"]),
+        ("l 1 3 5", ["line 6:", "vertex index 5"]),
+        ("f 1 0 2", ["line 6:", "vertex index 0", "start at 1"]),
+        ("f 1 x 2", ["line 6:", "'x' is not a vertex index"]),
+        ("f 1 /2 3", ["empty vertex index"]),
+        ("f 1 - 2", ["line 6:", "'-' is not a vertex index"]),
+    ],
+)
+def test_obj_bad_index_names_its_line(tmp_path, face, words):
+    text = f"# header\nv 0 0 0\nv 1 0 0\n\nv 0 1 0\n{face}\n"
+    (tmp_path / "bad.obj").write_text(text)
+    with pytest.raises(BadInputError) as info:
+        load_geometry(tmp_path / "bad.obj")
+    msg = str(info.value)
+    assert "\n" not in msg and "bad.obj" in msg
+    for w in words:
+        assert w in msg, msg
+
+
+@pytest.mark.parametrize("blank", [b"\n", b" \t\r\n", b"# c\n"])
+def test_obj_blank_lines_cost_linear_time(tmp_path, blank):
+    path = tmp_path / "blank.obj"
+    path.write_bytes(b"v 0 0 0\n" + blank * 100_000 + b"v 1 0 0\nv 0 1 0\n" + blank * 100_000
+                     + b"f 1 2 3\n")  # fmt: skip
+    t = time.perf_counter()
+    g = load_geometry(path)
+    elapsed = time.perf_counter() - t
+    assert g.faces.tolist() == [[0, 1, 2]] and len(g.vertices) == 3
+    assert elapsed < 2.0, f"{elapsed:.2f} s for 200k blank lines"
 
 
 def test_ply_ascii_with_quads_and_extra_properties(tmp_path):
