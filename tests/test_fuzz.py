@@ -19,8 +19,8 @@ after it returns) and, for the readers and field files, a ``tracemalloc`` bound:
 claiming 10^12 vertices must be refused, not allocated (numpy reports its buffers to
 tracemalloc). The default run takes the ``lipsdf-fuzz-sample`` profile (few examples,
 derandomized); ``make test-slow`` the ``lipsdf-fuzz-slow`` one. Both live in conftest.py.
-Bugs found in the readers are kept below as strict xfail reproducers (io.py is not ours to
-fix); bugs found in field.py and the worker were fixed and are kept as regression tests.
+Bugs found in the readers, field.py and the worker were fixed and are kept as regression
+tests.
 """
 
 from __future__ import annotations
@@ -349,7 +349,7 @@ def mutated_files(draw, ext: str):
                 data[a:b] = draw(st.sampled_from(REPLACEMENTS))
         elif kind == "lie":
             data = bytearray(lie(bytes(data), ext, draw))
-        elif kind == "pad":  # a run of blank space (long runs: see the ascii STL xfail)
+        elif kind == "pad":  # a run of blank space (long runs: see the ascii STL regression test)
             at = draw(st.integers(0, n))
             run = draw(st.sampled_from([b"\n", b" ", b"\r\n", b"\t"])) * draw(st.integers(1, 2000))
             data[at:at] = run
@@ -448,9 +448,9 @@ def test_reader_lying_counts_are_refused_quickly(reader_dir, ext, data):
 
 
 def test_reader_ascii_stl_blank_lines_are_linear(reader_dir):
-    """Reader bug left for io.py's owner: ``re.findall(r"^\\s*vertex...", flags=re.M)`` lets
-    ``\\s*`` run over newlines from every line start, so a run of blank lines costs
-    O(lines^2). A 1 MB file of blank lines after ``solid`` never finishes."""
+    """Regression: ``re.findall(r"^\\s*vertex...", flags=re.M)`` let ``\\s*`` run over newlines
+    from every line start, so a run of blank lines cost O(lines^2): a 1 MB file of blank lines
+    after ``solid`` never finished."""
     path = reader_dir / "blank.stl"
     path.write_bytes(b"solid x" + b"\n" * 25_000 + b"endsolid x\n")
     t = time.perf_counter()
