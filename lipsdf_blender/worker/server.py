@@ -412,6 +412,7 @@ class Server:
         geom = _geometry(p.get("kind", "mesh"), arrays)
         overrides = _overrides(p.get("overrides") or {})
         normals, noise = _cloud_params(p)
+        init = self._init_field(job)
         preset = p.get("preset", "balanced")
         base = get_preset(preset, **overrides)
         device = p.get("device", "auto")
@@ -433,6 +434,7 @@ class Server:
                 cancel=job.cancelled,
                 normals=normals,
                 noise=noise,
+                init=init,
                 **ov,
             )
 
@@ -443,7 +445,32 @@ class Server:
         keys = ("device", "seconds", "seconds_labelling", "seconds_training", "final_loss")
         info = {k: r.get(k) for k in (*keys, "samples", "preset", "cloud")}
         info["summary"] = record_summary(r, noise_given=noise is not None)
+        info["warm_start"] = _warm_info(r.get("warm_start"))
+        ws = info["warm_start"]
+        if ws is not None and not ws["used"]:
+            self.log_message(job, "info", f"trained from scratch: {ws['reason']}")
         return {"field": str(out.resolve())}, info
+
+    def _init_field(self, job: _Job) -> Field | None:
+        """A train job's ``init``: the old field to warm-start from, or ``None``.
+
+        A missing or malformed path is the caller's mistake (``bad_input``); a file that
+        cannot be read as a field only costs the warm start (trained from scratch, logged).
+        """
+        name = job.params.get("init")
+        if name is None:
+            return None
+        if not isinstance(name, str) or not name.endswith(".lipsdf"):
+            raise BadInputError(f"init must name a .lipsdf file, got {name!r}")
+        path = job.path(name, "the old field (init)")
+        if not path.is_file():
+            raise BadInputError(f"the old field (init) {path} does not exist")
+        try:
+            field, _ = self.fields.get(path)
+        except FieldFileError as exc:
+            self.log_message(job, "warning", f"the old field cannot be read ({exc}); no warm start")
+            return None
+        return field
 
     def _field(self, job: _Job, name, info: dict) -> Field:
         field, hit = self.fields.get(job.path(name, "field"))
@@ -584,6 +611,14 @@ class Server:
         )
         path = P.save_arrays(job.output("projected", ".npz"), points=Q)
         return {"points": str(path.resolve())}, info
+
+
+def _warm_info(ws: dict | None) -> dict | None:
+    """The record's ``warm_start`` for a result's ``info`` (the facts the panel shows)."""
+    if ws is None:
+        return None
+    keys = ("used", "from", "reason", "steps", "cold_steps", "samples", "relabelled", "labels")
+    return {k: ws[k] for k in (*keys, "labels_reason") if k in ws}
 
 
 def _cloud_params(params: dict) -> tuple[str, float | None]:
