@@ -24,12 +24,13 @@ from lipsdf_blender.core.sampling import (
     normalization,
     sample_on_geometry,
 )
-from lipsdf_blender.core.train import train_field
+from lipsdf_blender.core.train import get_preset, train_field
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker.client import WorkerClient, WorkerError
 
 APEX = np.ones(3) / np.sqrt(3.0)  # the bump's direction: away from the box's faces
 HEIGHT = 0.1
+FRACTION = get_preset("fast").warm_fraction
 
 
 def bumped(V: np.ndarray, height: float = HEIGHT, radius: float = 0.35) -> np.ndarray:
@@ -54,7 +55,7 @@ def test_the_warm_started_field_has_the_bump(spheres):
     old, new, geom = spheres
     ws = new.record["warm_start"]
     assert ws["used"] and ws["from"] == old.record["input_hash"]
-    assert ws["steps"] == round(0.35 * TINY["steps"]) < TINY["steps"]
+    assert ws["steps"] == round(FRACTION * TINY["steps"]) < TINY["steps"]
     assert len(new.record["loss_curve"]) and new.record["loss_curve"][-1][0] == ws["steps"] - 1
     # The old frame is kept: the bump fits in the old box.
     assert np.allclose(new.center, old.center) and new.scale == old.scale
@@ -167,7 +168,7 @@ def test_worker_warm_starts_from_init_and_refuses_a_bad_one(tmp_path):
         arrays = {"vertices": bumped(V), "faces": F}
         again = c.run("train", dict(train, init=old), tmp_path / "b", arrays=arrays)
         ws = again["info"]["warm_start"]
-        assert ws["used"] and ws["steps"] == 35 and ws["labels"] == "reused"
+        assert ws["used"] and ws["steps"] == round(FRACTION * 100) and ws["labels"] == "reused"
         assert 0 < ws["relabelled"] < ws["samples"]
         for i, bad in enumerate([str(tmp_path / "missing.lipsdf"), 3, str(tmp_path / "a")]):
             with pytest.raises(WorkerError) as err:

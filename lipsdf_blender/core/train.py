@@ -67,8 +67,8 @@ class Preset:
     # Warm start (retraining an edited input from its old field, :mod:`.warm`): the share of
     # ``steps`` it runs and its peak learning rate as a share of ``lr``. Measured on spot and
     # fandisk (fast preset, a bump on 5 % of the vertices): benchmarks/bench_warm_start.py.
-    warm_fraction: float = 0.35
-    warm_lr: float = 0.3
+    warm_fraction: float = 0.3
+    warm_lr: float = 0.15
     # ... and the share of its training points drawn near the edit (repeated samples).
     warm_focus: float = 0.25
 
