@@ -8,6 +8,14 @@ says why; a bad ``init`` is the caller's mistake.
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -224,3 +232,81 @@ def test_warm_summary_lines():
     assert J.warm_summary({"used": True, "steps": 9, "labels": "recomputed"}).endswith(
         "all samples labelled"
     )
+
+
+# -- in Blender (the bpy module, in its own process: bpy and torch do not share one) -----------
+BLENDER_SCENARIO = """
+import json, os
+import numpy as np
+import bpy
+import lipsdf_blender
+lipsdf_blender.register()
+from lipsdf_blender import api
+from lipsdf_blender.blender import fields
+
+TINY = json.loads(os.environ["LIPSDF_TEST_TINY"])
+for o in list(bpy.data.objects):
+    bpy.data.objects.remove(o)
+bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=4, radius=0.8)
+ob = bpy.context.active_object
+api.train(ob, **TINY)
+facts = {"first": ob.lipsdf.warm}
+
+
+def edit(fn):
+    me = ob.data
+    V = np.empty(len(me.vertices) * 3)
+    me.vertices.foreach_get("co", V)
+    me.vertices.foreach_set("co", fn(V.reshape(-1, 3)).ravel())
+    me.update()
+    return fields.field_state(ob, bpy.context.evaluated_depsgraph_get(), refresh=True)
+
+
+def bump(V):
+    u = np.ones(3) / 3 ** 0.5
+    d = np.linalg.norm(V - 0.8 * u, axis=1)
+    w = np.clip(1 - (d / 0.35) ** 2, 0, None) ** 2
+    return V + V / np.linalg.norm(V, axis=1, keepdims=True) * (0.1 * w)[:, None]
+
+
+facts["state"] = edit(bump)
+shell = api.remesh(ob, resolution=64, detail=False, **TINY)
+facts["second"] = ob.lipsdf.warm
+V = np.empty(len(shell.data.vertices) * 3)
+shell.data.vertices.foreach_get("co", V)
+facts["shell_reach"] = float(np.linalg.norm(V.reshape(-1, 3), axis=1).max())
+facts["state_again"] = edit(lambda V: V * 1.01)
+api.remesh(ob, resolution=64, warm_start=False, **TINY)
+facts["third"] = ob.lipsdf.warm
+print("FACTS " + json.dumps(facts))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="needs the bpy module")
+def test_blender_retrains_a_stale_object_from_its_field(tmp_path):
+    tiny = {k: v for k, v in TINY.items() if k != "samples"}
+    tiny.update(steps=300, samples={"n_uniform": 20_000, "n_surface": 40_000})
+    root = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(root),
+        OMP_NUM_THREADS="1",
+        LIPSDF_WORKER_PYTHON=sys.executable,
+        LIPSDF_WORKER_THREADS="1",
+        LIPSDF_TEST_TINY=json.dumps(tiny),
+        BLENDER_USER_RESOURCES=str(tmp_path),
+    )
+    script = tmp_path / "scenario.py"
+    script.write_text(textwrap.dedent(BLENDER_SCENARIO))
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("FACTS ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-2000:] + proc.stdout[-2000:]
+    facts = json.loads(lines[-1][len("FACTS ") :])
+    assert facts["first"] == "" and facts["state"] == "stale"
+    steps = round(FRACTION * 300)
+    assert facts["second"].startswith(f"warm start from the previous field: {steps} steps, ")
+    # The network's own surface has the bump (apex at 0.9 of the radius 0.8 sphere's centre).
+    assert 0.88 < facts["shell_reach"] < 0.93
+    assert facts["state_again"] == "stale" and facts["third"] == ""
