@@ -205,7 +205,8 @@ def main(argv=None) -> int:
         b = run_child(["blender"])
         doc["blender"] = b
         print(f"\nBlender {b['blender']}: reading an object as the add-on does before a job\n")
-        print("| object | vertices | faces | read s | hash s | total s |\n|---|---|---|---|---|---|")
+        print("| object | vertices | faces | read s | hash s | total s |")
+        print("|---|---|---|---|---|---|")
         for name in ("cloud", "mesh"):
             r = b[name]
             print(

@@ -13,8 +13,10 @@ with the operator's message.
 
 Keyword arguments of :func:`train`, :func:`remesh`, :func:`offset` and :func:`csg` are the
 panel's settings (``mode``, ``thickness``, ``resolution``, ``seed``, ``detail``, ``sharp``,
-``faces``) and, for point clouds, ``normals`` (``"auto"``: the cloud's own where it has them,
-or ``"estimate"``) and ``noise`` (the points' noise in object units; ``None``: estimated).
+``faces``, ``warm_start``: True (default) retrains an object edited since training from
+its previous field) and, for point clouds, ``normals`` (``"auto"``: the cloud's own where it
+has them, or ``"estimate"``) and ``noise`` (the points' noise in object units; ``None``:
+estimated).
 Any others are preset settings (``steps=500``, ``width=32``, ...), applied on top of
 ``preset``.
 

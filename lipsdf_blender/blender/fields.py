@@ -49,6 +49,7 @@ def store(obj, trained: Trained, cache_dir: Path) -> None:
     pg.normals = trained.normals
     pg.noise = -1.0 if trained.noise is None else float(trained.noise)
     pg.cloud = trained.summary
+    pg.warm = trained.warm
     _write_cache(cache_dir, sha, trained.data)
     _state_cache[obj.name] = (sha, FRESH)
 
@@ -82,6 +83,18 @@ def field_file(obj, cache_dir: Path) -> str:
     if not path.exists():
         path = _write_cache(cache_dir, pg.sha256, field_bytes(obj))
     return str(path)
+
+
+def previous_field(obj, kind: str, arrays: dict, cache_dir: Path) -> str | None:
+    """The cache path of ``obj``'s stored field when it is stale (trained on an earlier
+    version of this geometry), for a warm start; ``None`` when there is none, it is up to
+    date, or it is damaged (then training simply starts from scratch)."""
+    if not has_field(obj) or obj.lipsdf.input_hash == geometry_hash(kind, arrays):
+        return None
+    try:
+        return field_file(obj, cache_dir)
+    except (FieldFileError, OSError):
+        return None
 
 
 def usable_field(

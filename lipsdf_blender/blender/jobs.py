@@ -46,8 +46,9 @@ class Settings:
     distances near it; ``sharp`` keeps creases sharp; ``faces`` is a target face count
     (0: all); ``normals`` (point clouds) is ``auto`` (the cloud's own when it has them) or
     ``estimate``; ``noise`` (point clouds) is their noise level in object units, ``None``:
-    estimated; ``overrides`` are :class:`~..core.train.Preset` fields (``steps``, ``width``,
-    ...) for scripts and tests.
+    estimated; ``warm_start``: a stale object's stored field starts its retraining
+    (:mod:`..core.warm`); ``overrides`` are :class:`~..core.train.Preset` fields (``steps``,
+    ``width``, ...) for scripts and tests.
     """
 
     preset: str = "fast"
@@ -61,6 +62,7 @@ class Settings:
     normals: str = "auto"
     noise: float | None = None
     device: str = "auto"
+    warm_start: bool = True
     overrides: dict = field(default_factory=dict)
 
     def mode_for(self, kind: str) -> str:
@@ -82,7 +84,8 @@ class Source:
 
     ``arrays`` holds ``vertices`` and, by ``kind``, ``faces`` (mesh), ``normals`` (points,
     optional) or ``edges`` (curve). ``field_file`` is an up-to-date ``.lipsdf`` for it, or
-    ``None`` when it must be trained first. ``matrix`` is its object-to-world 4x4 matrix.
+    ``None`` when it must be trained first; ``init_file`` is the stale field of its previous
+    geometry (a warm start), or ``None``. ``matrix`` is its object-to-world 4x4 matrix.
     """
 
     name: str
@@ -90,6 +93,7 @@ class Source:
     arrays: dict
     field_file: str | None = None
     matrix: np.ndarray | None = None
+    init_file: str | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -133,6 +137,31 @@ class Trained:
         """What training did to a point cloud, in one line ("" for meshes and curves)."""
         return str(self.info.get("summary") or "")
 
+    @property
+    def warm(self) -> str:
+        """Whether it started from the previous field, in one line ("" when not asked)."""
+        return warm_summary(self.info.get("warm_start"))
+
+
+def warm_summary(ws: dict | None) -> str:
+    """One line on a training's warm start (a result's ``info["warm_start"]``), "" for none.
+
+    >>> warm_summary({"used": True, "steps": 1050, "samples": 200, "relabelled": 6})
+    'warm start from the previous field: 1050 steps, 3 % relabelled'
+    """
+    if not isinstance(ws, dict):
+        return ""
+    if not ws.get("used"):
+        return f"trained from scratch: {ws.get('reason') or 'the previous field did not fit'}"
+    text = f"warm start from the previous field: {int(ws.get('steps') or 0)} steps"
+    samples, again = ws.get("samples"), ws.get("relabelled")
+    if ws.get("labels") == "recomputed":
+        return text + ", all samples labelled"
+    if samples and again is not None:
+        share = 100.0 * again / samples
+        text += f", {share:.0f} % relabelled" if share >= 1 else f", {share:.1f} % relabelled"
+    return text
+
 
 @dataclass
 class Outcome:
@@ -166,7 +195,11 @@ def _train_request(src: Source, s: Settings) -> Request:
         params["thickness"] = float(s.thickness)
     if src.kind == "points":
         params["normals"], params["noise"] = s.cloud_for(src.kind)
-    return Request(P.TRAIN, params, dict(src.arrays), f"{src.name}: training")
+    label = f"{src.name}: training"
+    if s.warm_start and src.init_file is not None:
+        params["init"] = str(src.init_file)
+        label = f"{src.name}: retraining from the previous field"
+    return Request(P.TRAIN, params, dict(src.arrays), label)
 
 
 def _fields(sources: list[Source], s: Settings, outcome: Outcome):
@@ -207,7 +240,8 @@ def _extract_params(s: Settings, **params) -> dict:
 def plan_train(sources: list[Source], s: Settings) -> Plan:
     """Train a field for every source (also those that have one)."""
     outcome = Outcome()
-    yield from _fields([Source(x.name, x.kind, x.arrays) for x in sources], s, outcome)
+    retrain = [Source(x.name, x.kind, x.arrays, init_file=x.init_file) for x in sources]
+    yield from _fields(retrain, s, outcome)
     return outcome
 
 

@@ -45,6 +45,7 @@ SETTINGS_KEYS = (
     "normals",
     "noise_mode",
     "noise",
+    "warm_start",
 )
 CSG_SYMBOLS = {"union": "∪", "intersection": "∩", "difference": "∖"}
 #: Seconds the Cancel operator waits for the worker to confirm.
@@ -170,6 +171,7 @@ class _JobOperator:
             normals=self.normals,
             noise=self.noise if self.noise_mode == "given" else None,
             device=prefs.device(),
+            warm_start=self.warm_start,
             overrides=overrides,
         )
 
@@ -194,6 +196,8 @@ class _JobOperator:
                 obj, src.kind, src.arrays, mode, settings.thickness, normals, noise
             ):
                 src.field_file = fields.field_file(obj, cache)
+            elif settings.warm_start:
+                src.init_file = fields.previous_field(obj, src.kind, src.arrays, cache)
             sources.append(src)
         self._names = [o.name for o in objs]
         plan = self.plan(sources, settings)
@@ -287,6 +291,8 @@ class _JobOperator:
         for name, trained in outcome.trained.items():
             if trained.summary:  # point clouds: what was done to their normals and points
                 self.report({"INFO"}, f"LipSDF: {name}: {trained.summary}")
+            if trained.warm:
+                self.report({"INFO"}, f"LipSDF: {name}: {trained.warm}")
         self.report({"INFO"}, self.summary(outcome, made))  # last: the status bar shows it
         return {"FINISHED"}
 

@@ -95,6 +95,12 @@ def settings_properties() -> dict:
             soft_max=0.1,
             precision=4,
         ),
+        "warm_start": BoolProperty(
+            name="Warm Start",
+            description="Retrain an object edited since training from its previous field: "
+            "about a third of the steps, labels kept away from the edit; off: from scratch",
+            default=True,
+        ),
         "faces": IntProperty(
             name="Target Faces",
             description="Decimate each result to about this many triangles, fewer where it "
@@ -162,6 +168,9 @@ class LIPSDF_PG_field(bpy.types.PropertyGroup):
     )
     cloud: StringProperty(
         name="Point Cloud", description="What training did to the cloud's normals and points"
+    )
+    warm: StringProperty(
+        name="Warm Start", description="Whether training started from the previous field"
     )
 
 

@@ -52,6 +52,8 @@ def _field_box(layout, context) -> None:
     col = box.column(align=True)
     col.label(text=f"{pg.preset} · {pg.mode} · {pg.kind} · {pg.samples:,} samples")
     col.label(text=f"loss {pg.final_loss:.4g} · {pg.device} · {pg.seconds:.1f} s")
+    if pg.warm:
+        col.label(text=pg.warm)
     if pg.cloud:
         # One line per part: "normals: ...; 3 outliers dropped; noise ...; labelling ..."
         for part in pg.cloud.split("; "):
@@ -126,6 +128,7 @@ class LIPSDF_PT_main(bpy.types.Panel):
         row = col.row(align=True)
         row.prop(s, "detail")
         row.prop(s, "sharp")
+        col.prop(s, "warm_start")
         if any(convert.is_cloud(o) for o in _selected_or_active(context)):
             _cloud_box(layout, s)
 

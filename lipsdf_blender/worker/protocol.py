@@ -39,9 +39,16 @@ train       ``input`` (npz with ``vertices`` and ``faces`` | ``normals`` | ``edg
             ``device``, ``thickness``, ``overrides`` (Preset fields; ``samples`` as a dict),
             ``normals`` (points: ``auto``, the cloud's own when it has them, or
             ``estimate``), ``noise`` (points: noise level in object units, ``null`` or
-            absent: estimated), ``output`` -> ``{"field": path}``; ``info`` holds
-            ``cloud`` (the record's, ``null`` for meshes and curves), ``seconds_labelling``
-            and ``summary`` (one line for the user, ``null`` for meshes and curves)
+            absent: estimated), ``init`` (optional: the ``.lipsdf`` of the input's
+            previous version, in ``job_dir`` or absolute, e.g. the add-on's cache: training
+            warm-starts from it when it fits, else starts from scratch and says why in a
+            ``log``; a name that is not a ``.lipsdf`` or not a file is ``bad_input``),
+            ``output`` -> ``{"field": path}``; ``info`` holds ``cloud`` (the record's,
+            ``null`` for meshes and curves), ``seconds_labelling``, ``summary`` (one line
+            for the user, ``null`` for meshes and curves) and ``warm_start`` (``null``
+            without ``init``; else ``used``, ``from`` (the old input's hash), and either
+            ``reason`` or ``steps``, ``cold_steps``, ``samples``, ``relabelled``,
+            ``labels`` (``reused``/``recomputed``, ``labels_reason``))
 extract     ``field`` (a ``.lipsdf`` path), ``levels`` (list, default ``[0]``),
             ``resolution``, ``device`` -> ``{"meshes": path}``
 offset      ``field``, ``distances``, ``resolution``, ``exact`` (default true), ``device``

@@ -488,6 +488,7 @@ class Server:
         thickness = None if p.get("thickness") is None else _number(p, "thickness", 0.0, lo=0)
         overrides = _overrides(p.get("overrides") or {})
         normals, noise = _cloud_params(p)
+        init = self._init_field(job)
         preset = _text(p, "preset", "balanced")
         base = get_preset(preset, **overrides)
         device = _text(p, "device", "auto")
@@ -512,6 +513,7 @@ class Server:
                 cancel=job.cancelled,
                 normals=normals,
                 noise=noise,
+                init=init,
                 **ov,
             )
 
@@ -522,7 +524,32 @@ class Server:
         keys = ("device", "seconds", "seconds_labelling", "seconds_training", "final_loss")
         info = {k: r.get(k) for k in (*keys, "samples", "preset", "cloud")}
         info["summary"] = record_summary(r, noise_given=noise is not None)
+        info["warm_start"] = _warm_info(r.get("warm_start"))
+        ws = info["warm_start"]
+        if ws is not None and not ws["used"]:
+            self.log_message(job, "info", f"trained from scratch: {ws['reason']}")
         return {"field": str(out.resolve())}, info
+
+    def _init_field(self, job: _Job) -> Field | None:
+        """A train job's ``init``: the old field to warm-start from, or ``None``.
+
+        A missing or malformed path is the caller's mistake (``bad_input``); a file that
+        cannot be read as a field only costs the warm start (trained from scratch, logged).
+        """
+        name = job.params.get("init")
+        if name is None:
+            return None
+        if not isinstance(name, str) or not name.endswith(".lipsdf"):
+            raise BadInputError(f"init must name a .lipsdf file, got {name!r}")
+        path = job.field_path(name)
+        if not path.is_file():
+            raise BadInputError(f"the old field (init) {path} does not exist")
+        try:
+            field, _ = self.fields.get(path)
+        except FieldFileError as exc:
+            self.log_message(job, "warning", f"the old field cannot be read ({exc}); no warm start")
+            return None
+        return field
 
     def _field(self, job: _Job, name, info: dict) -> Field:
         field, hit = self.fields.get(job.field_path(name))
@@ -763,6 +790,14 @@ def _trained_resolution(field: Field) -> int:
     res = settings.get("resolution") if isinstance(settings, dict) else None
     ok = isinstance(res, int) and not isinstance(res, bool)
     return res if ok and RESOLUTION[0] <= res <= RESOLUTION[1] else 256
+
+
+def _warm_info(ws: dict | None) -> dict | None:
+    """The record's ``warm_start`` for a result's ``info`` (the facts the panel shows)."""
+    if ws is None:
+        return None
+    keys = ("used", "from", "reason", "steps", "cold_steps", "samples", "relabelled", "labels")
+    return {k: ws[k] for k in (*keys, "labels_reason") if k in ws}
 
 
 def _cloud_params(params: dict) -> tuple[str, float | None]:
