@@ -51,11 +51,15 @@ def bumped(V: np.ndarray, height: float = HEIGHT, radius: float = 0.35) -> np.nd
 
 @pytest.fixture(scope="module")
 def spheres():
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    V, F = primitives.icosphere(SPHERE_RADIUS, 4)
-    old = train_field(Geometry.mesh(V, F), "fast", device="cpu", seed=0, **TINY)
-    new_geom = Geometry.mesh(bumped(V), F)
-    new = train_field(new_geom, "fast", device="cpu", seed=0, init=old, **TINY)
+    try:
+        V, F = primitives.icosphere(SPHERE_RADIUS, 4)
+        old = train_field(Geometry.mesh(V, F), "fast", device="cpu", seed=0, **TINY)
+        new_geom = Geometry.mesh(bumped(V), F)
+        new = train_field(new_geom, "fast", device="cpu", seed=0, init=old, **TINY)
+    finally:
+        torch.set_num_threads(threads)  # the other modules' fields are trained with 2
     return old, new, new_geom
 
 
