@@ -151,3 +151,11 @@ def render_tiles(spec: dict, spec_path: Path, timeout: float) -> str | None:
     except subprocess.TimeoutExpired:
         return f"timed out after {timeout:.0f} s"
     return None if proc.returncode == 0 else tail(proc.stderr or proc.stdout)
+
+
+def write_json(path: Path, doc: dict) -> None:
+    """A benchmark's results as JSON (folders made), and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1))
+    print(f"\nwrote {path}")

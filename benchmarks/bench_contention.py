@@ -20,13 +20,14 @@ Run on an otherwise quiet machine (nothing else may run: the competitors are the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_common import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -147,9 +148,7 @@ def main(argv=None) -> int:
         "cap": args.cap,
         "rows": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(doc, indent=1))
-    print(f"\nwrote {args.json}")
+    write_json(args.json, doc)
     return 0
 
 

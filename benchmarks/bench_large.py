@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -213,9 +214,7 @@ def main(argv=None) -> int:
                 f"| {name} | {r['vertices']:,} | {r['faces']:,} | {r['read_s']:.2f} | "
                 f"{r['hash_s']:.2f} | {r['total_s']:.2f} |"
             )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(doc, indent=1))
-    print(f"\nwrote {args.json}")
+    write_json(args.json, doc)
     return 0
 
 
