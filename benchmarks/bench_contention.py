@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     EXTRA[:] = ["--steps", str(args.steps)] if args.steps else []
     mesh = Path(args.input)
-    versions = args.versions.split(",") + (["old"] if args.old_rev else [])
+    versions = [v for v in args.versions.split(",") if v] + (["old"] if args.old_rev else [])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
