@@ -400,9 +400,6 @@ def _info(field, args) -> None:
 def main(argv=None) -> int:
     """Entry point; returns the exit status."""
     from .core.errors import CancelledError, LipSDFError
-    from .core.threads import quiet_waiting
-
-    quiet_waiting()  # before torch is imported
     try:
         return run(argv)
     except KeyboardInterrupt:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lipsdf_blender.core.threads import FairShare, quiet_waiting
+from lipsdf_blender.core.threads import FairShare, fair_share_wanted
 
 
 class FakeMachine:
@@ -85,10 +85,6 @@ def test_without_measurements_the_count_is_left_alone():
     assert not share.active and share.tick() == 4 and calls == []
 
 
-def test_quiet_waiting_keeps_a_users_choice():
-    env = {}
-    quiet_waiting(env)
-    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
-    env = {"OMP_WAIT_POLICY": "ACTIVE"}
-    quiet_waiting(env)
-    assert env["OMP_WAIT_POLICY"] == "ACTIVE"
+def test_fair_share_can_be_turned_off():
+    assert fair_share_wanted({}) and fair_share_wanted({"LIPSDF_FAIR_SHARE": "1"})
+    assert not fair_share_wanted({"LIPSDF_FAIR_SHARE": "0"})

@@ -15,10 +15,9 @@ def main() -> int:
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     threads = os.environ.get("LIPSDF_WORKER_THREADS")
-    from ..core.threads import FairShare, fair_share_wanted, quiet_waiting
-
-    quiet_waiting()  # before torch is imported: OpenMP reads it once
     import torch
+
+    from ..core.threads import FairShare, fair_share_wanted
 
     if threads:
         torch.set_num_threads(int(threads))

@@ -13,12 +13,12 @@ The worker's first line, sent once it has imported torch::
     {"type": "handshake", "protocol": 1, "pid": 1234, "python": "3.11.2", "executable": "...",
      "torch": "2.13.0", "numpy": "1.26.4", "igl": "2.6.3", "lipsdf": "0.1.0", "cuda": "12.8",
      "device": {"type": "cuda", "name": "NVIDIA H100 (79 GiB)", "why_cpu": null},
-     "threads": {"max": 2, "fair_share": true, "wait_policy": "PASSIVE"}}
+     "threads": {"max": 2, "fair_share": true}}
 
 ``device.type`` is ``cuda``, ``mps`` or ``cpu``; for ``cpu``, ``why_cpu`` says why no GPU
 is used. ``threads``: torch's CPU threads at most; ``fair_share``: whether they follow the
 cores other processes leave free (``LIPSDF_FAIR_SHARE=0`` turns it off; it needs
-``psutil``); ``wait_policy``: OpenMP's (``PASSIVE`` unless the environment set another).
+``psutil``).
 A client refuses a worker whose ``protocol`` differs from its own.
 
 Requests (client -> worker, on stdin)

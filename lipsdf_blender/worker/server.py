@@ -113,7 +113,6 @@ def handshake(share=None) -> dict:
         "threads": {
             "max": torch.get_num_threads(),
             "fair_share": bool(share is not None and share.active),
-            "wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         },
     }
 
