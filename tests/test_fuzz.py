@@ -655,13 +655,18 @@ def npy_with_header(header: str, payload: bytes) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h + payload
 
 
-def replace_member(data: bytes, member: str, content: bytes, compress=zipfile.ZIP_STORED) -> bytes:
+def copy_members(data: bytes, zf: zipfile.ZipFile, skip: str) -> None:
+    """Every member of the zip ``data`` but ``skip``, written into ``zf``."""
     src = zipfile.ZipFile(_io.BytesIO(data))
+    for info in src.infolist():
+        if info.filename != skip:
+            zf.writestr(info.filename, src.read(info))
+
+
+def replace_member(data: bytes, member: str, content: bytes, compress=zipfile.ZIP_STORED) -> bytes:
     buf = _io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        for info in src.infolist():
-            if info.filename != member:
-                zf.writestr(info.filename, src.read(info))
+        copy_members(data, zf, member)
         zf.writestr(member, content, compress_type=compress)
     return buf.getvalue()
 
@@ -707,12 +712,9 @@ def zip_trick(data: bytes, trick: str, value: int) -> bytes:
 def raw_member_zip(data, name, comp, size, method):
     """``data``'s zip with member ``name`` replaced by already compressed bytes ``comp``
     (so a bomb need not be built through zipfile's own compressor)."""
-    src = zipfile.ZipFile(_io.BytesIO(data))
     buf = _io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        for info in src.infolist():
-            if info.filename != name:
-                zf.writestr(info.filename, src.read(info))
+        copy_members(data, zf, name)
     out = bytearray(buf.getvalue())
     cd_start = out.find(b"PK\x01\x02")
     entries, tail = out[cd_start:], b""

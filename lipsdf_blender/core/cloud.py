@@ -141,10 +141,12 @@ def prepare_cloud(
         stats: dict = {}
         N = estimate_normals(P, stats=stats)
         flipped = stats["flipped"]
+    tree = None
     if merged:
         # About one point per cell: the density is even, and areas from the neighbours'
         # distances do as well as tangent-plane Voronoi cells, at a tenth of the cost.
-        A = _knn_areas(cKDTree(P).query(P, k=min(17, len(P)), workers=-1)[0][:, 1:])
+        tree = cKDTree(P)  # kept: labelling asks the prepared cloud for its tree again
+        A = _knn_areas(tree.query(P, k=min(17, len(P)), workers=-1)[0][:, 1:])
     else:
         A = point_areas(P, N)
     report = {
@@ -158,7 +160,7 @@ def prepare_cloud(
         "noise_given": noise is not None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    return PreparedCloud(P, np.ascontiguousarray(N), np.ascontiguousarray(A), report)
+    return PreparedCloud(P, np.ascontiguousarray(N), np.ascontiguousarray(A), report, tree)
 
 
 def outlier_mask(P, k: int = 8, factor: float = 4.0) -> np.ndarray:

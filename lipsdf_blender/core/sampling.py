@@ -242,7 +242,7 @@ def make_samples(
         lo, hi = geom_n.bounds()
         pool = rng.uniform(lo, hi, size=(cfg.n_surface if cfg.balance else 0, 3))
         y = np.where(wn.inside(np.concatenate([P, pool]), cancel, settled), -1.0, 1.0)
-        P, y, pool = P, y[: len(P)], (pool, y[len(P) :], lo, hi)
+        y, pool = y[: len(P)], (pool, y[len(P) :], lo, hi)
         if settled:
             # A hole closed by the fitted sphere gets near-surface points like the rest.
             Q = np.concatenate(settled)[: per // 2]
