@@ -28,8 +28,9 @@ Requests (client -> worker, on stdin)
 Jobs run one at a time in the order they arrive (a queue); ``cancel`` and ``shutdown`` are
 acted on at once, even while a job runs. Relative file names in ``params`` are taken inside
 ``job_dir``; big arrays travel as ``.npz`` files there (read with ``allow_pickle=False``).
-Distances are in the object's own units. ``device`` is ``auto`` (default), ``cpu``, ``cuda``
-or ``mps``.
+Distances are in the object's own units; with ``matrix`` (the field object's 4x4 object to
+world matrix, uniform scale) points and distances are in world units. ``device`` is
+``auto`` (default), ``cpu``, ``cuda`` or ``mps``.
 
 ==========  ==================================================================================
 type        params -> result files
@@ -56,9 +57,37 @@ offset      ``field``, ``distances``, ``resolution``, ``exact`` (default true), 
 csg         ``op`` (union/intersection/difference), ``fields`` (paths), ``blend``,
             ``matrices`` (one 4x4 list per field, optional), ``resolution``, ``device``
             -> ``{"meshes": path}``
-sample      ``field``, ``n``, ``level``, ``seed``, ``resolution`` -> ``{"points": path}``
-project     ``field``, ``points`` (npz with ``points``), ``level``, ``iterations``
-            -> ``{"points": path}``
+sample      ``field``, ``n``, ``level``, ``seed``, ``resolution``, ``matrix`` -> ``{"points":
+            path}`` (``points``, ``normals``: unit gradients); ``info.spacing``: nearest-
+            neighbour distances (``mean``, ``min``, ``cv``)
+project     ``field``, ``points`` (npz with ``points``), ``level``, ``iterations``,
+            ``matrix`` -> ``{"points": path}`` (``points``, ``converged`` bool); safe steps
+            ``|f - level|`` along the gradient (never across the level set);
+            ``info.not_converged``
+query       ``field``, ``points``, ``matrix``, ``exact`` (default false), ``resolution``
+            -> ``{"values": path}`` (``values`` ``(n,)``, ``gradients`` ``(n, 3)``)
+thickness   ``field``, ``points``, ``exact`` (default true), ``resolution``, ``detail``,
+            ``sharp`` -> ``{"values": path}`` (``thickness`` ``(n,)``: diameter of the
+            largest empty ball touching the surface there; ``inf`` where none was found)
+hollow      ``field``, ``wall`` (> 0), ``resolution``, ``detail``, ``sharp``, ``faces``
+            -> ``{"meshes": path}`` (one closed mesh: the surface and the inward offset
+            ``-wall``, turned inside out); ``info``: ``volume``, ``outer_volume``,
+            ``inner_volume``, ``watertight``
+slice       ``field``, ``matrix``, ``plane`` (4x4: the plane's ``[-1, 1]^2`` in its XY to
+            world), ``pixels`` (``[w, h]``), ``spacing`` (isolines; 0: none) -> ``{"image":
+            path}`` (``distance``, ``gradient_norm`` ``(h, w)``, ``rgba``, ``rgba_gradient``
+            ``(h, w, 4)`` float32, row 0 at the bottom); ``info``: ``min``, ``max``,
+            ``gradient_max``
+render      ``fields``, ``matrices``, ``op`` (``union``/``intersection``/``difference``),
+            ``blend``, ``camera`` (``matrix`` 4x4 camera to world, ``type`` ``persp``/
+            ``ortho``, ``fov`` (horizontal, radians) or ``ortho_scale``, ``pixels``
+            ``[w, h]``, ``clip`` ``[near, far]``) -> ``{"image": path}`` (``rgba``
+            ``(h, w, 4)``, ``depth`` ``(h, w)`` (inf: missed), row 0 at the bottom);
+            ``info``: ``seconds``, ``steps_mean``, ``steps_max``
+grid        ``field``, ``voxel`` (object units), ``band`` (voxels, default 3), ``exact``
+            (default true), ``resolution``, ``detail``, ``sharp`` -> ``{"grid": path}``
+            (``ijk`` ``(n, 3) int32`` voxel indices, centre ``ijk * voxel``; ``values``
+            ``(n,) float32`` signed distances, ``|values| < band * voxel``; ``voxel``)
 cancel      ``id`` names the job to stop (running or queued): it ends with a ``cancelled``
             error within a second
 shutdown    the worker cancels what runs and exits
@@ -96,9 +125,14 @@ PROTOCOL_VERSION = 1
 
 # Request types.
 TRAIN, EXTRACT, OFFSET, CSG = "train", "extract", "offset", "csg"
-SAMPLE, PROJECT = "sample", "project"
+SAMPLE, PROJECT, QUERY = "sample", "project", "query"
+THICKNESS, HOLLOW = "thickness", "hollow"
+SLICE, RENDER, GRID = "slice", "render", "grid"
 CANCEL, SHUTDOWN = "cancel", "shutdown"
-JOB_TYPES = (TRAIN, EXTRACT, OFFSET, CSG, SAMPLE, PROJECT)
+JOB_TYPES = (
+    *(TRAIN, EXTRACT, OFFSET, CSG, SAMPLE, PROJECT, QUERY),
+    *(THICKNESS, HOLLOW, SLICE, RENDER, GRID),
+)
 REQUEST_TYPES = (*JOB_TYPES, CANCEL, SHUTDOWN)
 
 # Message types.

@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import importlib.metadata
 import logging
-import math
 import os
 import platform
 import queue
@@ -26,32 +25,33 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import __version__
-from ..core.cloud import NORMALS_CHOICES
 from ..core.device import describe, describe_why_cpu, pick_device
 from ..core.errors import BadInputError, CancelledError, FieldFileError
 from ..core.extract import extract_levels
-from ..core.field import Field, read_npz
-from ..core.geometry import Geometry
-from ..core.meshfield import offset_surfaces
-from ..core.query import project, sample_surface_points
-from ..core.sampling import SampleConfig
+from ..core.field import Field
+from ..core.meshfield import MeshDistance, offset_surfaces
 from ..core.simplify import decimate_results
 from ..core.summary import record_summary
 from ..core.surface import combine_surfaces, remesh
-from ..core.train import PRESETS, Preset, Progress, get_preset, train_field
+from ..core.train import Progress, get_preset, train_field
+from . import params as par
 from . import protocol as P
+from .jobs_grid import GridJobs
+from .jobs_picture import PictureJobs
+from .jobs_surface import SurfaceJobs
 
 log = logging.getLogger("lipsdf.worker")
 
 #: Seconds between progress messages at most (the protocol promises at least one a second).
 HEARTBEAT = 0.9
+#: Remeshed surfaces kept for jobs that measure exact distances (``exact``).
+SURFACES_KEPT = 4
 #: Seconds the worker waits for a running job to notice a cancel before it exits anyway.
 EXIT_GRACE = 2.0
 
@@ -125,7 +125,7 @@ class FieldCache:
         self._items: collections.OrderedDict = collections.OrderedDict()
 
     @staticmethod
-    def _key(path: Path):
+    def key(path: Path):
         st = path.stat()
         return (str(path), st.st_mtime_ns, st.st_size)
 
@@ -135,7 +135,7 @@ class FieldCache:
         if not path.is_file():
             return Field.load(path), False  # raises a FieldFileError that names the file
         try:
-            key = self._key(path)
+            key = self.key(path)
         except OSError as exc:
             raise FieldFileError(f"cannot read the field file {path.name}: {exc}") from None
         if key in self._items:
@@ -147,23 +147,11 @@ class FieldCache:
 
     def put(self, path, field: Field, key=None) -> None:
         path = Path(path).resolve()
-        key = key or self._key(path)
+        key = key or self.key(path)
         self._items[key] = field
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
-
-
-def _usable_path(name) -> bool:
-    """A string the file system can take: not empty, no NUL, encodable, no part longer than
-    a file name may be (so a request's name cannot make ``stat`` raise)."""
-    if not isinstance(name, str) or not name or "\0" in name or len(name) > 4096:
-        return False
-    try:
-        parts = os.fsencode(name).split(b"/")
-    except UnicodeError:
-        return False
-    return all(len(p) <= 255 for p in parts)
 
 
 class _Job:
@@ -179,8 +167,10 @@ class _Job:
         job_dir = request.get("job_dir")
         if job_dir is None or job_dir == "":
             self.dir = None
-        elif not _usable_path(job_dir) or not os.path.isabs(job_dir):
-            raise BadInputError(f"job_dir must be an absolute folder path, got {_short(job_dir)}")
+        elif not par.usable_path(job_dir) or not os.path.isabs(job_dir):
+            raise BadInputError(
+                f"job_dir must be an absolute folder path, got {par.short(job_dir)}"
+            )
         else:
             self.dir = Path(job_dir)
         self.cancel_event = threading.Event()
@@ -211,8 +201,8 @@ class _Job:
         ``job_dir``: a name with ``..``, an absolute path or a symbolic link that leads out
         of the folder is refused, so a request can neither read nor write anything else.
         """
-        if not _usable_path(name):
-            raise BadInputError(f"{what} must be a file name, got {_short(name)}")
+        if not par.usable_path(name):
+            raise BadInputError(f"{what} must be a file name, got {par.short(name)}")
         folder = self._folder()
         p = Path(name)
         if p.is_absolute() or ".." in p.parts:
@@ -227,7 +217,7 @@ class _Job:
     def field_path(self, name) -> Path:
         """A ``.lipsdf`` to read: an absolute path (the add-on's field cache, an earlier job's
         result) or a name inside the job folder. Fields are only read, never written."""
-        if _usable_path(name) and os.path.isabs(name):
+        if par.usable_path(name) and os.path.isabs(name):
             return Path(name)
         return self.path(name, "field")
 
@@ -238,7 +228,7 @@ class _Job:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.id)[:64]
         name = self.params.get("output") or f"{stem}_{safe}{suffix}"
         if isinstance(name, str) and ("/" in name or "\\" in name or name in (".", "..")):
-            raise BadInputError(f"output must be a plain file name, got {_short(name)}")
+            raise BadInputError(f"output must be a plain file name, got {par.short(name)}")
         p = self.path(name, "output")
         for q in (p, p.with_name(p.name + ".part")):
             if q.is_symlink() or q.is_dir():
@@ -246,7 +236,7 @@ class _Job:
         return p
 
 
-class Server:
+class Server(SurfaceJobs, PictureJobs, GridJobs):
     """Serves requests from ``stdin`` (binary, JSON lines) and answers on ``out`` (text)."""
 
     def __init__(self, stdin, out, parent_pid: int | None = None, share=None):
@@ -255,6 +245,8 @@ class Server:
         self.parent_pid = os.getppid() if parent_pid is None else parent_pid
         self.jobs: queue.Queue = queue.Queue()
         self.fields = FieldCache()
+        # Exact signed distances to recently remeshed fields (jobs with ``exact``), LRU.
+        self.surfaces: collections.OrderedDict = collections.OrderedDict()
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._current: _Job | None = None
@@ -481,20 +473,20 @@ class Server:
 
     def job_train(self, job: _Job):
         p = job.params
-        kind = _choice(p, "kind", "mesh", ("mesh", "points", "curve"))
-        mode = _choice(p, "mode", "signed", ("signed", "unsigned"))
-        seed = _int(p, "seed", 0, 0, 2**63 - 1)
-        thickness = None if p.get("thickness") is None else _number(p, "thickness", 0.0, lo=0)
-        overrides = _overrides(p.get("overrides") or {})
-        normals, noise = _cloud_params(p)
+        kind = par.choice(p, "kind", "mesh", ("mesh", "points", "curve"))
+        mode = par.choice(p, "mode", "signed", ("signed", "unsigned"))
+        seed = par.whole(p, "seed", 0, 0, 2**63 - 1)
+        thickness = None if p.get("thickness") is None else par.number(p, "thickness", 0.0, lo=0)
+        overrides = par.overrides(p.get("overrides") or {})
+        normals, noise = par.cloud_params(p)
         init = self._init_field(job)
-        preset = _text(p, "preset", "balanced")
+        preset = par.text(p, "preset", "balanced")
         base = get_preset(preset, **overrides)
-        device = _text(p, "device", "auto")
+        device = par.text(p, "device", "auto")
         pick_device(device)
         out = job.output("field", ".lipsdf")
-        arrays = _load_input(job, p.get("input", "input.npz"), "the training input")
-        geom = _geometry(kind, arrays)
+        arrays = par.load_input(job, p.get("input", "input.npz"), "the training input")
+        geom = par.geometry_from(kind, arrays)
         self.progress(job, "label", 0, base.steps, None, None, describe(pick_device(device)))
 
         def attempt(scale: float, dev: str) -> Field:
@@ -523,7 +515,7 @@ class Server:
         keys = ("device", "seconds", "seconds_labelling", "seconds_training", "final_loss")
         info = {k: r.get(k) for k in (*keys, "samples", "preset", "cloud")}
         info["summary"] = record_summary(r, noise_given=noise is not None)
-        info["warm_start"] = _warm_info(r.get("warm_start"))
+        info["warm_start"] = par.warm_info(r.get("warm_start"))
         ws = info["warm_start"]
         if ws is not None and not ws["used"]:
             self.log_message(job, "info", f"trained from scratch: {ws['reason']}")
@@ -555,10 +547,35 @@ class Server:
         info.setdefault("cached", []).append(hit)
         return field
 
+    def _exact(self, job: _Job, name, field: Field, info: dict) -> MeshDistance:
+        """The exact signed distance to ``field``'s remesh (the surface ``extract [0]`` gives
+        with the job's ``resolution``, ``detail`` and ``sharp``), kept for the next jobs."""
+        res = self._resolution(job, [field])
+        detail = par.flag(job.params, "detail", True)
+        sharp = par.flag(job.params, "sharp", True)
+        key = (FieldCache.key(job.field_path(name).resolve()), res, detail, sharp)
+        if key in self.surfaces:
+            self.surfaces.move_to_end(key)
+            info["surface_cached"] = True
+            return self.surfaces[key]
+        r = self._extract_with(
+            job,
+            lambda **kw: remesh(field, res, detail=detail, sharp=sharp, **kw),
+            "surface",
+        )
+        if len(r.faces) == 0:
+            raise BadInputError("the field has no surface (its zero level set is empty)")
+        exact = MeshDistance(r.vertices, r.faces)
+        info["surface_cached"] = False
+        self.surfaces[key] = exact
+        while len(self.surfaces) > SURFACES_KEPT:
+            self.surfaces.popitem(last=False)
+        return exact
+
     def _resolution(self, job: _Job, fields) -> int:
         if job.params.get("resolution") is None:
-            return max((_trained_resolution(f) for f in fields), default=256)
-        return _int(job.params, "resolution", 256, *RESOLUTION)
+            return max((par.trained_resolution(f) for f in fields), default=256)
+        return par.whole(job.params, "resolution", 256, *par.RESOLUTION)
 
     def _meshes(self, job: _Job, results, levels, info: dict):
         arrays = {"levels": np.asarray(levels, dtype=np.float64)}
@@ -570,7 +587,7 @@ class Server:
         return {"meshes": str(path.resolve())}, info
 
     def _extract_with(self, job: _Job, fn, phase: str):
-        device = _text(job.params, "device", "auto")
+        device = par.text(job.params, "device", "auto")
         name = describe(pick_device(device))
         self.progress(job, phase, 0, 1, None, None, name)
 
@@ -586,10 +603,10 @@ class Server:
 
     def job_extract(self, job: _Job):
         info: dict = {}
-        levels = _numbers(job.params, "levels", [0.0])
+        levels = par.numbers(job.params, "levels", [0.0])
         if not levels:
             raise BadInputError("an extract job needs at least one level")
-        sp = _surface_params(job.params)
+        sp = par.surface_params(job.params)
         field = self._field(job, job.params.get("field"), info)
         res = self._resolution(job, [field])
         if levels == [0.0]:
@@ -605,11 +622,11 @@ class Server:
 
     def job_offset(self, job: _Job):
         info: dict = {}
-        distances = _numbers(job.params, "distances", [])
+        distances = par.numbers(job.params, "distances", [])
         if not distances:
             raise BadInputError("an offset job needs at least one distance")
-        exact = _flag(job.params, "exact", True)
-        sp = _surface_params(job.params)
+        exact = par.flag(job.params, "exact", True)
+        sp = par.surface_params(job.params)
         field = self._field(job, job.params.get("field"), info)
         res = self._resolution(job, [field])
 
@@ -633,12 +650,12 @@ class Server:
         info: dict = {}
         p = job.params
         names = p.get("fields")
-        if not isinstance(names, list) or not 1 <= len(names) <= MAX_LIST:
-            raise BadInputError(f"fields must be a list of 1 to {MAX_LIST} field files")
-        op = _choice(p, "op", "union", ("union", "intersection", "difference"))
-        blend = _number(p, "blend", 0.0, lo=0)
-        matrices = _matrices(p.get("matrices"), len(names))
-        sp = _surface_params(p)
+        if not isinstance(names, list) or not 1 <= len(names) <= par.MAX_LIST:
+            raise BadInputError(f"fields must be a list of 1 to {par.MAX_LIST} field files")
+        op = par.choice(p, "op", "union", ("union", "intersection", "difference"))
+        blend = par.number(p, "blend", 0.0, lo=0)
+        matrices = par.matrices(p.get("matrices"), len(names))
+        sp = par.surface_params(p)
         fields = [self._field(job, n, info) for n in names]
         res = self._resolution(job, fields)
 
@@ -658,259 +675,3 @@ class Server:
 
         results = self._extract_with(job, run, "csg")
         return self._meshes(job, results, [0.0], info)
-
-    def job_sample(self, job: _Job):
-        info: dict = {}
-        p = job.params
-        n = _int(p, "n", 1000, 1, MAX_POINTS)
-        level = _number(p, "level", 0.0)
-        seed = _int(p, "seed", 0, 0, 2**63 - 1)
-        resolution = _int(p, "resolution", 64, *RESOLUTION)
-        field = self._field(job, p.get("field"), info)
-        self.progress(job, "sample", 0, 1, None, None, "CPU")
-        P_ = sample_surface_points(field, n, level=level, seed=seed, resolution=resolution)
-        path = P.save_arrays(job.output("points", ".npz"), points=P_)
-        return {"points": str(path.resolve())}, info
-
-    def job_project(self, job: _Job):
-        info: dict = {}
-        p = job.params
-        level = _number(p, "level", 0.0)
-        iterations = _int(p, "iterations", 10, 0, MAX_ITERATIONS)
-        field = self._field(job, p.get("field"), info)
-        arrays = _load_input(job, p.get("points", "points_in.npz"), "the points to project")
-        if "points" not in arrays:
-            raise BadInputError("the points file has no array named 'points'")
-        pts = arrays["points"]
-        if (
-            pts.ndim != 2
-            or pts.shape[1:] != (3,)
-            or pts.dtype.kind not in "iuf"
-            or not np.isfinite(pts).all()
-        ):
-            raise BadInputError("the points must be an (n, 3) array of finite numbers")
-        self.progress(job, "project", 0, 1, None, None, "CPU")
-        Q = project(field, pts.astype(np.float64), level=level, iterations=iterations)
-        path = P.save_arrays(job.output("projected", ".npz"), points=Q)
-        return {"points": str(path.resolve())}, info
-
-
-#: Accepted ranges of the size-setting params: a request may not make the worker allocate or
-#: loop without bound (the add-on's own resolution slider stops at 2048).
-RESOLUTION = (2, 4096)
-MAX_POINTS = 10_000_000
-MAX_ITERATIONS = 1000
-MAX_LIST = 256
-#: Bytes of arrays one input ``.npz`` may hold (a compressed file may claim far more than it
-#: has on disk; its array headers are checked against this before anything is allocated).
-MAX_INPUT_BYTES = 4 << 30
-
-
-def _short(value) -> str:
-    """A value for a one-line message: its repr, cut."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _int(params: dict, key: str, default: int, lo: int, hi: int) -> int:
-    v = params.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise BadInputError(f"{key} must be a whole number from {lo} to {hi}, got {_short(v)}")
-    return v
-
-
-def _is_number(v) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
-
-
-def _number(params: dict, key: str, default: float, lo: float = -math.inf) -> float:
-    v = params.get(key, default)
-    if not _is_number(v) or v < lo or abs(v) > 1e30:
-        bound = "" if lo == -math.inf else f" >= {lo:g}"
-        raise BadInputError(f"{key} must be a finite number{bound}, got {_short(v)}")
-    return float(v)
-
-
-def _numbers(params: dict, key: str, default: list) -> list[float]:
-    v = params.get(key, default)
-    if (
-        not isinstance(v, list)
-        or len(v) > MAX_LIST
-        or not all(_is_number(x) and abs(x) <= 1e30 for x in v)
-    ):
-        raise BadInputError(
-            f"{key} must be a list of at most {MAX_LIST} finite numbers, got {_short(v)}"
-        )
-    return [float(x) for x in v]
-
-
-def _flag(params: dict, key: str, default: bool) -> bool:
-    v = params.get(key, default)
-    if not isinstance(v, bool):
-        raise BadInputError(f"{key} must be true or false, got {_short(v)}")
-    return v
-
-
-def _text(params: dict, key: str, default: str) -> str:
-    v = params.get(key, default)
-    if not isinstance(v, str):
-        raise BadInputError(f"{key} must be a string, got {_short(v)}")
-    return v
-
-
-def _choice(params: dict, key: str, default: str, choices: tuple[str, ...]) -> str:
-    v = params.get(key, default)
-    if not isinstance(v, str) or v not in choices:
-        raise BadInputError(f"{key} must be one of {', '.join(choices)}, got {_short(v)}")
-    return v
-
-
-def _matrices(value, n: int) -> list[np.ndarray] | None:
-    """``None`` or one finite 4x4 matrix (nested lists) per field."""
-    if value is None:
-        return None
-    ok = isinstance(value, list) and len(value) == n
-    ok = ok and all(
-        isinstance(m, list)
-        and len(m) == 4
-        and all(isinstance(r, list) and len(r) == 4 and all(map(_is_number, r)) for r in m)
-        for m in value
-    )
-    if not ok:
-        raise BadInputError(
-            f"matrices must be one 4x4 list of finite numbers per field ({n}), got {_short(value)}"
-        )
-    return [np.asarray(m, dtype=np.float64) for m in value]
-
-
-def _trained_resolution(field: Field) -> int:
-    """The resolution a field's preset suggests (256 when its record has no usable one)."""
-    settings = field.record.get("settings")
-    res = settings.get("resolution") if isinstance(settings, dict) else None
-    ok = isinstance(res, int) and not isinstance(res, bool)
-    return res if ok and RESOLUTION[0] <= res <= RESOLUTION[1] else 256
-
-
-def _warm_info(ws: dict | None) -> dict | None:
-    """The record's ``warm_start`` for a result's ``info`` (the facts the panel shows)."""
-    if ws is None:
-        return None
-    keys = ("used", "from", "reason", "steps", "cold_steps", "samples", "relabelled", "labels")
-    return {k: ws[k] for k in (*keys, "labels_reason") if k in ws}
-
-
-def _cloud_params(params: dict) -> tuple[str, float | None]:
-    """``normals`` (``auto``/``estimate``, default auto) and ``noise`` (object units or
-    ``None``: estimated) of a train job; meshes and curves ignore both."""
-    normals = params.get("normals", "auto")
-    if not isinstance(normals, str) or normals not in NORMALS_CHOICES:
-        raise BadInputError(
-            f"normals must be one of {', '.join(NORMALS_CHOICES)} (use the cloud's own normals "
-            f"or estimate them), got {_short(normals)}"
-        )
-    noise = params.get("noise")
-    if noise is None:
-        return normals, None
-    if not _is_number(noise) or noise < 0 or noise > 1e30:
-        raise BadInputError(
-            "noise must be a distance >= 0 in object units, or null to estimate it; "
-            f"got {_short(noise)}"
-        )
-    return normals, float(noise)
-
-
-def _surface_params(params: dict) -> dict:
-    """``detail`` and ``sharp`` (default on) and ``faces`` (target face count, default 0)."""
-    return {
-        "detail": _flag(params, "detail", True),
-        "sharp": _flag(params, "sharp", True),
-        "faces": _int(params, "faces", 0, 0, 2**31 - 1),
-    }
-
-
-def _load_input(job: _Job, name, what: str) -> dict:
-    path = job.path(name, what)
-    if not path.is_file():
-        raise BadInputError(f"{what} file {path.name} does not exist in the job folder")
-    try:
-        return read_npz(path, MAX_INPUT_BYTES)
-    except (ValueError, OSError) as exc:
-        raise BadInputError(f"{what} file {path.name} is not a readable .npz: {exc}") from None
-
-
-def _geometry(kind: str, a: dict) -> Geometry:
-    if "vertices" not in a:
-        raise BadInputError("the input has no 'vertices' array")
-    if kind == "mesh":
-        if "faces" not in a:
-            raise BadInputError("a mesh input needs a 'faces' array")
-        g = Geometry.mesh(a["vertices"], a["faces"])
-    elif kind == "points":
-        g = Geometry.points(a["vertices"], a.get("normals"))
-    elif kind == "curve":
-        if "edges" not in a:
-            raise BadInputError("a curve input needs an 'edges' array")
-        g = Geometry.curve(a["vertices"], a["edges"])
-    else:
-        raise BadInputError(f"unknown geometry kind {kind!r}; use mesh, points or curve")
-    return g.validate()
-
-
-_PRESET_FIELDS = {f.name for f in dataclass_fields(Preset)} - {"name"}
-_SAMPLE_FIELDS = {f.name for f in dataclass_fields(SampleConfig)}
-#: Overridable settings that size memory or time, and the ranges accepted for them.
-_INT_RANGES = {
-    "depth": (1, 256),
-    "width": (1, 4096),
-    "steps": (1, 100_000_000),
-    "batch_size": (1, 1 << 24),
-    "resolution": RESOLUTION,
-    "n_uniform": (0, 100_000_000),
-    "n_surface": (0, 100_000_000),
-}
-
-
-def _setting(key: str, value, default):
-    """One preset or sample setting, of the type of its default."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        lo, hi = _INT_RANGES.get(key, (-(2**63), 2**63 - 1))
-        ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
-    elif isinstance(default, float):
-        ok = _is_number(value) and abs(value) <= 1e30
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, tuple):  # sigmas
-        ok = isinstance(value, list) and 0 < len(value) <= 16
-        ok = ok and all(_is_number(x) and 0 < x <= 1e30 for x in value)
-        value = tuple(float(x) for x in value) if ok else value
-    else:
-        ok = False
-    if not ok:
-        raise BadInputError(f"the setting {key} cannot be {_short(value)}")
-    return float(value) if isinstance(default, float) else value
-
-
-def _overrides(ov: dict) -> dict:
-    if not isinstance(ov, dict):
-        raise BadInputError("overrides must be a JSON object of preset settings")
-    unknown = set(ov) - _PRESET_FIELDS
-    if unknown:
-        raise BadInputError(
-            f"unknown preset settings {sorted(unknown)}; use some of {sorted(_PRESET_FIELDS)}"
-        )
-    defaults = PRESETS["fast"]
-    out = {}
-    for k, v in ov.items():
-        if k == "samples":
-            if not isinstance(v, dict):
-                raise BadInputError("the setting samples must be a JSON object")
-            bad = set(v) - _SAMPLE_FIELDS
-            if bad:
-                raise BadInputError(f"unknown sample settings {sorted(bad)}")
-            base = SampleConfig()
-            out[k] = SampleConfig(**{n: _setting(n, x, getattr(base, n)) for n, x in v.items()})
-        else:
-            out[k] = _setting(k, v, getattr(defaults, k))
-    return out
