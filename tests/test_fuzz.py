@@ -56,6 +56,7 @@ from lipsdf_blender.core.geometry import Geometry
 from lipsdf_blender.core.io import load_geometry
 from lipsdf_blender.core.network import LipschitzMLP
 from lipsdf_blender.worker import protocol as P
+from lipsdf_blender.worker import jobs_grid, jobs_picture, jobs_surface
 from lipsdf_blender.worker import server as S
 
 SAMPLE = settings.get_profile("lipsdf-fuzz-sample")
@@ -927,12 +928,18 @@ class StandIns:
         return tiny_field()
 
 
+WORKER_MODULES = (S, jobs_surface, jobs_picture, jobs_grid)
+
+
 @pytest.fixture(scope="module")
 def stand_ins():
     mp = pytest.MonkeyPatch()
+    # Each core call is replaced in every worker module that imports it (the job mixins too).
     for name in ("remesh", "extract_levels", "offset_surfaces", "combine_surfaces",
                  "sample_surface_points", "project", "train_field"):  # fmt: skip
-        mp.setattr(S, name, getattr(StandIns, name))
+        for module in WORKER_MODULES:
+            if hasattr(module, name):
+                mp.setattr(module, name, getattr(StandIns, name))
     mp.setattr(S, "decimate_results", lambda results, faces: None)
     yield
     mp.undo()
