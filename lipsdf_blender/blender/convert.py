@@ -230,10 +230,89 @@ def new_mesh_object(context, name: str, vertices, faces, matrix=None, like=None)
     return obj
 
 
+def new_points_object(context, name: str, points, normals=None, matrix=None):
+    """A new point cloud object (``normal`` point attribute) in the LipSDF collection.
+
+    Built as a mesh of loose vertices (what a PLY import makes of a scan), then converted to
+    a Point Cloud object where this Blender can (5.0 and later); the add-on reads both as a
+    point cloud.
+    """
+    P = np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 3)
+    me = bpy.data.meshes.new(name)
+    try:
+        me.vertices.add(len(P))
+        me.vertices.foreach_set("co", P.ravel())
+        if normals is not None:
+            attr = me.attributes.new("normal", "FLOAT_VECTOR", "POINT")
+            N = np.ascontiguousarray(normals, dtype=np.float32).reshape(-1, 3)
+            attr.data.foreach_set("vector", N.ravel())
+        me.update()
+        obj = bpy.data.objects.new(name, me)
+    except Exception:
+        bpy.data.meshes.remove(me)
+        raise
+    if matrix is not None:
+        obj.matrix_world = matrix
+    result_collection(context).objects.link(obj)
+    return _to_pointcloud(context, obj)
+
+
+def _to_pointcloud(context, obj):
+    """``obj`` (loose vertices) as a Point Cloud object, or as it is where it cannot be."""
+    if bpy.app.version < (4, 3, 0):  # no Convert > Point Cloud before 4.3
+        return obj
+    before = obj.data
+    try:
+        with context.temp_override(
+            active_object=obj, object=obj, selected_objects=[obj],
+            selected_editable_objects=[obj],
+        ):  # fmt: skip
+            bpy.ops.object.convert(target="POINTCLOUD")
+    except RuntimeError:
+        return obj
+    if obj.type == "POINTCLOUD":
+        attrs = obj.data.attributes
+        if attrs.get(".select_vert") is not None:
+            attrs.remove(attrs[".select_vert"])
+        if before.users == 0:
+            bpy.data.meshes.remove(before)
+    return obj
+
+
+def mesh_vertices(obj, world: bool = False) -> np.ndarray:
+    """The vertices of ``obj``'s own mesh (before modifiers), ``(n, 3)`` float64, in object
+    or world coordinates: where attributes written on that mesh belong."""
+    me = obj.data
+    V = _read(me.vertices, "co", len(me.vertices), 3, np.float32).astype(np.float64)
+    if world:
+        M = np.array(obj.matrix_world, dtype=np.float64)
+        V = V @ M[:3, :3].T + M[:3, 3]
+    return V
+
+
+def set_point_attribute(me, name: str, values) -> object:
+    """Write a per-vertex attribute (``(n,)`` float, ``(n, 3)`` vector or ``(n, 4)`` colour),
+    replacing one of that name; returns it."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    kind, prop = {1: ("FLOAT", "value"), 3: ("FLOAT_VECTOR", "vector")}.get(
+        values.shape[1] if values.ndim == 2 else 1, ("FLOAT_COLOR", "color")
+    )
+    old = me.attributes.get(name)
+    if old is not None:
+        me.attributes.remove(old)
+    attr = me.attributes.new(name, kind, "POINT")
+    attr.data.foreach_set(prop, values.ravel())
+    return attr
+
+
+_DATA = {"MESH": "meshes", "POINTCLOUD": "pointclouds", "VOLUME": "volumes", "IMAGE": "images"}
+
+
 def remove_objects(objects) -> None:
-    """Delete objects made by a run that then failed, with their meshes."""
+    """Delete objects made by a run that then failed, with their data (meshes, point clouds,
+    volumes)."""
     for obj in objects:
-        me = obj.data
+        data = obj.data
         bpy.data.objects.remove(obj)
-        if me is not None and me.users == 0:
-            bpy.data.meshes.remove(me)
+        if data is not None and data.users == 0:
+            getattr(bpy.data, _DATA.get(data.id_type, "meshes")).remove(data)

@@ -174,6 +174,9 @@ class Outcome:
     trained: dict[str, Trained] = field(default_factory=dict)
     meshes: dict[str, list] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: The field tools' results by name: the arrays of their result file and their ``info``.
+    arrays: dict[str, dict] = field(default_factory=dict)
+    info: dict[str, dict] = field(default_factory=dict)
 
 
 CSG_RESULT = "<csg>"
@@ -291,6 +294,160 @@ def plan_csg(sources: list[Source], s: Settings, op: str, blend: float = 0.0) ->
     )
     result = yield Request(P.CSG, params, label=f"{sources[0].name}: {op}")
     outcome.meshes[CSG_RESULT] = P.load_meshes(result["files"]["meshes"])
+    return outcome
+
+
+def _collect(outcome: Outcome, key: str, result: dict, file: str) -> None:
+    """Keep a tool's result arrays (its ``file``) and ``info`` under ``key``."""
+    outcome.arrays[key] = P.load_arrays(result["files"][file])
+    outcome.info[key] = dict(result.get("info") or {})
+
+
+def _matrix(src: Source) -> list:
+    return (np.eye(4) if src.matrix is None else np.asarray(src.matrix, dtype=float)).tolist()
+
+
+def _tool_params(s: Settings, **params) -> dict:
+    """What the tools that measure the remeshed surface take from the settings."""
+    params["detail"] = bool(s.detail)
+    params["sharp"] = bool(s.sharp)
+    if s.resolution:
+        params["resolution"] = int(s.resolution)
+    return params
+
+
+def plan_points(sources: list[Source], s: Settings, n: int, level: float = 0.0) -> Plan:
+    """Train where needed, then ``n`` evenly spread points (and normals) on each field's level
+    set ``level`` (object units), in the object's own frame: ``arrays[name]``."""
+    outcome = Outcome()
+    files = yield from _fields(sources, s, outcome)
+    for src in sources:
+        params = {"field": files[src.name], "n": int(n), "level": float(level), "seed": s.seed}
+        if s.resolution:
+            params["resolution"] = int(s.resolution)
+        result = yield Request(P.SAMPLE, params, label=f"{src.name}: placing points")
+        _collect(outcome, src.name, result, "points")
+    return outcome
+
+
+def plan_project(
+    source: Source, targets: dict, s: Settings, level: float = 0.0, iterations: int = 100
+) -> Plan:
+    """Train ``source`` where needed, then move every target's points (world space, ``targets``:
+    name -> (n, 3)) onto its field's level set ``level`` (world units): ``arrays[target]``."""
+    outcome = Outcome()
+    files = yield from _fields([source], s, outcome)
+    for name, points in targets.items():
+        params = {
+            "field": files[source.name],
+            "points": "points_in.npz",
+            "level": float(level),
+            "iterations": int(iterations),
+            "matrix": _matrix(source),
+        }
+        arrays = {"points": np.asarray(points, dtype=np.float64)}
+        result = yield Request(P.PROJECT, params, arrays, f"{name}: projecting onto {source.name}")
+        _collect(outcome, name, result, "points")
+    return outcome
+
+
+def plan_query(source: Source, targets: dict, s: Settings, exact: bool = True) -> Plan:
+    """Train ``source`` where needed, then its signed distance and gradient at every target's
+    points (world space, ``targets``: name -> (n, 3)), in world units: ``arrays[target]``."""
+    outcome = Outcome()
+    files = yield from _fields([source], s, outcome)
+    for name, points in targets.items():
+        params = _tool_params(
+            s, field=files[source.name], points="points_in.npz", matrix=_matrix(source)
+        )
+        params["exact"] = bool(exact)
+        arrays = {"points": np.asarray(points, dtype=np.float64)}
+        result = yield Request(P.QUERY, params, arrays, f"{name}: distance to {source.name}")
+        _collect(outcome, name, result, "values")
+    return outcome
+
+
+def plan_thickness(sources: list[Source], points: dict, s: Settings, exact: bool = True) -> Plan:
+    """Train where needed, then the wall thickness of each source at ``points[name]`` (its own
+    vertices, object units): ``arrays[name]["thickness"]``."""
+    outcome = Outcome()
+    files = yield from _fields(sources, s, outcome)
+    for src in sources:
+        params = _tool_params(s, field=files[src.name], points="points_in.npz", exact=bool(exact))
+        arrays = {"points": np.asarray(points[src.name], dtype=np.float64)}
+        result = yield Request(P.THICKNESS, params, arrays, f"{src.name}: measuring walls")
+        _collect(outcome, src.name, result, "values")
+    return outcome
+
+
+def plan_hollow(sources: list[Source], s: Settings, wall: float) -> Plan:
+    """Train where needed, then each object's shell of wall thickness ``wall`` (object units):
+    ``meshes[name]`` (one closed mesh) and ``info[name]`` (volumes)."""
+    wall = float(wall)
+    if not wall > 0:
+        raise BadInputError(f"the wall thickness must be positive, got {wall:g}")
+    outcome = Outcome()
+    files = yield from _fields(sources, s, outcome)
+    for src in sources:
+        params = _tool_params(s, field=files[src.name], wall=wall, faces=int(s.faces))
+        result = yield Request(P.HOLLOW, params, label=f"{src.name}: hollowing")
+        outcome.meshes[src.name] = P.load_meshes(result["files"]["meshes"])
+        outcome.info[src.name] = dict(result.get("info") or {})
+    return outcome
+
+
+def plan_slice(source: Source, s: Settings, plane, pixels, spacing: float) -> Plan:
+    """Train where needed, then the field on a plane (``plane``: 4x4, the plane's [-1, 1]^2 to
+    world) as pictures of ``pixels`` = (w, h): ``arrays[name]``."""
+    outcome = Outcome()
+    files = yield from _fields([source], s, outcome)
+    params = {
+        "field": files[source.name],
+        "matrix": _matrix(source),
+        "plane": np.asarray(plane, dtype=float).tolist(),
+        "pixels": [int(pixels[0]), int(pixels[1])],
+        "spacing": float(spacing),
+    }
+    result = yield Request(P.SLICE, params, label=f"{source.name}: slicing")
+    _collect(outcome, source.name, result, "image")
+    return outcome
+
+
+PREVIEW = "<preview>"
+
+
+def plan_render(sources: list[Source], s: Settings, camera: dict, op="union", blend=0.0) -> Plan:
+    """Train where needed, then sphere-trace the fields (combined by ``op``, world space) from
+    ``camera`` (see the protocol's ``render``): ``arrays[PREVIEW]``."""
+    if op not in CSG_OPS:
+        raise BadInputError(f"unknown CSG operation {op!r}; use one of {', '.join(CSG_OPS)}")
+    outcome = Outcome()
+    files = yield from _fields(sources, s, outcome)
+    params = {
+        "fields": [files[x.name] for x in sources],
+        "matrices": [_matrix(x) for x in sources],
+        "op": op,
+        "blend": float(blend),
+        "camera": camera,
+    }
+    label = f"{sources[0].name}: sphere tracing" if len(sources) == 1 else "sphere tracing"
+    result = yield Request(P.RENDER, params, label=label)
+    _collect(outcome, PREVIEW, result, "image")
+    return outcome
+
+
+def plan_grid(sources: list[Source], s: Settings, voxels: dict, band: float, exact=True) -> Plan:
+    """Train where needed, then each field's narrow band on a grid of ``voxels[name]`` (object
+    units), ``band`` voxels wide: ``arrays[name]`` (``ijk``, ``values``, ``voxel``)."""
+    outcome = Outcome()
+    files = yield from _fields(sources, s, outcome)
+    for src in sources:
+        voxel = float(voxels[src.name])
+        params = _tool_params(
+            s, field=files[src.name], voxel=voxel, band=float(band), exact=bool(exact)
+        )
+        result = yield Request(P.GRID, params, label=f"{src.name}: sampling the grid")
+        _collect(outcome, src.name, result, "grid")
     return outcome
 
 

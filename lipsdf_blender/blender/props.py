@@ -142,10 +142,193 @@ def csg_properties() -> dict:
     }
 
 
+AS_ITEMS = (
+    ("OBJECT", "New Object", "A copy of the mesh with its vertices on the level set"),
+    ("SHAPE_KEY", "Shape Key", "A copy of the mesh with a shape key that moves its vertices"),
+)
+PLACEMENT_ITEMS = (
+    ("X", "X", "A plane across the X axis through the 3D cursor"),
+    ("Y", "Y", "A plane across the Y axis through the 3D cursor"),
+    ("Z", "Z", "A plane across the Z axis through the 3D cursor"),
+    ("SELECTED", "Selected Plane", "The other selected object's XY plane, at its size"),
+)
+PREVIEW_OP_ITEMS = OP_ITEMS
+
+
+def points_properties() -> dict:
+    return {
+        "count": IntProperty(
+            name="Points",
+            description="How many points to place",
+            default=5000,
+            min=1,
+            soft_max=1_000_000,
+        ),
+        "level": FloatProperty(
+            name="Level",
+            description="Distance of the level set from the surface, in object units "
+            "(0: the surface; negative: inside)",
+            default=0.0,
+            precision=4,
+        ),
+    }
+
+
+def project_properties() -> dict:
+    return {
+        "level": FloatProperty(
+            name="Level",
+            description="Distance of the level set from the active object's surface, in world "
+            "units (0: onto the surface)",
+            default=0.0,
+            precision=4,
+        ),
+        "result": EnumProperty(name="Result", items=AS_ITEMS, default="OBJECT"),
+        "iterations": IntProperty(
+            name="Steps",
+            description="Most steps per vertex; each moves by the field's value, so it never "
+            "crosses the level set",
+            default=100,
+            min=1,
+            max=1000,
+        ),
+    }
+
+
+def exact_property(what: str) -> dict:
+    return {
+        "exact": BoolProperty(
+            name="Exact",
+            description=f"{what} from the remeshed surface's exact distance; off: the field "
+            "itself, a lower bound of the distance",
+            default=True,
+        )
+    }
+
+
+def thickness_properties() -> dict:
+    return {
+        **exact_property("Measure the walls"),
+        "min_wall": FloatProperty(
+            name="Minimum Wall",
+            description="Walls thinner than this show red, up to twice it yellow to green "
+            "(object units)",
+            default=0.02,
+            min=0.0,
+            precision=4,
+        ),
+        "show": BoolProperty(
+            name="Show in Material",
+            description="Give the objects a material that colours the thickness",
+            default=True,
+        ),
+    }
+
+
+def hollow_properties() -> dict:
+    return {
+        "wall": FloatProperty(
+            name="Wall",
+            description="Wall thickness of the hollow shell, in object units",
+            default=0.05,
+            min=1e-6,
+            precision=4,
+        )
+    }
+
+
+def slice_properties() -> dict:
+    return {
+        "placement": EnumProperty(name="Plane", items=PLACEMENT_ITEMS, default="Z"),
+        "pixels": IntProperty(
+            name="Pixels",
+            description="Pixels along the longer side of the picture",
+            default=512,
+            min=16,
+            max=4096,
+        ),
+        "spacing": FloatProperty(
+            name="Isolines",
+            description="Distance between isolines, in world units (0: none)",
+            default=0.05,
+            min=0.0,
+            precision=4,
+        ),
+    }
+
+
+def preview_properties() -> dict:
+    return {
+        "operation": EnumProperty(
+            name="Operation",
+            items=PREVIEW_OP_ITEMS,
+            default="union",
+            description="How the selected objects' fields combine (the active one first)",
+        ),
+        "blend": FloatProperty(
+            name="Blend Radius",
+            description="Radius of a smooth blend, in world units (0: sharp)",
+            default=0.0,
+            min=0.0,
+            soft_max=1.0,
+        ),
+        "size": IntProperty(
+            name="Size",
+            description="Pixels along the longer side; the shape is the scene's render "
+            "resolution's",
+            default=512,
+            min=16,
+            max=4096,
+        ),
+    }
+
+
+def grid_properties() -> dict:
+    return {
+        **exact_property("Grid values"),
+        "voxel": FloatProperty(
+            name="Voxel Size",
+            description="Voxel size in object units (0: 1/200 of the object's longest side)",
+            default=0.0,
+            min=0.0,
+            precision=4,
+        ),
+        "band": FloatProperty(
+            name="Band",
+            description="Half-width of the narrow band, in voxels",
+            default=3.0,
+            min=1.0,
+            max=64.0,
+        ),
+    }
+
+
+def _tool_settings() -> dict:
+    """The scene's copies of the tools' settings, each prefixed by its tool."""
+    out = {}
+    for prefix, group in (
+        ("points_", points_properties),
+        ("project_", project_properties),
+        ("thickness_", thickness_properties),
+        ("hollow_", hollow_properties),
+        ("slice_", slice_properties),
+        ("preview_", preview_properties),
+        ("grid_", grid_properties),
+    ):
+        out.update({prefix + k: v for k, v in group().items()})
+    out["distance_exact"] = exact_property("Distances")["exact"]
+    return out
+
+
 class LIPSDF_PG_settings(bpy.types.PropertyGroup):
     """Settings the sidebar panel hands to the operators (``scene.lipsdf``)."""
 
-    __annotations__ = {**settings_properties(), **offset_properties(), **csg_properties()}
+    __annotations__ = {
+        **settings_properties(),
+        **offset_properties(),
+        **csg_properties(),
+        **_tool_settings(),
+    }
 
 
 class LIPSDF_PG_field(bpy.types.PropertyGroup):

@@ -7,6 +7,16 @@ import bpy
 from . import convert, fields, operators
 
 OPERATORS = ("lipsdf.train", "lipsdf.remesh", "lipsdf.offset", "lipsdf.csg", "lipsdf.cancel")
+TOOLS = (
+    ("lipsdf.surface_points", "POINTCLOUD_DATA"),
+    ("lipsdf.project", "MOD_SHRINKWRAP"),
+    ("lipsdf.distance_attributes", "DRIVER_DISTANCE"),
+    ("lipsdf.thickness", "MOD_THICKNESS"),
+    ("lipsdf.hollow", "MOD_SOLIDIFY"),
+    ("lipsdf.slice", "MESH_PLANE"),
+    ("lipsdf.preview", "RENDER_STILL"),
+    ("lipsdf.sdf_volume", "VOLUME_DATA"),
+)
 
 
 class LIPSDF_MT_object(bpy.types.Menu):
@@ -21,6 +31,9 @@ class LIPSDF_MT_object(bpy.types.Menu):
         layout.operator("lipsdf.remesh", icon="MESH_ICOSPHERE")
         layout.operator("lipsdf.offset", icon="MOD_SOLIDIFY")
         layout.operator_menu_enum("lipsdf.csg", "operation", icon="MOD_BOOLEAN")
+        layout.separator()
+        for idname, icon in TOOLS:
+            layout.operator(idname, icon=icon)
         layout.separator()
         layout.operator("lipsdf.cancel", icon="CANCEL")
 
@@ -153,7 +166,53 @@ class LIPSDF_PT_main(bpy.types.Panel):
         _pass_settings(op, s, "operation", "smooth", "blend")
 
 
-classes = (LIPSDF_MT_object, LIPSDF_PT_main)
+def _tool(layout, s, idname: str, icon: str, prefix: str, keys, text=None):
+    """One tool's settings (the scene's ``prefix + key``) and its button."""
+    box = layout.box()
+    col = box.column(align=True)
+    for key in keys:
+        col.prop(s, prefix + key)
+    op = box.operator(idname, icon=icon, text=text) if text else box.operator(idname, icon=icon)
+    _pass_settings(op, s)
+    for key in keys:
+        setattr(op, key, getattr(s, prefix + key))
+
+
+class LIPSDF_PT_tools(bpy.types.Panel):
+    """The field tools: queries, printing checks, pictures and the hand-over to SDF grids"""
+
+    bl_idname = "LIPSDF_PT_tools"
+    bl_label = "Field Tools"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "LipSDF"
+    bl_parent_id = "LIPSDF_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.lipsdf
+        icons = dict(TOOLS)
+        col = layout.column(align=True)
+        col.label(text="Active: the field · others: the targets", icon="INFO")
+        _tool(layout, s, "lipsdf.surface_points", icons["lipsdf.surface_points"], "points_",
+              ("count", "level"))  # fmt: skip
+        _tool(layout, s, "lipsdf.project", icons["lipsdf.project"], "project_",
+              ("level", "result", "iterations"))  # fmt: skip
+        _tool(layout, s, "lipsdf.distance_attributes", icons["lipsdf.distance_attributes"],
+              "distance_", ("exact",))  # fmt: skip
+        _tool(layout, s, "lipsdf.thickness", icons["lipsdf.thickness"], "thickness_",
+              ("min_wall", "exact", "show"))  # fmt: skip
+        _tool(layout, s, "lipsdf.hollow", icons["lipsdf.hollow"], "hollow_", ("wall",))
+        _tool(layout, s, "lipsdf.slice", icons["lipsdf.slice"], "slice_",
+              ("placement", "pixels", "spacing"))  # fmt: skip
+        _tool(layout, s, "lipsdf.preview", icons["lipsdf.preview"], "preview_",
+              ("operation", "blend", "size"))  # fmt: skip
+        _tool(layout, s, "lipsdf.sdf_volume", icons["lipsdf.sdf_volume"], "grid_",
+              ("voxel", "band", "exact"))  # fmt: skip
+
+
+classes = (LIPSDF_MT_object, LIPSDF_PT_main, LIPSDF_PT_tools)
 
 
 def register() -> None:

@@ -1,4 +1,4 @@
-"""The LipSDF operators: train, remesh, offset, csg and cancel.
+"""What every LipSDF operator shares: the job it runs, its settings, its progress, its result.
 
 Each operator copies its properties into a :class:`~.jobs.Settings`, turns the selected
 objects into :class:`~.jobs.Source` arrays and runs a plan on the worker. ``invoke`` (the
@@ -16,22 +16,13 @@ import sys
 import time
 
 import bpy
+import numpy as np
 from bpy.props import StringProperty
 
-from ..core.errors import BadInputError, CancelledError, LipSDFError
-from . import convert, fields, prefs
-from .jobs import (
-    CSG_RESULT,
-    Job,
-    Settings,
-    Status,
-    count_requests,
-    plan_csg,
-    plan_offset,
-    plan_remesh,
-    plan_train,
-)
-from .props import csg_properties, offset_properties, settings_properties
+from ...core.errors import BadInputError, CancelledError, LipSDFError
+from .. import convert, fields, prefs
+from ..jobs import Job, Settings, Status, count_requests
+from ..props import settings_properties
 
 SETTINGS_KEYS = (
     "preset",
@@ -47,7 +38,6 @@ SETTINGS_KEYS = (
     "noise",
     "warm_start",
 )
-CSG_SYMBOLS = {"union": "∪", "intersection": "∩", "difference": "∖"}
 #: Seconds the Cancel operator waits for the worker to confirm.
 CANCEL_WAIT = 3.0
 
@@ -123,6 +113,9 @@ class _JobOperator:
     reuse_fields = True
     #: Why a non-uniform scale is refused (``None``: it is fine).
     uniform_scale_for: str | None = None
+    #: A tool's own settings, kept in the scene as ``scene_prefix + key``.
+    tool_keys: tuple[str, ...] = ()
+    scene_prefix: str = ""
 
     @classmethod
     def poll(cls, context):
@@ -150,6 +143,10 @@ class _JobOperator:
 
     def build(self, context, outcome, made: list) -> None:
         """Make the result objects, appending each to ``made`` as soon as it exists."""
+
+    def gather(self, context, objs: list) -> None:
+        """Read what the plan needs besides the objects' fields (other objects' vertices,
+        the camera, a plane) before the job starts; raise :class:`BadInputError` to refuse."""
 
     # -- shared machinery -----------------------------------------------------------------
     def settings(self) -> Settings:
@@ -183,6 +180,7 @@ class _JobOperator:
         if not objs:
             raise BadInputError("select a mesh, curve or point cloud object first")
         settings = self.settings()
+        self.gather(context, objs)
         depsgraph = context.evaluated_depsgraph_get()
         cache = prefs.cache_dir()
         sources = []
@@ -214,6 +212,9 @@ class _JobOperator:
         for key in SETTINGS_KEYS + tuple(getattr(self, "scene_keys", ())):
             if scene_settings is not None and not self.properties.is_property_set(key):
                 setattr(self, key, getattr(scene_settings, key))
+        for key in self.tool_keys:  # the scene keeps them as <prefix><key>
+            if scene_settings is not None and not self.properties.is_property_set(key):
+                setattr(self, key, getattr(scene_settings, self.scene_prefix + key))
         if bpy.app.background:
             return self.execute(context)
         try:
@@ -340,125 +341,6 @@ def _with_settings(*groups):
     return decorate
 
 
-@_with_settings()
-class LIPSDF_OT_train(_JobOperator, bpy.types.Operator):
-    """Train a distance field for each selected mesh, point cloud or curve and keep it with
-    the object (signed for surfaces and clouds, unsigned for curves)"""
-
-    bl_idname = "lipsdf.train"
-    bl_label = "Train Field"
-    reuse_fields = False
-
-    def plan(self, sources, settings):
-        return plan_train(sources, settings)
-
-    def stages(self, sources) -> int:
-        return len(sources)
-
-
-@_with_settings()
-class LIPSDF_OT_remesh(_JobOperator, bpy.types.Operator):
-    """New object from the zero level set of each selected object's field: a clean, closed
-    remesh (trains the field first when there is none)"""
-
-    bl_idname = "lipsdf.remesh"
-    bl_label = "Remesh"
-
-    def plan(self, sources, settings):
-        return plan_remesh(sources, settings)
-
-    def build(self, context, outcome, made):
-        for name in self._names:
-            src = bpy.data.objects.get(name)
-            V, F, _ = outcome.meshes[name][0]
-            matrix = src.matrix_world.copy() if src is not None else None
-            made.append(convert.new_mesh_object(context, f"{name}.remesh", V, F, matrix, src))
-
-
-@_with_settings(offset_properties)
-class LIPSDF_OT_offset(_JobOperator, bpy.types.Operator):
-    """New objects at one or several distances from each selected object's surface, in object
-    units (negative = inward; trains the field first when there is none)"""
-
-    bl_idname = "lipsdf.offset"
-    bl_label = "Offset"
-    uniform_scale_for = "its offsets"
-    scene_keys = ("distances", "exact")
-
-    def plan(self, sources, settings):
-        return plan_offset(sources, settings, parse_distances(self.distances), self.exact)
-
-    def build(self, context, outcome, made):
-        for name in self._names:
-            src = bpy.data.objects.get(name)
-            matrix = src.matrix_world.copy() if src is not None else None
-            for V, F, level in outcome.meshes[name]:
-                made.append(
-                    convert.new_mesh_object(context, f"{name}.offset{level:+g}", V, F, matrix, src)
-                )
-
-
-@_with_settings(csg_properties)
-class LIPSDF_OT_csg(_JobOperator, bpy.types.Operator):
-    """Combine the active object with the other selected ones in world space (union,
-    intersection, difference, optionally smooth) into one new object"""
-
-    bl_idname = "lipsdf.csg"
-    bl_label = "Combine (CSG)"
-    uniform_scale_for = "distances in the combination"
-    scene_keys = ("operation", "smooth", "blend")
-
-    @classmethod
-    def poll_objects(cls, context) -> bool:
-        if len(_csg_objects(context)) < 2:
-            cls.poll_message_set(
-                "Select two or more meshes, curves or point clouds; the active one comes first"
-            )
-            return False
-        return True
-
-    def objects(self, context):
-        objs = _csg_objects(context)
-        if len(objs) < 2:
-            raise BadInputError("CSG needs the active object and at least one other selected")
-        return objs
-
-    def plan(self, sources, settings):
-        blend = self.blend if self.smooth else 0.0
-        return plan_csg(sources, settings, self.operation, blend)
-
-    def stages(self, sources) -> int:
-        return count_requests(sources, per_source=0, shared=1)
-
-    def build(self, context, outcome, made):
-        V, F, _ = outcome.meshes[CSG_RESULT][0]
-        name = CSG_SYMBOLS[self.operation].join(self._names)
-        if self.smooth and self.blend > 0:
-            name += f".smooth{self.blend:g}"
-        like = bpy.data.objects.get(self._names[0])
-        made.append(convert.new_mesh_object(context, name, V, F, None, like))
-
-
-class LIPSDF_OT_cancel(bpy.types.Operator):
-    """Stop the running LipSDF job; nothing it would have made is added"""
-
-    bl_idname = "lipsdf.cancel"
-    bl_label = "Cancel LipSDF Job"
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        if not busy():
-            cls.poll_message_set("No LipSDF job is running")
-            return False
-        return True
-
-    def execute(self, context):
-        stop_job()
-        self.report({"INFO"}, "LipSDF: the running job was cancelled")
-        return {"FINISHED"}
-
-
 def stop_job(timeout: float = CANCEL_WAIT) -> None:
     """Cancel the running job and wait (briefly) until the worker confirms.
 
@@ -482,15 +364,6 @@ def _on_load_pre(*_args) -> None:
         stop_job()
 
 
-classes = (
-    LIPSDF_OT_train,
-    LIPSDF_OT_remesh,
-    LIPSDF_OT_offset,
-    LIPSDF_OT_csg,
-    LIPSDF_OT_cancel,
-)
-
-
 def register() -> None:
     if _on_load_pre not in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.append(_on_load_pre)
@@ -500,3 +373,34 @@ def unregister() -> None:
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
     stop_job()
+
+
+def _tool(prefix: str, group):
+    """A field tool: the shared settings plus ``group``'s, kept in the scene as
+    ``prefix + key`` (the panel's values; set ones win)."""
+
+    def decorate(cls):
+        cls = _with_settings(group)(cls)
+        cls.tool_keys = tuple(group())
+        cls.scene_prefix = prefix
+        return cls
+
+    return decorate
+
+
+def _others(context, types=("MESH",)) -> list:
+    """The selected objects other than the active one, of ``types``, by name."""
+    active = getattr(context, "active_object", None)
+    objs = getattr(context, "selected_objects", None) or ()
+    return sorted((o for o in objs if o != active and o.type in types), key=lambda o: o.name)
+
+
+def _active(context) -> list:
+    active = getattr(context, "active_object", None)
+    return [active] if convert.supported(active) else []
+
+
+def world_to_local(obj, P):
+    """World points ``(n, 3)`` into ``obj``'s own coordinates."""
+    M = np.array(obj.matrix_world, dtype=np.float64)
+    return (np.asarray(P, dtype=np.float64) - M[:3, 3]) @ np.linalg.inv(M[:3, :3]).T

@@ -1,0 +1,141 @@
+"""Operators that build surfaces: train, remesh, offset, CSG, and cancel."""
+
+from __future__ import annotations
+
+import bpy
+
+from ...core.errors import BadInputError
+from .. import convert
+from ..jobs import CSG_RESULT, count_requests, plan_csg, plan_offset, plan_remesh, plan_train
+from ..props import csg_properties, offset_properties
+from .base import _csg_objects, _JobOperator, _with_settings, busy, parse_distances, stop_job
+
+CSG_SYMBOLS = {"union": "∪", "intersection": "∩", "difference": "∖"}
+
+
+@_with_settings()
+class LIPSDF_OT_train(_JobOperator, bpy.types.Operator):
+    """Train a distance field for each selected mesh, point cloud or curve and keep it with
+    the object (signed for surfaces and clouds, unsigned for curves)"""
+
+    bl_idname = "lipsdf.train"
+    bl_label = "Train Field"
+    reuse_fields = False
+
+    def plan(self, sources, settings):
+        return plan_train(sources, settings)
+
+    def stages(self, sources) -> int:
+        return len(sources)
+
+
+@_with_settings()
+class LIPSDF_OT_remesh(_JobOperator, bpy.types.Operator):
+    """New object from the zero level set of each selected object's field: a clean, closed
+    remesh (trains the field first when there is none)"""
+
+    bl_idname = "lipsdf.remesh"
+    bl_label = "Remesh"
+
+    def plan(self, sources, settings):
+        return plan_remesh(sources, settings)
+
+    def build(self, context, outcome, made):
+        for name in self._names:
+            src = bpy.data.objects.get(name)
+            V, F, _ = outcome.meshes[name][0]
+            matrix = src.matrix_world.copy() if src is not None else None
+            made.append(convert.new_mesh_object(context, f"{name}.remesh", V, F, matrix, src))
+
+
+@_with_settings(offset_properties)
+class LIPSDF_OT_offset(_JobOperator, bpy.types.Operator):
+    """New objects at one or several distances from each selected object's surface, in object
+    units (negative = inward; trains the field first when there is none)"""
+
+    bl_idname = "lipsdf.offset"
+    bl_label = "Offset"
+    uniform_scale_for = "its offsets"
+    scene_keys = ("distances", "exact")
+
+    def plan(self, sources, settings):
+        return plan_offset(sources, settings, parse_distances(self.distances), self.exact)
+
+    def build(self, context, outcome, made):
+        for name in self._names:
+            src = bpy.data.objects.get(name)
+            matrix = src.matrix_world.copy() if src is not None else None
+            for V, F, level in outcome.meshes[name]:
+                made.append(
+                    convert.new_mesh_object(context, f"{name}.offset{level:+g}", V, F, matrix, src)
+                )
+
+
+@_with_settings(csg_properties)
+class LIPSDF_OT_csg(_JobOperator, bpy.types.Operator):
+    """Combine the active object with the other selected ones in world space (union,
+    intersection, difference, optionally smooth) into one new object"""
+
+    bl_idname = "lipsdf.csg"
+    bl_label = "Combine (CSG)"
+    uniform_scale_for = "distances in the combination"
+    scene_keys = ("operation", "smooth", "blend")
+
+    @classmethod
+    def poll_objects(cls, context) -> bool:
+        if len(_csg_objects(context)) < 2:
+            cls.poll_message_set(
+                "Select two or more meshes, curves or point clouds; the active one comes first"
+            )
+            return False
+        return True
+
+    def objects(self, context):
+        objs = _csg_objects(context)
+        if len(objs) < 2:
+            raise BadInputError("CSG needs the active object and at least one other selected")
+        return objs
+
+    def plan(self, sources, settings):
+        blend = self.blend if self.smooth else 0.0
+        return plan_csg(sources, settings, self.operation, blend)
+
+    def stages(self, sources) -> int:
+        return count_requests(sources, per_source=0, shared=1)
+
+    def build(self, context, outcome, made):
+        V, F, _ = outcome.meshes[CSG_RESULT][0]
+        name = CSG_SYMBOLS[self.operation].join(self._names)
+        if self.smooth and self.blend > 0:
+            name += f".smooth{self.blend:g}"
+        like = bpy.data.objects.get(self._names[0])
+        made.append(convert.new_mesh_object(context, name, V, F, None, like))
+
+
+class LIPSDF_OT_cancel(bpy.types.Operator):
+    """Stop the running LipSDF job; nothing it would have made is added"""
+
+    bl_idname = "lipsdf.cancel"
+    bl_label = "Cancel LipSDF Job"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        if not busy():
+            cls.poll_message_set("No LipSDF job is running")
+            return False
+        return True
+
+    def execute(self, context):
+        stop_job()
+        self.report({"INFO"}, "LipSDF: the running job was cancelled")
+        return {"FINISHED"}
+
+
+classes = (
+    LIPSDF_OT_train,
+    LIPSDF_OT_remesh,
+    LIPSDF_OT_offset,
+    LIPSDF_OT_csg,
+    LIPSDF_OT_cancel,
+)
