@@ -20,6 +20,14 @@ estimated).
 Any others are preset settings (``steps=500``, ``width=32``, ...), applied on top of
 ``preset``.
 
+The field tools (:func:`surface_points`, :func:`project`, :func:`distance_attributes`,
+:func:`thickness`, :func:`hollow`, :func:`slice_picture`, :func:`preview`,
+:func:`sdf_volume`) train first when an object has no up-to-date field, like the panel.
+
+>>> cloud = api.surface_points(monkey, 2000)
+>>> api.distance_attributes([bpy.data.objects["Plane"]], monkey)
+>>> shell = api.hollow(monkey, wall=0.05)
+
 >>> scan = bpy.data.objects["scan"]  # File › Import › Stanford PLY, with normals
 >>> shell = api.remesh(scan, normals="estimate", noise=0.002)
 """
@@ -58,7 +66,7 @@ def _split(kwargs: dict) -> tuple[dict, dict]:
     return settings, kwargs
 
 
-def _run(op, objects, **props) -> list:
+def _run(op, objects, active=None, **props) -> list:
     objects = list(objects)
     if not objects:
         raise LipSDFError("give at least one object")
@@ -66,7 +74,10 @@ def _run(op, objects, **props) -> list:
     props.update(settings)
     if overrides:
         props["overrides"] = json.dumps(overrides)
-    active = objects[0]
+    if active is None:
+        active = objects[0]
+    elif active not in objects:
+        objects.append(active)
     ctx = bpy.context
     with ctx.temp_override(
         active_object=active,
@@ -125,6 +136,83 @@ def csg(objects, operation: str = "union", blend: float = 0.0, preset: str = "fa
         blend=max(float(blend), 0.0),
         extra=kwargs,
     )[0]
+
+
+def _list(objects) -> list:
+    return [objects] if isinstance(objects, bpy.types.Object) else list(objects)
+
+
+def surface_points(obj, count: int = 5000, level: float = 0.0, preset="fast", **kwargs):
+    """A new point cloud of ``count`` evenly spread points (``normal`` attribute) on the level
+    set ``level`` (object units) of ``obj``'s field."""
+    return _run(
+        bpy.ops.lipsdf.surface_points, [obj], preset=preset, count=count, level=level,
+        extra=kwargs,
+    )[0]  # fmt: skip
+
+
+def project(targets, field_obj, level: float = 0.0, result="OBJECT", preset="fast", **kwargs):
+    """Copies of the ``targets`` meshes with their vertices on the level set ``level`` (world
+    units) of ``field_obj``'s field; ``result`` ``"OBJECT"`` or ``"SHAPE_KEY"``."""
+    return _run(
+        bpy.ops.lipsdf.project, _list(targets), active=field_obj, preset=preset, level=level,
+        result=result, extra=kwargs,
+    )  # fmt: skip
+
+
+def distance_attributes(targets, field_obj, exact: bool = True, preset="fast", **kwargs):
+    """Write ``lipsdf_distance`` (world units) and ``lipsdf_gradient`` (world space) on every
+    vertex of the ``targets`` meshes: the signed distance to ``field_obj``."""
+    _run(
+        bpy.ops.lipsdf.distance_attributes, _list(targets), active=field_obj, preset=preset,
+        exact=exact, extra=kwargs,
+    )  # fmt: skip
+
+
+def thickness(objects, min_wall: float = 0.02, exact=True, show=True, preset="fast", **kwargs):
+    """Write the wall thickness ``lipsdf_thickness`` (object units) and its colour on every
+    vertex of the meshes; ``show`` gives them the thickness material."""
+    _run(
+        bpy.ops.lipsdf.thickness, _list(objects), preset=preset, min_wall=min_wall, exact=exact,
+        show=show, extra=kwargs,
+    )  # fmt: skip
+
+
+def hollow(obj, wall: float, preset: str = "fast", **kwargs):
+    """A new closed shell of ``obj`` with walls ``wall`` thick (object units)."""
+    return _run(bpy.ops.lipsdf.hollow, [obj], preset=preset, wall=wall, extra=kwargs)[0]
+
+
+def slice_picture(obj, placement="Z", plane=None, pixels=512, spacing=0.05, preset="fast", **kw):
+    """Two new planes through ``obj``'s field (distances, and ``|grad f|`` beside them):
+    ``placement`` ``"X"``/``"Y"``/``"Z"`` through the 3D cursor, or ``"SELECTED"`` with
+    ``plane`` (an object whose XY plane is used)."""
+    objects = [obj] if plane is None else [obj, plane]
+    return _run(
+        bpy.ops.lipsdf.slice, objects, active=obj, preset=preset, placement=placement,
+        pixels=pixels, spacing=spacing, extra=kw,
+    )  # fmt: skip
+
+
+def preview(objects, operation="union", blend=0.0, size=512, preset="fast", **kwargs):
+    """Sphere-trace the objects' fields (combined by ``operation``, the first one first) from
+    the scene camera; returns the image "LipSDF Preview"."""
+    from .blender.operators.pictures import PREVIEW_IMAGE
+
+    _run(
+        bpy.ops.lipsdf.preview, _list(objects), preset=preset, operation=operation,
+        blend=blend, size=size, extra=kwargs,
+    )  # fmt: skip
+    return bpy.data.images[PREVIEW_IMAGE]
+
+
+def sdf_volume(obj, voxel: float = 0.0, band: float = 3.0, exact=True, preset="fast", **kw):
+    """A new Volume object: ``obj``'s narrow band as an OpenVDB level set (grid "distance",
+    ``voxel`` object units; 0: 1/200 of its size), for Blender's SDF grid nodes."""
+    return _run(
+        bpy.ops.lipsdf.sdf_volume, [obj], preset=preset, voxel=voxel, band=band, exact=exact,
+        extra=kw,
+    )[0]  # fmt: skip
 
 
 def field_of(obj) -> bytes | None:
