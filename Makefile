@@ -46,6 +46,7 @@ test-slow: $(STAMP)
 ## each older LTS in its own venv holding only its pinned bpy and numpy. The tests still run in
 ## the main venv (torch, core); only the bpy scenario processes use the chosen Blender's Python.
 BLENDER_LTS := 4.2 4.5
+BLENDER_TESTS := tests/test_blender.py tests/test_blender_tools.py
 bpy_pin = $(shell sed -n 's/^bpy==//p' $(1))
 
 .venv-blender-%/.installed: requirements-blender-%.txt
@@ -63,13 +64,13 @@ venv-blender-4.5: .venv-blender-4.5/.installed
 ## test-blender (= test-blender-5.0): tests/test_blender.py with bpy 5.0 (the main venv)
 test-blender test-blender-5.0: $(STAMP)
 	LIPSDF_BLENDER_VERSION=$(call bpy_pin,requirements-blender.txt) \
-		$(PY) -m pytest -q tests/test_blender.py
+		$(PY) -m pytest -q $(BLENDER_TESTS)
 
 ## test-blender-4.2, test-blender-4.5: the same tests, the scenarios in that Blender's venv
 test-blender-%: $(STAMP) .venv-blender-%/.installed
 	LIPSDF_BLENDER_PYTHON=$(CURDIR)/.venv-blender-$*/bin/python \
 	LIPSDF_BLENDER_VERSION=$(call bpy_pin,requirements-blender-$*.txt) \
-		$(PY) -m pytest -q tests/test_blender.py
+		$(PY) -m pytest -q $(BLENDER_TESTS)
 
 ## test-blender-all: tests/test_blender.py once per Blender version, one after the other;
 ## runs them all, then fails if any failed. BLENDER_VERSIONS="4.2 4.5" picks some.
