@@ -29,9 +29,12 @@ Example
 
 from __future__ import annotations
 
+import glob
 import importlib
+import importlib.util
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -48,7 +51,8 @@ _LEAF = 8
 
 
 def openvdb_module():
-    """The ``openvdb`` module of this Python (``pyopenvdb`` in some older builds).
+    """The ``openvdb`` module of this Python (``pyopenvdb`` in some older builds; for Blender
+    built as a Python module, the one in its own folder).
 
     Returns
     -------
@@ -64,10 +68,40 @@ def openvdb_module():
             return importlib.import_module(name)
         except ImportError:
             continue
+    module = _from_bpy_module()
+    if module is not None:
+        return module
     raise LipSDFError(
         "this Blender has no openvdb module; Blender 5.0 or later is needed to write OpenVDB "
         "grids (and for its SDF grid nodes)"
     )
+
+
+def _from_bpy_module():
+    """Blender built as a Python module (``pip install bpy``) ships openvdb in its own
+    ``python/lib/pythonX.Y/site-packages`` without putting that folder on ``sys.path``, as
+    Blender itself does: load just that module from there (only where bpy is already
+    imported; never import bpy here)."""
+    bpy = sys.modules.get("bpy")
+    if bpy is None:
+        return None
+    try:
+        scripts = bpy.utils.system_resource("SCRIPTS")
+    except Exception:  # noqa: BLE001 - a stub or broken bpy: no openvdb from it
+        return None
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    folder = os.path.join(scripts, "..", "python", "lib", version, "site-packages")
+    files = sorted(glob.glob(os.path.join(glob.escape(folder), "openvdb*.so")))
+    files += sorted(glob.glob(os.path.join(glob.escape(folder), "openvdb*.pyd")))
+    if not files:
+        return None
+    spec = importlib.util.spec_from_file_location("openvdb", files[0])
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["openvdb"] = module
+    return module
 
 
 def _check_band(ijk, values, voxel: float, band: float):
