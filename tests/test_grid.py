@@ -10,13 +10,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from lipsdf_blender.core import primitives
+from lipsdf_blender.core import grid, primitives
 from lipsdf_blender.core.errors import BadInputError, CancelledError, LipSDFError
 from lipsdf_blender.core.field import Field
 from lipsdf_blender.core.grid import band_index_range, narrow_band
@@ -25,7 +26,7 @@ from lipsdf_blender.core.metrics import chamfer_hausdorff, is_watertight
 from lipsdf_blender.core.query import evaluate
 from lipsdf_blender.core.sdf import BoxField, SphereField
 from lipsdf_blender.worker import protocol as P
-from lipsdf_blender.worker.client import WorkerClient, WorkerError
+from lipsdf_blender.worker.client import JobCancelledError, WorkerClient, WorkerError
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"LIPSDF_WORKER_THREADS": "1"}
@@ -113,7 +114,7 @@ def test_trained_field_band_matches_query(sphere_field):
     assert np.all(np.abs(r - 0.8) < 1.5 * band * voxel)
 
 
-def test_bad_sizes_and_too_fine_voxel():
+def test_bad_sizes_and_too_fine_voxel(monkeypatch):
     field = SphereField(radius=1.0)
     for voxel, band in [(0.0, 3.0), (-1.0, 3.0), (float("nan"), 3.0), (0.1, 0.0), (0.1, np.inf)]:
         with pytest.raises(BadInputError):
@@ -126,6 +127,12 @@ def test_bad_sizes_and_too_fine_voxel():
     assert (hi - lo + 1).max() <= 2048
     with pytest.raises(BadInputError):
         band_index_range(field.bounds(), suggested * 0.5, 3.0)
+    # a band too big to hold: the message suggests a voxel that does fit
+    monkeypatch.setattr(grid, "MAX_VOXELS", 200_000)
+    with pytest.raises(BadInputError, match="at least") as err:
+        narrow_band(field, 0.01, 3.0)
+    suggested = float(str(err.value).split("at least ")[1].split()[0])
+    assert len(narrow_band(field, 1.2 * suggested, 3.0)[0]) > 0
     with pytest.raises(BadInputError, match="origin"):
         narrow_band(SphereField(center=(3e7, 0, 0), radius=1.0), 0.01, 3.0)
 
@@ -189,6 +196,25 @@ def test_grid_job_of_the_network(client, trained):
         torch.set_num_threads(threads)
     np.testing.assert_allclose(a["values"], expected, rtol=0, atol=1e-5)
     assert np.abs(a["values"]).max() < np.float32(band * voxel)
+
+
+def test_grid_job_cancel(client, trained):
+    path, d = trained
+    # a fine grid of the network: millions of band voxels, far longer than the cancel takes
+    job = client.submit("grid", {"field": path, "voxel": 0.0015, "exact": False}, d)
+    deadline = time.monotonic() + 60
+    while True:
+        assert time.monotonic() < deadline, "no grid progress"
+        msgs = [m for m in client.poll() if m.get("id") == job]
+        assert not any(m["type"] in P.FINAL for m in msgs), msgs
+        if any(m["type"] == P.PROGRESS and m["phase"] == "grid" for m in msgs):
+            break
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    client.cancel(job)
+    with pytest.raises(JobCancelledError):
+        client.wait(job, timeout=10)
+    assert time.monotonic() - t0 < 2.0
 
 
 @pytest.mark.parametrize(

@@ -32,12 +32,14 @@ import torch
 from .errors import BadInputError, CancelledError
 from .query import field_device
 
-__all__ = ["LEAF", "MAX_DIM", "band_index_range", "narrow_band"]
+__all__ = ["LEAF", "MAX_DIM", "MAX_VOXELS", "band_index_range", "narrow_band"]
 
 #: Side of a block in voxels: OpenVDB's leaf node (8^3 voxels).
 LEAF = 8
 #: Most voxels a grid may have along any axis (the add-on's resolution slider stops at 2048).
 MAX_DIM = 2048
+#: Most voxels the leaf blocks holding the band may have (about 4 GiB of output at most).
+MAX_VOXELS = 1 << 28
 #: Voxels evaluated per field call by default.
 DEFAULT_BATCH = 65536
 
@@ -99,22 +101,30 @@ def band_index_range(bounds, voxel: float, band: float = 3.0) -> tuple[np.ndarra
     if 2 * band + 3 >= MAX_DIM:
         raise BadInputError(f"band must be below {(MAX_DIM - 3) // 2} voxels, got {band:g}")
     a, b = _range(lo, hi, voxel, band)
-    dims = b - a + 1
+    with np.errstate(over="ignore", invalid="ignore"):
+        dims = b - a + 1
+        size = float((hi - lo).max())
     if not np.all(np.isfinite(dims)) or dims.max() > MAX_DIM:
         # The smallest voxel with at most MAX_DIM voxels along the longest side: about
         # size / (MAX_DIM - 2 band - 3); nudged up until it fits, then rounded up.
-        need = float((hi - lo).max()) / (MAX_DIM - 2 * band - 3)
-        need = max(need, voxel)
-        while True:
-            a2, b2 = _range(lo, hi, need, band)
-            if (b2 - a2 + 1).max() <= MAX_DIM:
+        need = max(size / (MAX_DIM - 2 * band - 3), voxel)
+        for i in range(400):  # a few steps unless the bounds are absurd
+            if not math.isfinite(need):
                 break
-            need *= 1.01
-        digits = 3 - int(math.floor(math.log10(need)))
-        shown = math.ceil(need * 10**digits) / 10**digits
+            a2, b2 = _range(lo, hi, need, band)
+            with np.errstate(over="ignore", invalid="ignore"):
+                fits = np.all(np.isfinite(b2 - a2)) and (b2 - a2 + 1).max() <= MAX_DIM
+            if fits:
+                digits = 3 - int(math.floor(math.log10(need)))
+                shown = math.ceil(need * 10**digits) / 10**digits
+                raise BadInputError(
+                    f"a voxel of {voxel:g} makes more than {MAX_DIM} voxels along the longest "
+                    f"side; use a voxel size of at least {shown:g} (object units)"
+                )
+            need *= 1.01 if i < 200 else 2.0
         raise BadInputError(
             f"a voxel of {voxel:g} makes more than {MAX_DIM} voxels along the longest side; "
-            f"use a voxel size of at least {shown:g} (object units)"
+            "use a larger voxel"
         )
     if max(np.abs(a).max(), np.abs(b).max()) >= 2**31 - 2 * MAX_DIM:
         raise BadInputError(
@@ -183,8 +193,8 @@ def narrow_band(
     ------
     BadInputError
         Bad sizes or bounds, a voxel so small that a side would have more than
-        :data:`MAX_DIM` voxels (the message suggests the smallest that works), or a field
-        that returns NaN.
+        :data:`MAX_DIM` voxels or the band more than :data:`MAX_VOXELS` (the message
+        suggests the smallest voxel that works), or a field that returns NaN.
     CancelledError
         ``cancel()`` returned ``True``.
 
@@ -239,6 +249,13 @@ def narrow_band(
         inside = np.all((origins <= hi) & (origins + size - 1 >= lo), axis=1)
         origins = origins[inside]
 
+    if len(origins) * LEAF**3 > MAX_VOXELS:
+        # Band voxels grow as the area in voxels: 1 / voxel^2.
+        need = voxel * math.sqrt(len(origins) * LEAF**3 / MAX_VOXELS)
+        raise BadInputError(
+            f"the band would hold up to {len(origins) * LEAF**3:,} voxels (at most "
+            f"{MAX_VOXELS:,} fit); use a voxel size of at least {need:.3g} or a narrower band"
+        )
     offsets = np.stack(np.meshgrid(*([np.arange(LEAF)] * 3), indexing="ij"), axis=-1)
     offsets = offsets.reshape(-1, 3)
     per_batch = max(1, batch_size // len(offsets))
