@@ -8,10 +8,10 @@ voxel`` (with the inside's sign) everywhere else.
 
 A 1-Lipschitz field cannot reach the band inside a block whose centre value is farther from
 zero than ``band * voxel`` plus the block's half-diagonal, so the band is found by refining
-blocks from coarse to fine (down to OpenVDB's leaf size of 8^3 voxels) and evaluating voxel by
-voxel only in the leaf blocks that remain: the cost grows with the surface area, not with the
-volume of the grid. Nothing is lost by the pruning when the field is 1-Lipschitz (a trained
-field, or the exact distance :class:`~.meshfield.MeshDistance`).
+blocks from coarse to fine (OpenVDB's leaves of 8^3 voxels, then 4^3 and 2^3 blocks inside
+them) and evaluating voxel by voxel only in the blocks that remain: the cost grows with the
+surface area, not with the volume of the grid. Nothing is lost by the pruning when the field
+is 1-Lipschitz (a trained field, or the exact distance :class:`~.meshfield.MeshDistance`).
 
 Example
 -------
@@ -42,6 +42,9 @@ MAX_DIM = 2048
 MAX_VOXELS = 1 << 28
 #: Voxels evaluated per field call by default.
 DEFAULT_BATCH = 65536
+
+#: The 8 corners (children) of a cube: ``(8, 3)`` offsets 0 or 1.
+_CORNERS = np.stack(np.meshgrid(*([np.arange(2)] * 3), indexing="ij"), axis=-1).reshape(-1, 3)
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
@@ -136,6 +139,8 @@ def band_index_range(bounds, voxel: float, band: float = 3.0) -> tuple[np.ndarra
 
 def _evaluate(field, ijk: np.ndarray, voxel: float, device) -> np.ndarray:
     """Field values at the voxel centres ``ijk * voxel`` (one batch), ``(k,)`` float32."""
+    if len(ijk) == 0:
+        return np.zeros(0, np.float32)
     x = torch.from_numpy(np.ascontiguousarray(ijk * voxel, dtype=np.float32)).to(device)
     with torch.no_grad():
         y = field(x).detach().reshape(-1).to("cpu", torch.float32).numpy()
@@ -232,22 +237,26 @@ def narrow_band(
     origins = base + size * np.stack(
         np.meshgrid(*(np.arange(c) for c in counts), indexing="ij"), axis=-1
     ).reshape(-1, 3)
-    corners8 = np.stack(np.meshgrid(*([np.arange(2)] * 3), indexing="ij"), axis=-1).reshape(-1, 3)
-    while True:
-        keep = np.zeros(len(origins), dtype=bool)
+
+    def split(blocks: np.ndarray, size: int) -> np.ndarray:
+        """The 8 children (side ``size``) of blocks of side ``2 size`` that meet the grid."""
+        kids = (blocks[:, None, :] + size * _CORNERS[None]).reshape(-1, 3)
+        return kids[np.all((kids <= hi) & (kids + size - 1 >= lo), axis=1)]
+
+    def may_hold_band(blocks: np.ndarray, size: int) -> np.ndarray:
+        """Blocks whose centre value leaves room for a band voxel inside (Lipschitz)."""
+        keep = np.zeros(len(blocks), dtype=bool)
         half_diagonal = math.sqrt(3.0) * (size - 1) / 2 * voxel
-        for s in range(0, len(origins), batch_size):
+        for s in range(0, len(blocks), batch_size):
             check_cancel()
-            centres = origins[s : s + batch_size] + (size - 1) / 2
-            f = _evaluate(field, centres, voxel, device)
+            f = _evaluate(field, blocks[s : s + batch_size] + (size - 1) / 2, voxel, device)
             keep[s : s + batch_size] = np.abs(f) < limit + half_diagonal + slack
-        origins = origins[keep]
-        if size == LEAF or len(origins) == 0:
-            break
+        return blocks[keep]
+
+    origins = may_hold_band(origins, size)
+    while size > LEAF and len(origins):
         size //= 2
-        origins = (origins[:, None, :] + size * corners8[None]).reshape(-1, 3)
-        inside = np.all((origins <= hi) & (origins + size - 1 >= lo), axis=1)
-        origins = origins[inside]
+        origins = may_hold_band(split(origins, size), size)
 
     if len(origins) * LEAF**3 > MAX_VOXELS:
         # Band voxels grow as the area in voxels: 1 / voxel^2.
@@ -256,17 +265,19 @@ def narrow_band(
             f"the band would hold up to {len(origins) * LEAF**3:,} voxels (at most "
             f"{MAX_VOXELS:,} fit); use a voxel size of at least {need:.3g} or a narrower band"
         )
-    offsets = np.stack(np.meshgrid(*([np.arange(LEAF)] * 3), indexing="ij"), axis=-1)
-    offsets = offsets.reshape(-1, 3)
-    per_batch = max(1, batch_size // len(offsets))
+    per_batch = max(1, batch_size // LEAF**3)
     total = len(origins)
     out_ijk, out_values = [], []
     if progress is not None:
         progress(0, total)
     for s in range(0, total, per_batch):
         check_cancel()
-        ijk = (origins[s : s + per_batch, None, :] + offsets[None]).reshape(-1, 3)
-        ijk = ijk[np.all((ijk >= lo) & (ijk <= hi), axis=1)]
+        # Within the leaves too: blocks of 4^3 and 2^3 voxels, then single voxels.
+        ijk, size = origins[s : s + per_batch], LEAF
+        while size > 2 and len(ijk):
+            size //= 2
+            ijk = may_hold_band(split(ijk, size), size)
+        ijk = split(ijk, 1)
         f = _evaluate(field, ijk, voxel, device)
         band_mask = np.abs(f) < limit
         out_ijk.append(ijk[band_mask].astype(np.int32))

@@ -44,9 +44,12 @@ class GridJobs:
         # up to a cell; the core checks them again).
         band_index_range(field.bounds(), voxel, band)
         source = self._exact(job, p.get("field"), field, info) if exact else field
-        ijk, values = self._extract_with(
-            job, lambda **kw: narrow_band(source, voxel, band, **kw), "grid"
-        )
+
+        def run(device, **kw):
+            # The exact distance runs in libigl on the CPU whatever the device.
+            return narrow_band(source, voxel, band, device="cpu" if exact else device, **kw)
+
+        ijk, values = self._extract_with(job, run, "grid")
         lo, hi = band_index_range(source.bounds(), voxel, band)
         path = P.save_arrays(
             job.output("grid", ".npz"),
