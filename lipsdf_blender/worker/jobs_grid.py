@@ -1,11 +1,64 @@
 """The hand-over to voxel grids: a field's narrow band on a grid (for OpenVDB level sets).
 
 A mixin of :class:`.server.Server` (see :mod:`.jobs_surface`). The worker writes arrays only;
-the add-on writes the ``.vdb`` with the ``openvdb`` module of Blender's own Python.
+the add-on writes the ``.vdb`` with the ``openvdb`` module of Blender's own Python
+(:mod:`lipsdf_blender.blender.vdb`).
 """
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
+
+from ..core.errors import BadInputError
+from ..core.grid import band_index_range, narrow_band
+from . import params as par
+from . import protocol as P
+
+#: Accepted half-widths of the band, in voxels (OpenVDB's level sets use 3).
+BAND = (1.0, 64.0)
+
 
 class GridJobs:
-    pass
+    def job_grid(self, job):
+        t0 = time.monotonic()
+        info: dict = {}
+        p = job.params
+        if p.get("voxel") is None:
+            raise BadInputError("a grid job needs voxel, the voxel size in object units")
+        voxel = par.number(p, "voxel", 0.0, lo=0)
+        if voxel <= 0:
+            raise BadInputError(f"voxel must be a size > 0 in object units, got {voxel:g}")
+        band = par.number(p, "band", 3.0)
+        if not BAND[0] <= band <= BAND[1]:
+            raise BadInputError(
+                f"band must be from {BAND[0]:g} to {BAND[1]:g} voxels, got {par.short(band)}"
+            )
+        exact = par.flag(p, "exact", True)
+        par.flag(p, "detail", True)
+        par.flag(p, "sharp", True)
+        field = self._field(job, p.get("field"), info)
+        self._resolution(job, [field])
+        # A too-fine voxel is refused before the remesh (the remesh's bounds are the field's
+        # up to a cell; the core checks them again).
+        band_index_range(field.bounds(), voxel, band)
+        source = self._exact(job, p.get("field"), field, info) if exact else field
+
+        def run(device, **kw):
+            # The exact distance runs in libigl on the CPU whatever the device.
+            return narrow_band(source, voxel, band, device="cpu" if exact else device, **kw)
+
+        ijk, values = self._extract_with(job, run, "grid")
+        lo, hi = band_index_range(source.bounds(), voxel, band)
+        path = P.save_arrays(
+            job.output("grid", ".npz"),
+            ijk=ijk,
+            values=values,
+            voxel=np.asarray(voxel, dtype=np.float64),
+            band=np.asarray(band, dtype=np.float64),
+        )
+        info["voxels"] = int(len(ijk))
+        info["dims"] = [int(d) for d in hi - lo + 1]
+        info["seconds"] = round(time.monotonic() - t0, 3)
+        return {"grid": str(path.resolve())}, info

@@ -84,10 +84,12 @@ render      ``fields``, ``matrices``, ``op`` (``union``/``intersection``/``diffe
             ``[w, h]``, ``clip`` ``[near, far]``) -> ``{"image": path}`` (``rgba``
             ``(h, w, 4)``, ``depth`` ``(h, w)`` (inf: missed), row 0 at the bottom);
             ``info``: ``seconds``, ``steps_mean``, ``steps_max``
-grid        ``field``, ``voxel`` (object units), ``band`` (voxels, default 3), ``exact``
-            (default true), ``resolution``, ``detail``, ``sharp`` -> ``{"grid": path}``
-            (``ijk`` ``(n, 3) int32`` voxel indices, centre ``ijk * voxel``; ``values``
-            ``(n,) float32`` signed distances, ``|values| < band * voxel``; ``voxel``)
+grid        ``field``, ``voxel`` (object units, > 0), ``band`` (voxels, 1 to 64, default
+            3), ``exact`` (default true: the exact distance to the field's remesh; false: the
+            network), ``resolution``, ``detail``, ``sharp`` -> ``{"grid": path}`` (``ijk``
+            ``(n, 3) int32`` voxel indices, centre ``ijk * voxel``; ``values`` ``(n,)
+            float32`` signed distances, ``|values| < band * voxel``; ``voxel``, ``band``
+            0-d); ``info``: ``voxels`` (n), ``dims`` (voxels along each axis), ``seconds``
 cancel      ``id`` names the job to stop (running or queued): it ends with a ``cancelled``
             error within a second
 shutdown    the worker cancels what runs and exits
