@@ -3,7 +3,6 @@ loaded as a Volume object (Blender 5.0's SDF grid nodes take its ``distance`` gr
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from ..jobs import plan_grid
 from ..props import grid_properties
 from .base import _JobOperator, _tool
 
-GRID_NAME = "distance"
 #: The automatic voxel: this fraction of the object's longest side.
 AUTO_VOXELS = 200
 
@@ -63,19 +61,15 @@ class LIPSDF_OT_sdf_volume(_JobOperator, bpy.types.Operator):
             a = outcome.arrays[name]
             voxel = float(a["voxel"])
             path = folder / f"{_file_name(name)}.vdb"
-            part = path.with_name(path.name + ".part")
-            vdb.write_level_set(
-                str(part), a["ijk"], a["values"], voxel, float(self.band), name=GRID_NAME
-            )
-            os.replace(part, path)
+            vdb.write_level_set(str(path), a["ijk"], a["values"], voxel, float(self.band))
             src = bpy.data.objects.get(name)
-            volume = bpy.data.volumes.new(f"{name}.sdf")
-            volume.filepath = bpy.path.relpath(str(path)) if bpy.data.filepath else str(path)
-            obj = bpy.data.objects.new(f"{name}.sdf", volume)
+            matrix = src.matrix_world.copy() if src is not None else None
+            obj = vdb.load_volume(
+                convert.result_collection(context), path, f"{name}.sdf", matrix=matrix
+            )
             made.append(obj)
-            if src is not None:
-                obj.matrix_world = src.matrix_world.copy()
-            convert.result_collection(context).objects.link(obj)
+            if bpy.data.filepath:  # a saved .blend keeps the file beside it, relative
+                obj.data.filepath = bpy.path.relpath(str(path))
             self._counts.append((obj.name, len(a["values"]), voxel, path))
 
     def summary(self, outcome, made) -> str:
