@@ -244,11 +244,13 @@ def sphere_trace(
     steps = torch.zeros(len(idx), dtype=torch.int64, device=device)
     with torch.no_grad():
         for step in range(int(max_steps)):
-            if cancel is not None and cancel():
-                raise CancelledError("the preview was cancelled")
             x = o + t[:, None] * d
-            f = torch.cat([field(x[s : s + batch_size]).reshape(-1) for s in
-                           range(0, len(x), batch_size)])  # fmt: skip
+            parts = []
+            for s in range(0, len(x), batch_size):  # a cancel check per batch: big pictures
+                if cancel is not None and cancel():
+                    raise CancelledError("the preview was cancelled")
+                parts.append(field(x[s : s + batch_size]).reshape(-1))
+            f = torch.cat(parts)
             steps += 1
             hit = f < e0 + slope * t
             t = torch.where(hit, t, t + f)
