@@ -19,7 +19,14 @@ from lipsdf_blender.core.errors import BadInputError, CancelledError
 from lipsdf_blender.core.sdf import SphereField
 from lipsdf_blender.core.slicing import slice_image
 from lipsdf_blender.core.surface import remesh
-from lipsdf_blender.core.trace import camera_rays, render, sphere_trace
+from lipsdf_blender.core.trace import (
+    BOX_MARGIN,
+    EPS_FRACTION,
+    FOOTPRINT_FRACTION,
+    camera_rays,
+    render,
+    sphere_trace,
+)
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker.client import JobCancelledError, WorkerClient, WorkerError
 
@@ -163,13 +170,24 @@ def test_slice_of_trained_sphere(sphere_field):
     rgba, plain = pic["rgba"], pic["lines"] == 0
     assert (rgba[..., 2] > rgba[..., 0])[plain & far & (d < 0)].all()
     assert (rgba[..., 0] > rgba[..., 2])[plain & far & (d > 0)].all()
-    # Isolines at the right radii: within about a pixel of a multiple of the spacing (near
-    # the surface, where the trained field is a distance; far out it is only a bound).
-    iso = (pic["lines"] == 1) & (np.abs(d) < 0.35)
-    off = np.abs(d - spacing * np.round(d / spacing))
-    assert iso.sum() > 100 and np.all(off[iso] <= 1.5 * pixel)
-    zero = pic["lines"] == 2
-    assert zero.sum() > 100 and np.all(np.abs(d[zero]) <= 0.02)
+    # Isolines are drawn where the field's own value is within half a pixel's change of a
+    # multiple of the spacing (the field's slope is at most 1).
+    f, lines = pic["distance"], pic["lines"]
+    iso = lines == 1
+    assert np.all(np.abs(f - spacing * np.round(f / spacing))[iso] <= 0.5 * pixel + 1e-9)
+    # They appear at the right radii: the first ring on each side lies within about a pixel
+    # of its analytic radius (a pixel and a half at most: the tiny field's own error there is
+    # ~0.015, and farther out a 1-Lipschitz fit underestimates distances more, so the outer
+    # rings only have to keep their order).
+    k = np.round(d / spacing)
+    off = np.abs(d - spacing * k)
+    for ring in (-1, 1):
+        m = iso & (k == ring)
+        assert m.sum() > 50 and np.median(off[m]) <= pixel and off[m].max() <= 1.5 * pixel
+    radii = [np.median(d[iso & (k == ring)]) for ring in (-2, -1, 1, 2, 3)]
+    assert np.all(np.diff(radii) > 0.5 * spacing)
+    zero = lines == 2
+    assert zero.sum() > 100 and np.all(np.abs(d[zero]) <= 1.5 * pixel)
 
 
 # -- sphere tracing -------------------------------------------------------------------------
@@ -191,7 +209,8 @@ def test_trace_exact_sphere_silhouette_and_depth(camera):
     # Depth within the hit threshold (the march never passes the surface: t <= t_true).
     both = hit & true
     diag = np.linalg.norm(np.full(3, 2 * r))
-    eps = 1e-4 * diag + 0.25 * (2 * math.tan(0.35) / w * 5 if camera["type"] == "persp" else 3 / w)
+    footprint = 2 * math.tan(0.35) / w * 5 if camera["type"] == "persp" else 3 / w
+    eps = EPS_FRACTION * diag * (1 + 2 * BOX_MARGIN) + FOOTPRINT_FRACTION * footprint
     err = out["depth"][both] - t_true[both]
     assert np.all(err <= 1e-5)
     # A distance bound hit lies at most eps from the surface; along the ray that is eps /
@@ -361,7 +380,7 @@ def test_worker_render_and_bad_cameras(client, ball_dir):
         ray_sphere(O, D, np.array([0.5, 0, 0]), r)
     )
     hit = np.isfinite(a["depth"]).reshape(-1)
-    assert iou(hit, true) >= 0.9  # the tiny trained ball's radius is within about 1 %
+    assert iou(hit, true) >= 0.95  # ~290 pixels; the trained radius is within about 1 %
     assert np.array_equal(a["rgba"][..., 3].reshape(-1) == 1, hit)
     info = res["info"]
     assert info["hits"] == hit.sum() and info["steps_max"] >= info["steps_mean"] > 0
