@@ -82,9 +82,10 @@ render      ``fields``, ``matrices``, ``op`` (``union``/``intersection``/``diffe
             ``blend``, ``camera`` (``matrix`` 4x4 camera to world, ``type`` ``persp``/
             ``ortho``, ``fov`` (horizontal, radians) or ``ortho_scale``, ``pixels``
             ``[w, h]``, ``clip`` ``[near, far]`` along the view axis, as Blender clips)
-            -> ``{"image": path}`` (``rgba`` ``(h, w, 4)``, ``depth`` ``(h, w)`` (distance along the ray; inf: missed),
-            row 0 at the bottom); ``info``: ``seconds``, ``steps_mean``, ``steps_max``,
-            ``hits`` (pixels that hit); progress phase ``trace`` (step of at most 256)
+            -> ``{"image": path}`` (``rgba`` ``(h, w, 4)``, ``depth`` ``(h, w)`` (distance
+            along the ray; inf: missed), row 0 at the bottom); ``info``: ``seconds``,
+            ``steps_mean``, ``steps_max``, ``hits`` (pixels that hit); progress phase
+            ``trace`` (step of at most 256)
 grid        ``field``, ``voxel`` (object units), ``band`` (voxels, default 3), ``exact``
             (default true), ``resolution``, ``detail``, ``sharp`` -> ``{"grid": path}``
             (``ijk`` ``(n, 3) int32`` voxel indices, centre ``ijk * voxel``; ``values``
