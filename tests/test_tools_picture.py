@@ -402,7 +402,7 @@ def test_worker_render_and_bad_cameras(client, ball_dir):
 
 
 def test_worker_render_cancel(client, ball_dir):
-    camera = persp_camera(eye_z=3.0, pixels=[2048, 2048], fov=0.9)
+    camera = persp_camera(eye_z=3.0, pixels=[1024, 1024], fov=0.9)
     params = {"fields": ["ball.lipsdf"], "camera": {**camera, "matrix": camera["matrix"].tolist()}}
     job = client.submit(P.RENDER, params, job_dir=ball_dir)
     deadline = time.monotonic() + 60
@@ -410,10 +410,10 @@ def test_worker_render_cancel(client, ball_dir):
     while not started and time.monotonic() < deadline:
         for m in client.poll():
             assert not (m.get("id") == job and m["type"] in P.FINAL), m
-            started |= m.get("id") == job and m.get("phase") == "trace"
+            # Cancel while marching (step 1 done): a cancel check runs every batch of rays.
+            started |= m.get("id") == job and m.get("phase") == "trace" and m["step"] >= 1
         time.sleep(0.02)
     assert started
-    time.sleep(0.5)
     t0 = time.monotonic()
     client.cancel(job)
     with pytest.raises(JobCancelledError):

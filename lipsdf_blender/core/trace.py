@@ -217,6 +217,8 @@ def sphere_trace(
     n = len(O)
     lo, hi, diag = _box(field, BOX_MARGIN)
     t_in, t_out = _box_span(O, D, lo, hi)
+    if cancel is not None and cancel():
+        raise CancelledError("the preview was cancelled")
     start = np.maximum(t_in, np.broadcast_to(np.asarray(near, dtype=np.float64), (n,)))
     stop = np.minimum(t_out, np.broadcast_to(np.asarray(far, dtype=np.float64), (n,)))
     eps = EPS_FRACTION * diag if eps is None else eps
@@ -345,6 +347,8 @@ def render(field, camera: dict, batch_size: int = DEFAULT_BATCH, cancel=None, pr
     t0 = time.perf_counter()
     M, kind, fov, scale, w, h, near, far = _camera(camera)
     O, D = camera_rays(camera)
+    if cancel is not None and cancel():
+        raise CancelledError("the preview was cancelled")
     _, _, Z = _axes(M)
     # Clip planes are perpendicular to the view axis: along a ray they lie at clip / cos.
     cos = np.clip(D @ -Z, 1e-6, None)
