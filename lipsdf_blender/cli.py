@@ -178,6 +178,25 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a .lipsdf file")
     p.add_argument("field")
     p.add_argument("--json", action="store_true", help="print the whole record as JSON")
+
+    p = sub.add_parser("slice", help="pictures of a field on an axis-aligned plane")
+    p.add_argument("field")
+    p.add_argument("--axis", choices=("x", "y", "z"), default="z", help="the plane's normal")
+    p.add_argument("--at", type=float, default=None, help="the plane's coordinate on the axis; "
+                   "default: the middle of the bounds")  # fmt: skip
+    p.add_argument("--pixels", type=int, default=512, help="pixels along the longer side")
+    p.add_argument("--spacing", type=float, default=0.0, help="isoline spacing, object units")
+    p.add_argument("-o", "--output", required=True, help="slice.png; the gradient-norm "
+                   "picture goes to slice_gradient.png")  # fmt: skip
+
+    p = sub.add_parser("render", help="a sphere-traced preview picture of fields")
+    p.add_argument("fields", nargs="+")
+    p.add_argument("--op", choices=("union", "intersection", "difference"), default="union")
+    p.add_argument("--blend", type=float, default=0.0, help="smooth blend radius, object units")
+    p.add_argument("--pixels", type=int, default=512, help="width and height")
+    p.add_argument("--azimuth", type=float, default=35.0, help="degrees about +Z from the front")
+    p.add_argument("--elevation", type=float, default=25.0, help="degrees above the XY plane")
+    p.add_argument("-o", "--output", required=True, help="preview.png")
     return ap
 
 
@@ -351,7 +370,119 @@ def run(argv=None) -> int:
         _save(args.output, results, [args.op])
     elif args.command == "info":
         _info(Field.load(args.field), args)
+    elif args.command == "slice":
+        _slice(Field.load(args.field), args)
+    elif args.command == "render":
+        _render([Field.load(f) for f in args.fields], args)
     return 0
+
+
+#: The axes spanning an axis-aligned slice (right, up) for each normal, as Blender's side,
+#: front and top views show them.
+_SLICE_AXES = {"x": (1, 2), "y": (0, 2), "z": (0, 1)}
+#: The slice and the preview frame the bounds with this much room around them.
+_MARGIN = 1.1
+
+
+def _imsave(path, rgba) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    # Row 0 of our pictures is the bottom one; a PNG starts at the top.
+    plt.imsave(path, np.clip(rgba[::-1], 0.0, 1.0))
+    print(f"wrote {path}")
+
+
+def _check_pixels(n: int) -> int:
+    from .core.errors import BadInputError
+
+    if not 1 <= n <= 4096:
+        raise BadInputError(f"--pixels must be from 1 to 4096, got {n}")
+    return n
+
+
+def _slice(field, args) -> None:
+    import numpy as np
+
+    from .core.slicing import slice_image
+
+    lo, hi = (np.asarray(b, dtype=np.float64) for b in field.bounds())
+    a = "xyz".index(args.axis)
+    b, c = _SLICE_AXES[args.axis]
+    centre = 0.5 * (lo + hi)
+    half = 0.5 * _MARGIN * np.maximum(hi - lo, 1e-9)
+    if args.at is not None:
+        centre[a] = args.at
+    plane = np.eye(4)
+    plane[:3, :3] = 0.0
+    plane[:3, 3] = centre
+    n = _check_pixels(args.pixels)
+    ratio = half[c] / half[b]
+    w, h = (n, max(1, round(n * ratio))) if ratio <= 1 else (max(1, round(n / ratio)), n)
+    # Square pixels covering the extent: the plane is w x h of them.
+    pixel = max(2.0 * half[b] / w, 2.0 * half[c] / h)
+    plane[b, 0], plane[c, 1] = 0.5 * pixel * w, 0.5 * pixel * h
+    pic = slice_image(field, plane, (w, h), args.spacing)
+    print(
+        f"{args.axis} = {centre[a]:g}: {w} x {h} pixels, distance {pic['min']:.4g} .. "
+        f"{pic['max']:.4g}, largest |grad f| {pic['gradient_max']:.6f}"
+    )
+    out = Path(args.output)
+    _imsave(out, pic["rgba"])
+    _imsave(out.with_name(out.stem + "_gradient" + out.suffix), pic["rgba_gradient"])
+
+
+def _look_at(centre, azimuth: float, elevation: float, distance: float):
+    """Camera-to-world matrix of a camera ``distance`` from ``centre`` looking at it; azimuth
+    about +Z from the front (-Y) towards +X, elevation above the XY plane, in degrees."""
+    import numpy as np
+
+    az, el = math.radians(azimuth), math.radians(elevation)
+    back = np.array([math.sin(az) * math.cos(el), -math.cos(az) * math.cos(el), math.sin(el)])
+    up = np.array([0.0, 0.0, 1.0])
+    if abs(back @ up) > 0.999:  # looking straight down or up
+        up = np.array([0.0, 1.0, 0.0])
+    right = np.cross(up, back)
+    right /= np.linalg.norm(right)
+    M = np.eye(4)
+    M[:3, 0], M[:3, 1], M[:3, 2] = right, np.cross(back, right), back
+    M[:3, 3] = centre + distance * back
+    return M
+
+
+def _render(fields, args) -> None:
+    import numpy as np
+
+    from .core.csg import combine
+    from .core.trace import render
+
+    target = (
+        fields[0]
+        if len(fields) == 1
+        else combine(args.op, fields, blend=args.blend, names=args.fields)
+    )
+    lo, hi = (np.asarray(b, dtype=np.float64) for b in target.bounds())
+    centre, radius = 0.5 * (lo + hi), 0.5 * max(float(np.linalg.norm(hi - lo)), 1e-9)
+    fov = math.radians(40.0)
+    distance = _MARGIN * radius / math.sin(0.5 * fov)
+    n = _check_pixels(args.pixels)
+    camera = {
+        "matrix": _look_at(centre, args.azimuth, args.elevation, distance),
+        "type": "persp",
+        "fov": fov,
+        "pixels": [n, n],
+        "clip": [1e-3 * distance, distance + 2 * radius],
+    }
+    out = render(target, camera)
+    i = out["info"]
+    print(
+        f"{n} x {n} pixels in {i['seconds']:.2f} s per frame; {i['hits']} hits, "
+        f"{i['steps_mean']:.1f} steps per ray on average, {i['steps_max']} at most"
+    )
+    _imsave(args.output, out["rgba"])
 
 
 def _info(field, args) -> None:
@@ -400,6 +531,7 @@ def _info(field, args) -> None:
 def main(argv=None) -> int:
     """Entry point; returns the exit status."""
     from .core.errors import CancelledError, LipSDFError
+
     try:
         return run(argv)
     except KeyboardInterrupt:

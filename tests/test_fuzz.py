@@ -55,8 +55,8 @@ from lipsdf_blender.core.field import Field, _digest
 from lipsdf_blender.core.geometry import Geometry
 from lipsdf_blender.core.io import load_geometry
 from lipsdf_blender.core.network import LipschitzMLP
-from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker import jobs_grid, jobs_picture, jobs_surface
+from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker import server as S
 
 SAMPLE = settings.get_profile("lipsdf-fuzz-sample")

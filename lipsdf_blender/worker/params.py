@@ -284,3 +284,62 @@ def overrides(ov: dict) -> dict:
         else:
             out[k] = setting(k, v, getattr(defaults, k))
     return out
+
+
+#: Picture sizes: each side at most this many pixels, and at most ``MAX_PIXELS`` in all.
+PIXELS = (1, 4096)
+MAX_PIXELS = 16 << 20
+
+
+def pixels(params: dict, key: str = "pixels", default=None) -> tuple[int, int]:
+    """A picture size ``[w, h]``: whole numbers from 1 to 4096, at most 16M pixels in all."""
+    v = params.get(key, default)
+    lo, hi = PIXELS
+    ok = isinstance(v, list) and len(v) == 2
+    ok = ok and all(isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi for x in v)
+    if not ok or v[0] * v[1] > MAX_PIXELS:
+        raise BadInputError(
+            f"{key} must be [w, h], whole numbers from {lo} to {hi} with at most "
+            f"{MAX_PIXELS} pixels in all, got {short(v)}"
+        )
+    return int(v[0]), int(v[1])
+
+
+def camera(params: dict, key: str = "camera") -> dict:
+    """A render job's camera: ``matrix`` (finite 4x4 with non-zero axes), ``type``
+    (``persp``/``ortho``), ``fov`` in (0, pi) for persp, ``ortho_scale`` > 0 for ortho,
+    ``pixels`` and ``clip`` ``[near, far]`` with ``0 <= near < far``. Returns a checked copy
+    with a numpy matrix."""
+    cam = params.get(key)
+    if not isinstance(cam, dict):
+        raise BadInputError(
+            f"{key} must be a JSON object with matrix, type, fov or ortho_scale, pixels and clip"
+        )
+    what = f"{key}.matrix"
+    M = matrix({what: cam.get("matrix")}, what)
+    if M is None:
+        raise BadInputError(f"{what} must be a 4x4 list of finite numbers (camera to world)")
+    if np.any(np.linalg.norm(M[:3, :3], axis=0) == 0):
+        raise BadInputError(f"{what} has a zero axis; use the camera's world matrix")
+    kind = choice(cam, "type", "persp", ("persp", "ortho"))
+    out = {"matrix": M, "type": kind, "pixels": list(pixels(cam, "pixels"))}
+    if kind == "persp":
+        fov = cam.get("fov")
+        if not is_number(fov) or not 0 < fov < math.pi:
+            raise BadInputError(
+                f"{key}.fov must be an angle in radians between 0 and pi, got {short(fov)}"
+            )
+        out["fov"] = float(fov)
+    else:
+        scale = cam.get("ortho_scale")
+        if not is_number(scale) or not 0 < scale <= 1e30:
+            raise BadInputError(f"{key}.ortho_scale must be a positive width, got {short(scale)}")
+        out["ortho_scale"] = float(scale)
+    clip = cam.get("clip")
+    ok = isinstance(clip, list) and len(clip) == 2 and all(is_number(c) for c in clip)
+    if not ok or not 0 <= clip[0] < clip[1] or clip[1] > 1e30:
+        raise BadInputError(
+            f"{key}.clip must be [near, far] with 0 <= near < far, got {short(clip)}"
+        )
+    out["clip"] = [float(clip[0]), float(clip[1])]
+    return out

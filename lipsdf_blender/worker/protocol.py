@@ -77,13 +77,15 @@ slice       ``field``, ``matrix``, ``plane`` (4x4: the plane's ``[-1, 1]^2`` in 
             world), ``pixels`` (``[w, h]``), ``spacing`` (isolines; 0: none) -> ``{"image":
             path}`` (``distance``, ``gradient_norm`` ``(h, w)``, ``rgba``, ``rgba_gradient``
             ``(h, w, 4)`` float32, row 0 at the bottom); ``info``: ``min``, ``max``,
-            ``gradient_max``
+            ``gradient_max``; ``pixels``: each side 1 to 4096, 16M pixels at most
 render      ``fields``, ``matrices``, ``op`` (``union``/``intersection``/``difference``),
             ``blend``, ``camera`` (``matrix`` 4x4 camera to world, ``type`` ``persp``/
             ``ortho``, ``fov`` (horizontal, radians) or ``ortho_scale``, ``pixels``
-            ``[w, h]``, ``clip`` ``[near, far]``) -> ``{"image": path}`` (``rgba``
-            ``(h, w, 4)``, ``depth`` ``(h, w)`` (inf: missed), row 0 at the bottom);
-            ``info``: ``seconds``, ``steps_mean``, ``steps_max``
+            ``[w, h]``, ``clip`` ``[near, far]`` along the view axis, as Blender clips)
+            -> ``{"image": path}`` (``rgba`` ``(h, w, 4)``, ``depth`` ``(h, w)`` (distance
+            along the ray; inf: missed), row 0 at the bottom); ``info``: ``seconds``,
+            ``steps_mean``, ``steps_max``, ``hits`` (pixels that hit); progress phase
+            ``trace`` (step of at most 256)
 grid        ``field``, ``voxel`` (object units, > 0), ``band`` (voxels, 1 to 64, default
             3), ``exact`` (default true: the exact distance to the field's remesh; false: the
             network), ``resolution``, ``detail``, ``sharp`` -> ``{"grid": path}`` (``ijk``
