@@ -921,6 +921,47 @@ class StandIns:
         return pts
 
     @staticmethod
+    def project_safe(field, pts, level=0.0, iterations=100, **kw):
+        assert pts.dtype == np.float64 and pts.ndim == 2 and pts.shape[1] == 3
+        assert math.isfinite(level) and type(iterations) is int and 0 <= iterations <= 1000
+        return pts, np.ones(len(pts), bool)
+
+    @staticmethod
+    def thickness(field, pts, *args, **kw):
+        assert pts.dtype == np.float64 and pts.ndim == 2 and pts.shape[1] == 3
+        return np.ones(len(pts))
+
+    @staticmethod
+    def hollow(exact, wall, resolution=None, **kw):
+        _check_common(tiny_field(), resolution, **kw)
+        assert type(wall) is float and math.isfinite(wall) and wall > 0
+        info = {"volume": 1.0, "outer_volume": 2.0, "inner_volume": 1.0, "watertight": True}
+        return np.zeros((3, 3)), np.array([[0, 1, 2]]), info
+
+    @staticmethod
+    def slice_image(field, plane, pixels, spacing=0.0, **kw):
+        w, h = pixels
+        assert type(w) is int and type(h) is int and 1 <= w * h <= 16 * 2**20
+        assert np.asarray(plane).shape == (4, 4) and np.isfinite(plane).all()
+        assert math.isfinite(spacing) and spacing >= 0
+        img = np.zeros((1, 1, 4), np.float32)
+        return {"distance": np.zeros((1, 1)), "gradient_norm": np.zeros((1, 1)), "rgba": img,
+                "rgba_gradient": img, "min": 0.0, "max": 0.0, "gradient_max": 0.0}  # fmt: skip
+
+    @staticmethod
+    def render(field, camera, **kw):
+        w, h = camera["pixels"]
+        assert type(w) is int and type(h) is int and 1 <= w * h <= 16 * 2**20
+        info = {"seconds": 0.0, "steps_mean": 0.0, "steps_max": 0, "hits": 0}
+        return {"rgba": np.zeros((1, 1, 4), np.float32), "depth": np.zeros((1, 1)), "info": info}
+
+    @staticmethod
+    def narrow_band(field, voxel, band=3.0, **kw):
+        assert type(voxel) is float and math.isfinite(voxel) and voxel > 0
+        assert 1 <= band <= 64
+        return np.zeros((1, 3), np.int32), np.zeros(1, np.float32)
+
+    @staticmethod
     def train_field(geom, preset, mode="signed", device="cpu", seed=0, thickness=None, **kw):
         geom.validate()
         assert mode in ("signed", "unsigned") and type(seed) is int
@@ -936,7 +977,8 @@ def stand_ins():
     mp = pytest.MonkeyPatch()
     # Each core call is replaced in every worker module that imports it (the job mixins too).
     for name in ("remesh", "extract_levels", "offset_surfaces", "combine_surfaces",
-                 "sample_surface_points", "project", "train_field"):  # fmt: skip
+                 "sample_surface_points", "project", "train_field", "project_safe",
+                 "thickness", "hollow", "slice_image", "render", "narrow_band"):  # fmt: skip
         for module in WORKER_MODULES:
             if hasattr(module, name):
                 mp.setattr(module, name, getattr(StandIns, name))
@@ -1048,6 +1090,25 @@ def param_values(draw, key):
         "detail": st.sampled_from([True, False, "no", 0]),
         "sharp": st.sampled_from([True, False, [], 1.0]),
         "faces": st.sampled_from([0, 100, -1, 1.5, True, 2**40]),
+        "matrix": st.sampled_from([None, np.eye(4).tolist(), (2 * np.eye(4)).tolist(),
+                                   [[1, 0, 0, 0]] * 4, [[math.nan] * 4] * 4, "eye", [1]]),
+        "plane": st.sampled_from([np.eye(4).tolist(), [[0.0] * 4] * 4, None, [[1, 2]], 3]),
+        "pixels": st.sampled_from([[8, 8], [1, 1], [0, 5], [5000, 5000], [2**20, 2**20],
+                                   [8.0, 8], "8x8", None, [8]]),
+        "spacing": st.sampled_from([0, 0.1, -1, math.nan, "0.1"]),
+        "wall": st.sampled_from([0.05, 0, -0.1, math.inf, "0.1", None]),
+        "voxel": st.sampled_from([0.05, 1e-9, 0, -1, math.nan, "0.1", None]),
+        "band": st.sampled_from([3, 0.5, 1, 64, 65, math.inf, "3"]),
+        "camera": st.sampled_from([
+            {"matrix": np.eye(4).tolist(), "type": "persp", "fov": 0.8, "pixels": [8, 8],
+             "clip": [0.1, 100]},
+            {"matrix": np.eye(4).tolist(), "type": "ortho", "ortho_scale": 2.0,
+             "pixels": [8, 6], "clip": [0, 10]},
+            {"matrix": np.eye(4).tolist(), "type": "persp", "fov": 0, "pixels": [8, 8],
+             "clip": [0.1, 100]},
+            {"matrix": np.eye(3).tolist(), "type": "persp", "fov": 0.8, "pixels": [8, 8],
+             "clip": [1, 0]},
+            {"type": "pano"}, None, [], "camera"]),
     }[key]  # fmt: skip
     return draw(plausible | json_values) if draw(st.integers(0, 4)) == 0 else draw(plausible)
 
@@ -1058,8 +1119,14 @@ PARAM_KEYS = {
     "extract": ["field", "levels", "resolution", "device", "detail", "sharp", "faces", "output"],
     "offset": ["field", "distances", "resolution", "exact", "device", "faces", "output"],
     "csg": ["op", "fields", "blend", "matrices", "resolution", "device", "output"],
-    "sample": ["field", "n", "level", "seed", "resolution", "output"],
-    "project": ["field", "points", "level", "iterations", "output"],
+    "sample": ["field", "n", "level", "seed", "resolution", "matrix", "output"],
+    "project": ["field", "points", "level", "iterations", "matrix", "output"],
+    "query": ["field", "points", "matrix", "exact", "resolution", "detail", "sharp", "output"],
+    "thickness": ["field", "points", "exact", "resolution", "detail", "sharp", "output"],
+    "hollow": ["field", "wall", "resolution", "detail", "sharp", "faces", "output"],
+    "slice": ["field", "matrix", "plane", "pixels", "spacing", "output"],
+    "render": ["fields", "matrices", "op", "blend", "camera", "output"],
+    "grid": ["field", "voxel", "band", "exact", "resolution", "detail", "sharp", "output"],
 }  # fmt: skip
 
 
