@@ -87,11 +87,13 @@ class MeshDistance:
             g[on] = nrm / np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-300)
         return sign * d, g
 
-    def surface_normals(self, P) -> tuple[np.ndarray, np.ndarray]:
-        """Closest points on the mesh and the smooth outward normals there.
+    def surface_normals(self, P) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Closest points on the mesh and two outward normals there: smooth and flat.
 
-        The normal is interpolated (barycentric) from angle-weighted vertex normals, so it
-        varies smoothly over the mesh instead of jumping at every edge as face normals do.
+        The smooth normal is interpolated (barycentric) from angle-weighted vertex normals,
+        so it varies over a finely tessellated curved surface as the surface does instead of
+        jumping at every edge; the flat one is the closest face's, right on large flat faces
+        whose corners' normals are tilted by a sharp crease (a box).
 
         Parameters
         ----------
@@ -103,7 +105,9 @@ class MeshDistance:
         C : (n, 3) float64
             Closest points on the mesh.
         N : (n, 3) float64
-            Unit outward normals at ``C``.
+            Unit smooth outward normals at ``C``.
+        N_face : (n, 3) float64
+            Unit outward normals of the closest faces.
         """
         P = np.ascontiguousarray(np.asarray(P, dtype=np.float64).reshape(-1, 3))
         if getattr(self, "_vertex_normals", None) is None:
@@ -114,7 +118,9 @@ class MeshDistance:
         T = self.V[tri]
         B = igl.barycentric_coordinates(C, T[:, 0].copy(), T[:, 1].copy(), T[:, 2].copy())
         N = np.einsum("ij,ijk->ik", np.nan_to_num(B), self._vertex_normals[tri])
-        return C, N / np.maximum(np.linalg.norm(N, axis=1, keepdims=True), 1e-300)
+        Nf = np.cross(T[:, 1] - T[:, 0], T[:, 2] - T[:, 0])
+        unit = [M / np.maximum(np.linalg.norm(M, axis=1, keepdims=True), 1e-300) for M in (N, Nf)]
+        return C, unit[0], unit[1]
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.V.min(axis=0), self.V.max(axis=0)

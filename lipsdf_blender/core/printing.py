@@ -82,8 +82,9 @@ def thickness(
     overlap the walls by ``rel_tol * r`` (a thickness up to ``rel_tol / 2`` too large).
 
     Normals: when the test's distance can give the surface's own normals (``exact`` a
-    :class:`~.meshfield.MeshDistance`: smooth normals of the mesh at the closest point,
-    where the point is moved), those are used; a network's gradient, a few degrees off the
+    :class:`~.meshfield.MeshDistance`: the smooth and the flat normal of the mesh at the
+    closest point, where the point is moved; the larger of the two balls is kept, both being
+    empty balls touching the point), those are used; a network's gradient, a few degrees off the
     facets of its remesh, makes the balls cross the facets next to ``p`` (on a trained
     sphere's remesh the median reads 40 % low with it). Otherwise each point is moved onto
     the zero level set of ``F`` along ``n`` (steps of ``F(p)``, which never cross it). All
@@ -149,8 +150,12 @@ def thickness(
     abs_tol = ABS_TOL * diag
 
     on_surface = normals is None and callable(getattr(F, "surface_normals", None))
+    n_points = len(P)
     if on_surface:
-        P, g = F.surface_normals(P)  # already on the surface the balls are tested against
+        # Already on the surface the balls are tested against; both normals are tried and
+        # the larger certified ball kept (each is an empty ball touching the point).
+        C, smooth, flat = F.surface_normals(P)
+        P, g = np.vstack([C, C]), np.vstack([smooth, flat])
     elif normals is None:
         _, g = _gradients(field, P, batch_size)
     else:
@@ -203,7 +208,7 @@ def thickness(
         if progress is not None:
             progress(step + 1, total)
     out[idx] = np.where(unbounded, np.inf, 2.0 * lo)
-    return out
+    return np.fmax(out[:n_points], out[n_points:]) if on_surface else out
 
 
 def _split_target(faces: int, counts: tuple[int, int]) -> tuple[int, int]:
