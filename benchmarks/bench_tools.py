@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_common import MESH_DIR, PROJECT, machine_info, markdown_table, run_job, write_json
-from lipsdf_blender.core.printing import hollow, thickness
 
 from lipsdf_blender.core import metrics
 from lipsdf_blender.core.grid import narrow_band
 from lipsdf_blender.core.io import load_geometry
 from lipsdf_blender.core.meshfield import MeshDistance
+from lipsdf_blender.core.printing import hollow, thickness
 from lipsdf_blender.core.query import (
     project_safe,
     sample_surface_points,

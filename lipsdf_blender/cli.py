@@ -1,4 +1,5 @@
-"""Command line: ``python -m lipsdf_blender train|remesh|offset|csg|info ...`` (no Blender needed).
+"""Command line: ``python -m lipsdf_blender train|remesh|offset|csg|points|hollow|info ...``
+(no Blender needed).
 
 A user error is one line on stderr and exit status 2; the progress bar goes to stderr too, so
 stdout carries only results.
@@ -173,6 +174,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--blend", type=float, default=0.0, help="smooth blend radius, object units")
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
+    surface_args(p)
+
+    p = sub.add_parser("points", help="evenly spread points (with normals) on a field's surface")
+    p.add_argument("field")
+    p.add_argument("-n", type=int, required=True, help="number of points")
+    p.add_argument("--level", type=float, default=0.0, help="level set, object units")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resolution", type=int, default=64, help="sampling cells, longest side")
+    p.add_argument("-o", "--output", required=True, help="OUT.ply / .xyz")
+
+    p = sub.add_parser("hollow", help="a shell of a given wall thickness, for 3D printing")
+    p.add_argument("field")
+    p.add_argument("--wall", type=float, required=True, help="wall thickness, object units")
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("-o", "--output", required=True, help="OUT.obj / .ply / .stl / .off")
     surface_args(p)
 
     p = sub.add_parser("info", help="describe a .lipsdf file")
@@ -368,6 +384,10 @@ def run(argv=None) -> int:
         results = [result]
         _report(results)
         _save(args.output, results, [args.op])
+    elif args.command == "points":
+        _points(Field.load(args.field), args)
+    elif args.command == "hollow":
+        _hollow(Field.load(args.field), args, bar, share)
     elif args.command == "info":
         _info(Field.load(args.field), args)
     elif args.command == "slice":
@@ -483,6 +503,52 @@ def _render(fields, args) -> None:
         f"{i['steps_mean']:.1f} steps per ray on average, {i['steps_max']} at most"
     )
     _imsave(args.output, out["rgba"])
+
+
+def _points(field, args) -> None:
+    import numpy as np
+
+    from .core.io import save_points
+    from .core.query import sample_surface_points, spacing, value_and_gradient
+
+    P = sample_surface_points(field, args.n, args.level, args.seed, args.resolution)
+    _, g = value_and_gradient(field, P)
+    N = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    save_points(args.output, P, N)
+    s = spacing(P)
+    print(
+        f"{len(P)} points on f = {args.level:g}: nearest-neighbour spacing mean {s['mean']:.6g}, "
+        f"min {s['min']:.6g}, cv {s['cv']:.3f}"
+    )
+    print(f"wrote {args.output}")
+
+
+def _hollow(field, args, bar, share) -> None:
+    from .core.io import save_mesh
+    from .core.meshfield import MeshDistance
+    from .core.printing import hollow
+    from .core.surface import remesh
+
+    res = _resolution(args, [field])
+    surface = remesh(
+        field, res, args.detail, progress=bar.extraction, sharp=args.sharp, cancel=share
+    )
+    V, F, info = hollow(
+        MeshDistance(surface.vertices, surface.faces),
+        args.wall,
+        resolution=res,
+        sharp=args.sharp,
+        faces=args.faces,
+        progress=bar.extraction,
+        cancel=share,
+    )
+    save_mesh(args.output, V, F)
+    print(
+        f"shell volume {info['volume']:.6g} (outer {info['outer_volume']:.6g} - inner "
+        f"{info['inner_volume']:.6g}), {len(F)} faces, "
+        f"{'watertight' if info['watertight'] else 'NOT watertight'}"
+    )
+    print(f"wrote {args.output}")
 
 
 def _info(field, args) -> None:

@@ -2,20 +2,52 @@
 
 A mixin of :class:`.server.Server`: each ``job_<type>`` takes the running job and returns
 ``(files, info)``; it uses the server's ``progress``, ``_field`` (the field cache) and
-``_exact`` (the exact signed distance to a field's remesh, cached).
+``_exact`` (the exact signed distance to a field's remesh, cached). Every param is checked
+(``params.py``) before any work.
 """
 
 from __future__ import annotations
 
+import time
+from types import SimpleNamespace
+
 import numpy as np
 
-from ..core.errors import BadInputError
-from ..core.query import project, sample_surface_points
+from ..core.csg import Transformed
+from ..core.errors import BadInputError, CancelledError
+from ..core.printing import hollow, thickness
+from ..core.query import evaluate, project_safe, sample_surface_points, spacing, value_and_gradient
 from . import params as par
 from . import protocol as P
 
+#: Points per chunk of a query, between progress messages and cancel checks.
+CHUNK = 262_144
+
+
+def _world(field, matrix):
+    """The field in world units when the job gives the object's matrix."""
+    return field if matrix is None else Transformed(field, matrix)
+
+
+def _stop_if_cancelled(job) -> None:
+    if job.cancelled():
+        raise CancelledError("the job was cancelled")
+
+
+def _unit(g: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(g, axis=1, keepdims=True)
+    return np.divide(g, norm, out=np.zeros_like(g), where=norm > 1e-12)
+
 
 class SurfaceJobs:
+    def _surface_checks(self, job) -> None:
+        """``resolution``, ``detail`` and ``sharp`` of jobs that may remesh, checked early."""
+        p = job.params
+        if p.get("resolution") is not None:
+            par.whole(p, "resolution", 256, *par.RESOLUTION)
+        par.flag(p, "detail", True)
+        par.flag(p, "sharp", True)
+
     def job_sample(self, job):
         info: dict = {}
         p = job.params
@@ -23,30 +55,122 @@ class SurfaceJobs:
         level = par.number(p, "level", 0.0)
         seed = par.whole(p, "seed", 0, 0, 2**63 - 1)
         resolution = par.whole(p, "resolution", 64, *par.RESOLUTION)
-        field = self._field(job, p.get("field"), info)
-        self.progress(job, "sample", 0, 1, None, None, "CPU")
-        P_ = sample_surface_points(field, n, level=level, seed=seed, resolution=resolution)
-        path = P.save_arrays(job.output("points", ".npz"), points=P_)
+        matrix = par.matrix(p)
+        field = _world(self._field(job, p.get("field"), info), matrix)
+        self.progress(job, "sample", 0, 2, None, None, "CPU")
+        pts = sample_surface_points(field, n, level=level, seed=seed, resolution=resolution)
+        _stop_if_cancelled(job)
+        self.progress(job, "normals", 1, 2, None, None, "CPU")
+        _, g = value_and_gradient(field, pts)
+        info["spacing"] = spacing(pts)
+        path = P.save_arrays(job.output("points", ".npz"), points=pts, normals=_unit(g))
         return {"points": str(path.resolve())}, info
 
     def job_project(self, job):
         info: dict = {}
         p = job.params
         level = par.number(p, "level", 0.0)
-        iterations = par.whole(p, "iterations", 10, 0, par.MAX_ITERATIONS)
-        field = self._field(job, p.get("field"), info)
-        arrays = par.load_input(job, p.get("points", "points_in.npz"), "the points to project")
-        if "points" not in arrays:
-            raise BadInputError("the points file has no array named 'points'")
-        pts = arrays["points"]
-        if (
-            pts.ndim != 2
-            or pts.shape[1:] != (3,)
-            or pts.dtype.kind not in "iuf"
-            or not np.isfinite(pts).all()
-        ):
-            raise BadInputError("the points must be an (n, 3) array of finite numbers")
+        iterations = par.whole(p, "iterations", 100, 0, par.MAX_ITERATIONS)
+        matrix = par.matrix(p)
+        pts = par.points_input(job, p.get("points", "points_in.npz"), "the points to project")
+        field = _world(self._field(job, p.get("field"), info), matrix)
         self.progress(job, "project", 0, 1, None, None, "CPU")
-        Q = project(field, pts.astype(np.float64), level=level, iterations=iterations)
-        path = P.save_arrays(job.output("projected", ".npz"), points=Q)
+        Q, converged = project_safe(
+            field, pts, level=level, iterations=iterations, cancel=job.cancelled
+        )
+        residual = np.abs(evaluate(field, Q) - level)
+        info["not_converged"] = int((~converged).sum())
+        info["max_residual"] = float(residual.max()) if len(residual) else 0.0
+        path = P.save_arrays(job.output("projected", ".npz"), points=Q, converged=converged)
         return {"points": str(path.resolve())}, info
+
+    def job_query(self, job):
+        info: dict = {}
+        p = job.params
+        matrix = par.matrix(p)
+        exact = par.flag(p, "exact", False)
+        self._surface_checks(job)
+        pts = par.points_input(job, p.get("points", "points_in.npz"), "the points to query")
+        name = p.get("field")
+        field = self._field(job, name, info)
+        local = field if matrix is None else Transformed(field, matrix)  # checks the matrix
+        if exact:
+            local = self._exact(job, name, field, info)
+        values = np.empty(len(pts))
+        grads = np.empty((len(pts), 3))
+        for start in range(0, len(pts), CHUNK):
+            _stop_if_cancelled(job)
+            self.progress(job, "query", start, len(pts), None, None, "CPU")
+            X = pts[start : start + CHUNK]
+            if exact:
+                d, g = _exact_in_world(local, X, matrix)
+            else:
+                d, g = value_and_gradient(local, X)
+            values[start : start + len(X)] = d
+            grads[start : start + len(X)] = g
+        path = P.save_arrays(job.output("values", ".npz"), values=values, gradients=grads)
+        return {"values": str(path.resolve())}, info
+
+    def job_thickness(self, job):
+        info: dict = {}
+        p = job.params
+        exact = par.flag(p, "exact", True)
+        self._surface_checks(job)
+        pts = par.points_input(job, p.get("points", "points_in.npz"), "the points to measure")
+        name = p.get("field")
+        field = self._field(job, name, info)
+        t0 = time.monotonic()
+        F = self._exact(job, name, field, info) if exact else None
+        self.progress(job, "thickness", 0, 1, None, None, "CPU")
+
+        def report(done: int, total: int) -> None:
+            self.progress(job, "thickness", done, total, None, None, "CPU")
+
+        th = thickness(field, pts, exact=F, progress=report, cancel=job.cancelled)
+        finite = th[np.isfinite(th)]
+        info["min"] = float(finite.min()) if len(finite) else None
+        info["median"] = float(np.median(finite)) if len(finite) else None
+        info["seconds"] = round(time.monotonic() - t0, 3)
+        path = P.save_arrays(job.output("thickness", ".npz"), thickness=th)
+        return {"values": str(path.resolve())}, info
+
+    def job_hollow(self, job):
+        info: dict = {}
+        p = job.params
+        if "wall" not in p:
+            raise BadInputError("a hollow job needs a wall thickness (wall, object units)")
+        wall = par.number(p, "wall", 0.0, lo=0)
+        if wall <= 0:
+            raise BadInputError(f"wall must be a thickness > 0 in object units, got {wall:g}")
+        sp = par.surface_params(p)
+        self._surface_checks(job)
+        name = p.get("field")
+        field = self._field(job, name, info)
+        res = self._resolution(job, [field])
+        exact = self._exact(job, name, field, info)
+        V, F, shell = self._extract_with(
+            job,
+            lambda batch_size, device, progress, cancel: hollow(
+                exact,
+                wall,
+                resolution=res,
+                sharp=sp["sharp"],
+                faces=sp["faces"],
+                progress=progress,
+                cancel=cancel,
+            ),
+            "hollow",
+        )
+        info.update(shell)
+        return self._meshes(job, [SimpleNamespace(vertices=V, faces=F)], [0.0], info)
+
+
+def _exact_in_world(exact, X: np.ndarray, matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Exact distances and gradients at world points ``X`` of a surface in object units:
+    ``d = s d_local(M^-1 x)``, ``g = (A / s) g_local`` for ``M = [A t]``, ``A = s R``."""
+    if matrix is None:
+        return exact.value_and_gradient(X)
+    A, t = matrix[:3, :3], matrix[:3, 3]
+    s = float(np.cbrt(abs(np.linalg.det(A))))
+    d, g = exact.value_and_gradient((X - t) @ np.linalg.inv(A).T)
+    return s * d, g @ (A / s).T
