@@ -64,8 +64,9 @@ project     ``field``, ``points`` (npz with ``points``), ``level``, ``iterations
             ``matrix`` -> ``{"points": path}`` (``points``, ``converged`` bool); safe steps
             ``|f - level|`` along the gradient (never across the level set);
             ``info.not_converged``
-query       ``field``, ``points``, ``matrix``, ``exact`` (default false), ``resolution``
-            -> ``{"values": path}`` (``values`` ``(n,)``, ``gradients`` ``(n, 3)``)
+query       ``field``, ``points``, ``matrix``, ``exact`` (default false), ``resolution``,
+            ``detail``, ``sharp`` -> ``{"values": path}`` (``values`` ``(n,)``,
+            ``gradients`` ``(n, 3)``)
 thickness   ``field``, ``points``, ``exact`` (default true), ``resolution``, ``detail``,
             ``sharp`` -> ``{"values": path}`` (``thickness`` ``(n,)``: diameter of the
             largest empty ball touching the surface there; ``inf`` where none was found)
