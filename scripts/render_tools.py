@@ -221,6 +221,7 @@ def main() -> None:
     offset = tree.nodes.new("GeometryNodeSDFGridOffset")
     offset.inputs["Distance"].default_value = 0.03
     mesh = tree.nodes.new("GeometryNodeGridToMesh")
+    mesh.inputs["Threshold"].default_value = 0.0  # the zero level set (default 0.1)
     tree.links.new(info.outputs["Geometry"], get.inputs["Volume"])
     tree.links.new(get.outputs["Grid"], offset.inputs["Grid"])
     tree.links.new(offset.outputs["Grid"], mesh.inputs["Grid"])

@@ -198,6 +198,7 @@ class Layout:
                 if prop not in data.bl_rna.properties:
                     PROBLEMS.append(f"UILayout.{name}(): {data!r} has no property {prop}")
             if name == "operator":
+                CALLS.append(f"operator:{args[0]}")
                 return OperatorProperties(args[0])
             return Layout()
 

@@ -51,6 +51,11 @@ def world_of(obj, P):
     M = np.array(obj.matrix_world)
     return np.asarray(P, np.float64) @ M[:3, :3].T + M[:3, 3]
 
+def corners(obj):
+    V = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", V)
+    return world_of(obj, V.reshape(-1, 3))
+
 # -- 1. surface points (trains the field) ----------------------------------------------------
 pts = api.surface_points(ball, 1500, resolution=RES, **TINY)
 pc = pts.data
@@ -70,6 +75,7 @@ with open(os.path.join(OUT, "ball.lipsdf"), "wb") as fh:
 bm = bmesh.new()
 bmesh.ops.create_cube(bm, size=2.0)
 bmesh.ops.subdivide_edges(bm, edges=bm.edges[:], cuts=4, use_grid_fill=True)
+bmesh.ops.triangulate(bm, faces=bm.faces[:])
 me = bpy.data.meshes.new("Cube")
 bm.to_mesh(me)
 bm.free()
@@ -92,6 +98,8 @@ FACTS["project"] = {"name": moved.name, "keys": [k.name for k in kb], "value": k
 bpy.ops.mesh.primitive_grid_add(x_subdivisions=12, y_subdivisions=12, size=3.0,
                                 location=C + Vector((0.0, 0.0, 1.6)))
 grid = bpy.context.active_object
+grid.modifiers.new("tri", "TRIANGULATE")
+bpy.ops.object.modifier_apply(modifier="tri")
 grid.rotation_euler = (0.3, 0.0, 0.2)
 bpy.context.view_layer.update()
 api.distance_attributes([grid], ball, resolution=RES, **TINY)
@@ -122,7 +130,7 @@ for i, plane in enumerate(planes):
     img = plane.active_material.node_tree.nodes.active.image
     px = np.empty(img.size[0] * img.size[1] * 4, np.float32)
     img.pixels.foreach_get(px)
-    keep(f"slice{i}", corners=world(plane)[0], rgba=px.reshape(img.size[1], img.size[0], 4))
+    keep(f"slice{i}", corners=corners(plane), rgba=px.reshape(img.size[1], img.size[0], 4))
 FACTS["slice"] = [p.name for p in planes]
 
 # -- 7. sphere-traced preview against Blender's raster of the remesh -------------------------
@@ -166,6 +174,7 @@ if bpy.app.version >= (5, 0, 0):
     get.data_type = "FLOAT"
     get.inputs["Name"].default_value = "distance"
     to_mesh = ng.nodes.new("GeometryNodeGridToMesh")
+    to_mesh.inputs["Threshold"].default_value = 0.0  # the zero level set (default 0.1)
     out = ng.nodes.new("NodeGroupOutput")
     ng.links.new(info.outputs["Geometry"], get.inputs["Volume"])
     ng.links.new(get.outputs["Grid"], to_mesh.inputs["Grid"])

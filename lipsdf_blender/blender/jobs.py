@@ -340,7 +340,7 @@ def plan_project(
     for name, points in targets.items():
         params = {
             "field": files[source.name],
-            "points": "points_in.npz",
+            "points": "input.npz",
             "level": float(level),
             "iterations": int(iterations),
             "matrix": _matrix(source),
@@ -358,7 +358,7 @@ def plan_query(source: Source, targets: dict, s: Settings, exact: bool = True) -
     files = yield from _fields([source], s, outcome)
     for name, points in targets.items():
         params = _tool_params(
-            s, field=files[source.name], points="points_in.npz", matrix=_matrix(source)
+            s, field=files[source.name], points="input.npz", matrix=_matrix(source)
         )
         params["exact"] = bool(exact)
         arrays = {"points": np.asarray(points, dtype=np.float64)}
@@ -373,7 +373,7 @@ def plan_thickness(sources: list[Source], points: dict, s: Settings, exact: bool
     outcome = Outcome()
     files = yield from _fields(sources, s, outcome)
     for src in sources:
-        params = _tool_params(s, field=files[src.name], points="points_in.npz", exact=bool(exact))
+        params = _tool_params(s, field=files[src.name], points="input.npz", exact=bool(exact))
         arrays = {"points": np.asarray(points[src.name], dtype=np.float64)}
         result = yield Request(P.THICKNESS, params, arrays, f"{src.name}: measuring walls")
         _collect(outcome, src.name, result, "values")

@@ -175,9 +175,6 @@ class LIPSDF_OT_preview(_JobOperator, bpy.types.Operator):
         if not _selected(context):
             cls.poll_message_set("Select a mesh, curve or point cloud object")
             return False
-        if getattr(context.scene, "camera", None) is None:
-            cls.poll_message_set("Add a camera: the preview is seen from the scene's camera")
-            return False
         return True
 
     def objects(self, context):
