@@ -172,7 +172,7 @@ def main() -> None:
     a.data.foreach_get("value", d)
     stripes = (np.floor(d / 0.05) % 2)[:, None] * 0.15
     colour_attribute(floor, "shown", ramp_colours(d, 0.0, 0.6, DIVERGING) - stripes * [1, 1, 1, 0])
-    render(out / "distance.png", [spot, floor], colour="ATTRIBUTE", direction=(0.5, -1.0, 0.9))
+    render(out / "distance.png", [spot, floor], colour="VERTEX", direction=(0.5, -1.0, 0.9))
 
     # Wall thickness of fandisk (thin fins), red below 2 % of its size.
     fandisk = load("fandisk", location=(0, 0, 0), rotation=(0, 0, 0))
@@ -181,7 +181,7 @@ def main() -> None:
     fandisk.data.color_attributes.active_color = fandisk.data.color_attributes[
         "lipsdf_thickness_color"
     ]
-    render(out / "thickness.png", [fandisk], colour="ATTRIBUTE", direction=(0.8, -1.0, 0.6))
+    render(out / "thickness.png", [fandisk], colour="VERTEX", direction=(0.8, -1.0, 0.6))
 
     # Hollow: spot with 3 % walls, cut open by a boolean to show them.
     shell = timed("hollow", api.hollow, spot, wall=0.03, **kw)

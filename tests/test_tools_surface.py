@@ -182,6 +182,26 @@ def test_thickness_of_a_spherical_shell_and_a_box():
     np.testing.assert_allclose(thickness(box, Q), 0.6, rtol=0.02)
 
 
+def test_thickness_with_a_gap_keeps_walls_and_reads_creases_by_their_angle():
+    half = (0.6, 0.4, 0.3)
+    box = MeshDistance(*primitives.box_mesh(half_size=half))
+    faces = np.array([[0, 0, 0.3], [0.1, -0.05, -0.3]])
+    edge = np.array([[0.0, 0.4, 0.3]])  # on a right-angled crease
+    # Without a gap a crease has no ball touching it; with one, the ball within the gap.
+    assert thickness(box, edge)[0] < 0.01
+    for gap in (0.02, 0.05):
+        np.testing.assert_allclose(thickness(box, faces, gap=gap), 0.6, rtol=0.02)
+        t = thickness(box, edge, gap=gap)[0]
+        # A ball of radius r in a right-angled wedge comes within r (sqrt 2 - 1) of its crease
+        # along the bisector: r = gap / (sqrt 2 - 1), thickness 2 r + gap.
+        want = 2 * gap / (np.sqrt(2) - 1) + gap
+        assert abs(t - want) < 0.05 * want, (gap, t, want)
+    # A wall thinner than the gap is measured without it: a 0.6 box with gap 1 reads 0.6.
+    np.testing.assert_allclose(thickness(box, faces, gap=1.0), 0.6, rtol=0.02)
+    with pytest.raises(BadInputError, match="gap"):
+        thickness(box, faces, gap=-1.0)
+
+
 def test_thickness_from_a_trained_field_and_its_remesh(sphere_field, one_thread):
     from lipsdf_blender.core.surface import remesh
 

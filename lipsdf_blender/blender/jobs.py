@@ -367,13 +367,17 @@ def plan_query(source: Source, targets: dict, s: Settings, exact: bool = True) -
     return outcome
 
 
-def plan_thickness(sources: list[Source], points: dict, s: Settings, exact: bool = True) -> Plan:
+def plan_thickness(
+    sources: list[Source], points: dict, s: Settings, exact: bool = True, gap: float = 0.0
+) -> Plan:
     """Train where needed, then the wall thickness of each source at ``points[name]`` (its own
-    vertices, object units): ``arrays[name]["thickness"]``."""
+    vertices, object units; balls may stand ``gap`` off the surface, see
+    :func:`..core.printing.thickness`): ``arrays[name]["thickness"]``."""
     outcome = Outcome()
     files = yield from _fields(sources, s, outcome)
     for src in sources:
         params = _tool_params(s, field=files[src.name], points="input.npz", exact=bool(exact))
+        params["gap"] = float(gap)
         arrays = {"points": np.asarray(points[src.name], dtype=np.float64)}
         result = yield Request(P.THICKNESS, params, arrays, f"{src.name}: measuring walls")
         _collect(outcome, src.name, result, "values")

@@ -212,7 +212,8 @@ def thickness_properties() -> dict:
         "min_wall": FloatProperty(
             name="Minimum Wall",
             description="Walls thinner than this show red, up to twice it yellow to green "
-            "(object units)",
+            "(object units); a vertex on a crease reads the largest ball within a quarter of "
+            "it, so right-angled edges stay green and knife edges show",
             default=0.02,
             min=0.0,
             precision=4,

@@ -61,6 +61,7 @@ def thickness(
     batch_size: int = DEFAULT_BATCH,
     progress=None,
     cancel=None,
+    gap: float = 0.0,
 ) -> Scalars:
     """Wall thickness at points of a solid's surface: the diameter of the largest empty ball.
 
@@ -91,6 +92,14 @@ def thickness(
     points are bisected together, about 15 steps, each
     one evaluation of ``F`` at the still-open points in batches.
 
+    ``gap`` > 0 lets the ball stand off the surface by ``gap`` along the normal: balls
+    ``B(p + (gap + r) n, r)`` (nested too), thickness ``2 r* + gap``. On a wall whose sides
+    are parallel this is the same width; at a convex crease, where the largest ball touching
+    exactly at the crease has no size at all (any ball tangent there leaves the wedge), it
+    reads the size of the ball that fits within ``gap`` of the crease: about ``5.8 gap`` at a
+    right angle, less at sharper ones. A point whose wall along ``n`` is thinner than
+    ``gap`` is measured with no gap.
+
     Parameters
     ----------
     field : DistanceField
@@ -116,6 +125,8 @@ def thickness(
         Called after each bisection step.
     cancel : callable ``() -> bool``, optional
         Polled before each step; returning ``True`` raises :class:`CancelledError`.
+    gap : float
+        How far from the point the ball may stand (object units, >= 0; see above).
 
     Returns
     -------
@@ -148,6 +159,9 @@ def thickness(
             raise BadInputError(f"max_diameter must be a positive distance, got {max_diameter}")
         R = 0.5 * max_diameter
     abs_tol = ABS_TOL * diag
+    gap = float(gap)
+    if not (math.isfinite(gap) and gap >= 0):
+        raise BadInputError(f"gap must be a distance >= 0, got {gap}")
 
     on_surface = normals is None and callable(getattr(F, "surface_normals", None))
     n_points = len(P)
@@ -183,10 +197,15 @@ def thickness(
     if len(walking):
         on[walking] = np.abs(evaluate(F, X[walking], batch_size)) <= abs_tol
     idx, X, n_in = idx[on], X[on], n_in[on]
+    # The stand-off of each point: none where the solid along n is thinner than the gap.
+    off = np.full(len(idx), gap)
+    if gap > 0 and len(idx):
+        off[evaluate(F, X + gap * n_in, batch_size) > -abs_tol] = 0.0
 
     def empty(k: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """Whether the balls of radius ``r`` touching at points ``k`` are certified empty."""
-        c = X[k] + r[:, None] * n_in[k]
+        """Whether the balls of radius ``r`` at the points ``k``'s stand-off are certified
+        empty."""
+        c = X[k] + (off[k] + r)[:, None] * n_in[k]
         return -evaluate(F, c, batch_size) >= r - np.maximum(rel_tol * r, abs_tol)
 
     everything = np.arange(len(idx))
@@ -207,7 +226,7 @@ def thickness(
         hi[open_[~fits]] = mid[~fits]
         if progress is not None:
             progress(step + 1, total)
-    out[idx] = np.where(unbounded, np.inf, 2.0 * lo)
+    out[idx] = np.where(unbounded, np.inf, 2.0 * lo + off)
     return np.fmax(out[:n_points], out[n_points:]) if on_surface else out
 
 

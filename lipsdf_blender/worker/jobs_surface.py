@@ -115,6 +115,7 @@ class SurfaceJobs:
         info: dict = {}
         p = job.params
         exact = par.flag(p, "exact", True)
+        gap = par.number(p, "gap", 0.0, lo=0)
         self._surface_checks(job)
         pts = par.points_input(job, p.get("points", "points_in.npz"), "the points to measure")
         name = p.get("field")
@@ -126,7 +127,7 @@ class SurfaceJobs:
         def report(done: int, total: int) -> None:
             self.progress(job, "thickness", done, total, None, None, "CPU")
 
-        th = thickness(field, pts, exact=F, progress=report, cancel=job.cancelled)
+        th = thickness(field, pts, exact=F, progress=report, cancel=job.cancelled, gap=gap)
         finite = th[np.isfinite(th)]
         info["min"] = float(finite.min()) if len(finite) else None
         info["median"] = float(np.median(finite)) if len(finite) else None

@@ -67,9 +67,10 @@ project     ``field``, ``points`` (npz with ``points``), ``level``, ``iterations
 query       ``field``, ``points``, ``matrix``, ``exact`` (default false), ``resolution``,
             ``detail``, ``sharp`` -> ``{"values": path}`` (``values`` ``(n,)``,
             ``gradients`` ``(n, 3)``)
-thickness   ``field``, ``points``, ``exact`` (default true), ``resolution``, ``detail``,
-            ``sharp`` -> ``{"values": path}`` (``thickness`` ``(n,)``: diameter of the
-            largest empty ball touching the surface there; ``inf`` where none was found)
+thickness   ``field``, ``points``, ``exact`` (default true), ``gap`` (>= 0, default 0: how
+            far from the point the ball may stand), ``resolution``, ``detail``, ``sharp``
+            -> ``{"values": path}`` (``thickness`` ``(n,)``: diameter of the largest empty
+            ball touching the surface there, plus the gap; ``inf`` where none was found)
 hollow      ``field``, ``wall`` (> 0), ``resolution``, ``detail``, ``sharp``, ``faces``
             -> ``{"meshes": path}`` (one closed mesh: the surface and the inward offset
             ``-wall``, turned inside out); ``info``: ``volume``, ``outer_volume``,

@@ -12,6 +12,10 @@ from .base import _JobOperator, _selected, _tool
 
 THICKNESS = "lipsdf_thickness"
 THICKNESS_COLOR = "lipsdf_thickness_color"
+#: How far from a vertex its ball may stand, as a share of the minimum wall: a convex crease
+#: (where a ball touching exactly there has no size) reads the ball that fits within it,
+#: over the minimum wall at a right angle, below it at sharp edges (see core.printing).
+GAP = 0.25
 
 
 def _meshes(context) -> list:
@@ -41,7 +45,7 @@ class LIPSDF_OT_thickness(_JobOperator, bpy.types.Operator):
         self._points = {o.name: convert.mesh_vertices(o) for o in objs}
 
     def plan(self, sources, settings):
-        return plan_thickness(sources, self._points, settings, self.exact)
+        return plan_thickness(sources, self._points, settings, self.exact, GAP * self.min_wall)
 
     def build(self, context, outcome, made):
         self._stats = []
