@@ -85,6 +85,7 @@ def show_only(objs):
 
 def frame(objs, direction=(0.55, -1.0, 0.45), margin=1.15):
     """Point the camera at the objects from ``direction``, all of them in view."""
+    bpy.context.view_layer.update()  # matrices of objects just moved
     pts = []
     for o in objs:
         pts += [o.matrix_world @ Vector(c) for c in o.bound_box]
@@ -177,7 +178,7 @@ def main() -> None:
     # Wall thickness of fandisk (thin fins), red below 2 % of its size.
     fandisk = load("fandisk", location=(0, 0, 0), rotation=(0, 0, 0))
     size = max(fandisk.dimensions)
-    timed("wall thickness", api.thickness, fandisk, min_wall=0.02 * size, **kw)
+    timed("wall thickness", api.thickness, fandisk, min_wall=0.05 * size, **kw)
     fandisk.data.color_attributes.active_color = fandisk.data.color_attributes[
         "lipsdf_thickness_color"
     ]
@@ -186,9 +187,10 @@ def main() -> None:
     # Hollow: spot with 3 % walls, cut open by a boolean to show them.
     shell = timed("hollow", api.hollow, spot, wall=0.03, **kw)
     shell.location += dx
-    bpy.ops.mesh.primitive_cube_add(size=1.0)
-    cutter = bpy.context.active_object
-    cutter.location = shell.matrix_world @ Vector((0, 0, 0)) + Vector((0, -0.5, 0))
+    bpy.ops.mesh.primitive_cube_add(size=4.0)
+    cutter = bpy.context.active_object  # takes away everything in front of the middle
+    bpy.context.view_layer.update()
+    cutter.location = shell.matrix_world @ Vector((0, 0, 0)) + Vector((0, -2.0, 0))
     cutter.hide_render = True
     mod = shell.modifiers.new("cut", "BOOLEAN")
     mod.operation, mod.object, mod.solver = "DIFFERENCE", cutter, "EXACT"
@@ -197,14 +199,15 @@ def main() -> None:
     # Slice through spot at the 3D cursor (its middle), distances and |grad f|.
     scene.cursor.location = spot.matrix_world @ Vector((0, 0, 0))
     planes = timed("slice", api.slice_picture, spot, "Y", pixels=512, spacing=0.05, **kw)
-    render(out / "slice.png", [spot, *planes], colour="TEXTURE", direction=(0.35, -1.0, 0.25))
+    render(out / "slice.png", planes, colour="TEXTURE", direction=(0.35, -1.0, 0.25))
 
-    # Sphere-traced preview of a smooth union of spot and fandisk's field, from the camera.
-    fandisk.location = spot.location + Vector((0.35, 0.0, 0.25))
-    fandisk.scale = (0.6 / size,) * 3
-    bpy.context.view_layer.update()
-    frame([spot, fandisk], direction=(0.6, -1.0, 0.4))
-    image = timed("preview", api.preview, [spot, fandisk], blend=0.05, size=max(w, h), **kw)
+    # Sphere-traced preview: spot smoothly united with a ball on its back, from the camera.
+    bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=4, radius=0.22)
+    bump = bpy.context.active_object
+    top = np.array([tuple(spot.matrix_world @ Vector(c)) for c in spot.bound_box])
+    bump.location = (*(0.5 * (top.min(0) + top.max(0)))[:2], top[:, 2].max() - 0.12)
+    frame([spot, bump], direction=(0.6, -1.0, 0.4))
+    image = timed("preview", api.preview, [spot, bump], blend=0.08, size=max(w, h), **kw)
     image.filepath_raw = str(out / "preview.png")
     image.file_format = "PNG"
     image.save()
@@ -232,6 +235,44 @@ def main() -> None:
     holder.location += dx
     holder.modifiers.new("sdf", "NODES").node_group = tree
     render(out / "sdf_volume.png", [spot, holder], direction=(0.4, -1.0, 0.4))
+    overview(out)
+
+
+TITLES = {
+    "points": "Surface Points",
+    "project": "Project onto Field",
+    "distance": "Distance Attributes",
+    "thickness": "Wall Thickness",
+    "hollow": "Hollow (cut open)",
+    "slice": "Slice Picture, |grad f|",
+    "preview": "Sphere-Traced Preview",
+    "sdf_volume": "SDF Volume, Blender's offset",
+}
+
+
+def overview(out: Path) -> None:
+    """The eight pictures in two rows under their titles: ``overview.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+    from PIL import Image  # matplotlib's own dependency
+
+    fig, axes = plt.subplots(2, 4, figsize=(14, 4.9), dpi=100)
+    for ax, (key, title) in zip(axes.ravel(), TITLES.items(), strict=True):
+        img = mpimg.imread(out / f"{key}.png")
+        if img.shape[-1] == 4:  # the preview's background is transparent: show it grey
+            img = img[..., :3] * img[..., 3:] + 0.24 * (1 - img[..., 3:])
+        ax.imshow(img)
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.94, wspace=0.02, hspace=0.12)
+    path = out / "overview.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    Image.open(path).convert("RGB").quantize(colors=192).save(path, optimize=True)
+    print(f"render_tools: wrote {path}")
 
 
 if __name__ == "__main__":
