@@ -138,6 +138,16 @@ def bench_mesh(name: str, args) -> tuple[list[dict], dict]:
         f"min {finite.min() / diag:.3%} diag, median {np.median(finite) / diag:.2%} diag",
     )
 
+    gap = 0.005 * diag
+    T, t = timed(thickness, field, surf.vertices[idx], exact=exact, gap=gap)
+    finite = T[np.isfinite(T)]
+    row(
+        "wall thickness (exact, gap 0.5 % diag)",
+        f"{len(idx):,} vertices",
+        t,
+        f"min {finite.min() / diag:.3%} diag, median {np.median(finite) / diag:.2%} diag",
+    )
+
     wall = 0.02 * diag
     (HV, HF, info), t = timed(hollow, exact, wall, resolution=res)
     row("hollow", f"wall {wall:.4g}", t,
