@@ -38,6 +38,9 @@ TINY = dict(
 )
 
 SPHERE_RADIUS = 0.8
+#: Worker processes of the tests: one thread (on a shared 2-core machine two threads per
+#: process slow tiny networks down several times over).
+WORKER_ENV = {"LIPSDF_WORKER_THREADS": "1"}
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +55,17 @@ def sphere_field():
 def box_field():
     V, F = primitives.box_mesh(half_size=(0.6, 0.4, 0.3))
     return train_field(Geometry.mesh(V, F), "fast", device="cpu", seed=1, **TINY)
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A worker process for the tests of one module."""
+    from lipsdf_blender.worker.client import WorkerClient
+
+    c = WorkerClient(env=WORKER_ENV)
+    c.start()
+    yield c
+    c.shutdown()
 
 
 def random_points(n: int, half: float, seed: int = 0) -> np.ndarray:

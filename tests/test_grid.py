@@ -26,10 +26,9 @@ from lipsdf_blender.core.metrics import chamfer_hausdorff, is_watertight
 from lipsdf_blender.core.query import evaluate
 from lipsdf_blender.core.sdf import BoxField, SphereField
 from lipsdf_blender.worker import protocol as P
-from lipsdf_blender.worker.client import JobCancelledError, WorkerClient, WorkerError
+from lipsdf_blender.worker.client import JobCancelledError, WorkerError
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {"LIPSDF_WORKER_THREADS": "1"}
 SAMPLES = {"n_uniform": 2000, "n_surface": 4000}
 OVERRIDES = {"depth": 3, "width": 16, "steps": 150, "batch_size": 256, "samples": SAMPLES}
 TRAIN = {"preset": "fast", "device": "cpu", "seed": 3, "overrides": OVERRIDES}
@@ -138,14 +137,6 @@ def test_bad_sizes_and_too_fine_voxel(monkeypatch):
 
 
 # -- worker ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def client():
-    c = WorkerClient(env=ENV)
-    c.start()
-    yield c
-    c.shutdown()
-
-
 @pytest.fixture(scope="module")
 def trained(client, tmp_path_factory):
     V, F = primitives.icosphere(0.8, 3)

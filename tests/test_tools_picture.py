@@ -28,10 +28,9 @@ from lipsdf_blender.core.trace import (
     sphere_trace,
 )
 from lipsdf_blender.worker import protocol as P
-from lipsdf_blender.worker.client import JobCancelledError, WorkerClient, WorkerError
+from lipsdf_blender.worker.client import JobCancelledError, WorkerError
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {"LIPSDF_WORKER_THREADS": "1"}
 
 
 @pytest.fixture(autouse=True)
@@ -324,14 +323,6 @@ def test_camera_bad_input():
 
 
 # -- worker ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def client():
-    c = WorkerClient(env=ENV)
-    c.start()
-    yield c
-    c.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import SPHERE_RADIUS, sphere_cloud
+from conftest import SPHERE_RADIUS, WORKER_ENV, sphere_cloud
 
 from lipsdf_blender import cli
 from lipsdf_blender.core import primitives
@@ -29,7 +29,7 @@ from lipsdf_blender.core.sdf import BoxField, SphereField
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker.client import WorkerClient, WorkerError
 
-ENV = {"LIPSDF_WORKER_THREADS": "1"}
+ENV = WORKER_ENV
 OVERRIDES = {
     "depth": 3,
     "width": 16,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import sphere_cloud
+from conftest import WORKER_ENV, sphere_cloud
 
 from lipsdf_blender.core import primitives
 from lipsdf_blender.core.extract import extract_levels
@@ -34,7 +34,7 @@ from lipsdf_blender.worker.client import (
 ROOT = Path(__file__).resolve().parents[1]
 # One thread: on a shared 2-core machine two threads per process slow tiny networks down
 # several times over. The direct core calls compared with the worker use one thread too.
-ENV = {"LIPSDF_WORKER_THREADS": "1"}
+ENV = WORKER_ENV
 SAMPLES = {"n_uniform": 2000, "n_surface": 4000}
 OVERRIDES = {"depth": 3, "width": 16, "steps": 100, "batch_size": 256, "samples": SAMPLES}
 TRAIN = {"preset": "fast", "device": "cpu", "seed": 3, "overrides": OVERRIDES}
@@ -43,14 +43,6 @@ LONG = dict(TRAIN, overrides=dict(OVERRIDES, steps=1_000_000))
 
 def sphere():
     return primitives.icosphere(0.8, 3)
-
-
-@pytest.fixture(scope="module")
-def client():
-    c = WorkerClient(env=ENV)
-    c.start()
-    yield c
-    c.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -202,12 +202,28 @@ def _linked_below(parent, coll) -> bool:
     return any(c == coll or _linked_below(c, coll) for c in parent.children)
 
 
+def _new_object(context, name: str, fill, matrix=None):
+    """A new mesh object in the LipSDF collection, its mesh made by ``fill(mesh)``; nothing
+    is left behind when ``fill`` fails."""
+    me = bpy.data.meshes.new(name)
+    try:
+        fill(me)
+        obj = bpy.data.objects.new(name, me)
+    except Exception:
+        bpy.data.meshes.remove(me)
+        raise
+    if matrix is not None:
+        obj.matrix_world = matrix
+    result_collection(context).objects.link(obj)
+    return obj
+
+
 def new_mesh_object(context, name: str, vertices, faces, matrix=None, like=None):
     """A new mesh object in the LipSDF collection; materials copied from ``like``."""
     V = np.ascontiguousarray(vertices, dtype=np.float32)
     F = np.ascontiguousarray(faces, dtype=np.int32)
-    me = bpy.data.meshes.new(name)
-    try:
+
+    def fill(me):
         me.vertices.add(len(V))
         me.vertices.foreach_set("co", V.ravel())
         me.loops.add(F.size)
@@ -220,26 +236,20 @@ def new_mesh_object(context, name: str, vertices, faces, matrix=None, like=None)
         if like is not None and getattr(like, "data", None) is not None:
             for mat in getattr(like.data, "materials", ()):
                 me.materials.append(mat)
-        obj = bpy.data.objects.new(name, me)
-    except Exception:
-        bpy.data.meshes.remove(me)
-        raise
-    if matrix is not None:
-        obj.matrix_world = matrix
-    result_collection(context).objects.link(obj)
-    return obj
+
+    return _new_object(context, name, fill, matrix)
 
 
 def new_points_object(context, name: str, points, normals=None, matrix=None):
     """A new point cloud object (``normal`` point attribute) in the LipSDF collection.
 
     Built as a mesh of loose vertices (what a PLY import makes of a scan), then converted to
-    a Point Cloud object where this Blender can (5.0 and later); the add-on reads both as a
+    a Point Cloud object where this Blender can (4.3 and later); the add-on reads both as a
     point cloud.
     """
     P = np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 3)
-    me = bpy.data.meshes.new(name)
-    try:
+
+    def fill(me):
         me.vertices.add(len(P))
         me.vertices.foreach_set("co", P.ravel())
         if normals is not None:
@@ -247,14 +257,8 @@ def new_points_object(context, name: str, points, normals=None, matrix=None):
             N = np.ascontiguousarray(normals, dtype=np.float32).reshape(-1, 3)
             attr.data.foreach_set("vector", N.ravel())
         me.update()
-        obj = bpy.data.objects.new(name, me)
-    except Exception:
-        bpy.data.meshes.remove(me)
-        raise
-    if matrix is not None:
-        obj.matrix_world = matrix
-    result_collection(context).objects.link(obj)
-    return _to_pointcloud(context, obj)
+
+    return _to_pointcloud(context, _new_object(context, name, fill, matrix))
 
 
 def _to_pointcloud(context, obj):
