@@ -263,7 +263,8 @@ def new_points_object(context, name: str, points, normals=None, matrix=None):
 
 def _to_pointcloud(context, obj):
     """``obj`` (loose vertices) as a Point Cloud object, or as it is where it cannot be."""
-    if bpy.app.version < (4, 3, 0):  # no Convert > Point Cloud before 4.3
+    targets = bpy.ops.object.convert.get_rna_type().properties["target"].enum_items
+    if "POINTCLOUD" not in targets.keys():  # no Convert > Point Cloud in this Blender (4.2)
         return obj
     before = obj.data
     try:
