@@ -133,6 +133,22 @@ for i, plane in enumerate(planes):
     img.pixels.foreach_get(px)
     keep(f"slice{i}", corners=corners(plane), rgba=px.reshape(img.size[1], img.size[0], 4))
 FACTS["slice"] = [p.name for p in planes]
+# The active plane's placement: a tilted plane active, the ball selected.
+bpy.ops.mesh.primitive_plane_add(size=2.4, location=C + Vector((0.0, 0.1, 0.2)),
+                                 rotation=(0.5, 0.2, 0.0))
+board = bpy.context.active_object
+bpy.context.view_layer.update()
+with bpy.context.temp_override(active_object=board, object=board,
+                               selected_objects=[ball, board],
+                               selected_editable_objects=[ball, board]):
+    bpy.ops.lipsdf.slice(placement="SELECTED", pixels=64, spacing=0.0,
+                         resolution=RES, overrides=json.dumps(TINY))
+tilted = bpy.data.objects[operators.last_results[0]]
+img = tilted.active_material.node_tree.nodes.active.image
+px = np.empty(img.size[0] * img.size[1] * 4, np.float32)
+img.pixels.foreach_get(px)
+keep("slice2", corners=corners(tilted), board=corners(board),
+     rgba=px.reshape(img.size[1], img.size[0], 4))
 
 # -- 7. sphere-traced preview against Blender's raster of the remesh -------------------------
 shape = api.remesh(ball, resolution=RES, **TINY)
@@ -309,6 +325,26 @@ def test_slice_picture_colours_have_the_analytic_sign(tools):
     g = _load(out, "slice1")["rgba"]
     red = (g[..., 0] > 0.9) & (g[..., 1] < 0.1) & (g[..., 2] < 0.1)
     assert not red.any()  # no pixel breaks the bound |grad f| <= 1
+
+
+def test_a_slice_on_the_active_plane_lies_on_it_with_the_right_signs(tools):
+    _, out, _ = tools
+    a = _load(out, "slice2")
+
+    # The picture covers the plane object itself (the same four corners).
+    def by_row(c):
+        return c[np.lexsort(np.round(c, 6).T)]
+
+    np.testing.assert_allclose(by_row(a["corners"]), by_row(a["board"]), atol=1e-5)
+    rgba = a["rgba"]
+    h, w = rgba.shape[:2]
+    X = _pixel_centres(a["corners"], h, w)
+    d = np.linalg.norm(X - CENTRE, axis=2) - R
+    pixel = np.linalg.norm(a["corners"][1] - a["corners"][0]) / w
+    clear = np.abs(d) > 2 * pixel
+    assert (d[clear] < 0).any() and (d[clear] > 0).any()
+    inside = rgba[..., 2] > rgba[..., 0]
+    assert (inside[clear] == (d[clear] < 0)).mean() > 0.99
 
 
 def test_sphere_traced_preview_matches_blenders_raster_of_the_remesh(tools):

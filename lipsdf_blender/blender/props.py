@@ -150,7 +150,12 @@ PLACEMENT_ITEMS = (
     ("X", "X", "A plane across the X axis through the 3D cursor"),
     ("Y", "Y", "A plane across the Y axis through the 3D cursor"),
     ("Z", "Z", "A plane across the Z axis through the 3D cursor"),
-    ("SELECTED", "Selected Plane", "The other selected object's XY plane, at its size"),
+    (
+        "SELECTED",
+        "Selected Plane",
+        "A plane object's XY plane, at its size: the active plane with the field's object "
+        "selected, or the other selected mesh with the field's object active",
+    ),
 )
 PREVIEW_OP_ITEMS = OP_ITEMS
 

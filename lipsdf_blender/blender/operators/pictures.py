@@ -65,6 +65,15 @@ def slice_placement(obj, placement: str, cursor, plane_obj=None):
     return frame, float(half_u), float(half_v)
 
 
+def _flat(obj) -> bool:
+    """A mesh with no depth along its own Z (a plane object)."""
+    if obj.type != "MESH" or not len(obj.data.vertices):
+        return False
+    box = np.array([tuple(c) for c in obj.bound_box])
+    extent = box.max(axis=0) - box.min(axis=0)
+    return extent[2] <= 1e-9 * max(float(extent.max()), 1e-30)
+
+
 def picture_size(longer: int, width: float, height: float) -> tuple[int, int]:
     """Pixels ``(w, h)`` with ``longer`` on the longer side and the given shape."""
     if width >= height:
@@ -119,12 +128,23 @@ class LIPSDF_OT_slice(_JobOperator, bpy.types.Operator):
             return False
         return True
 
+    def _roles(self, context) -> tuple[list, object]:
+        """``([field object], plane)``: with *Selected Plane*, an active flat mesh (a plane)
+        is the placement and the other selected object gives the field; else the active
+        object gives the field and the other selected mesh is the plane."""
+        active = _active(context)
+        others = _others(context)
+        if self.placement == "SELECTED" and active and _flat(active[0]):
+            fields = [o for o in _selected(context) if o != active[0]]
+            if fields:
+                return fields[:1], active[0]
+        return active, (others[0] if others else None)
+
     def objects(self, context):
-        return _active(context)
+        return self._roles(context)[0]
 
     def gather(self, context, objs) -> None:
-        others = _others(context)
-        plane = others[0] if others else None
+        plane = self._roles(context)[1]
         self._frame, hu, hv = slice_placement(
             objs[0], self.placement, context.scene.cursor.location, plane
         )
