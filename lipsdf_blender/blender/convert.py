@@ -310,7 +310,7 @@ def set_point_attribute(me, name: str, values) -> object:
     return attr
 
 
-_DATA = {"MESH": "meshes", "POINTCLOUD": "pointclouds", "VOLUME": "volumes", "IMAGE": "images"}
+_DATA = {"MESH": "meshes", "POINTCLOUD": "pointclouds", "VOLUME": "volumes"}
 
 
 def remove_objects(objects) -> None:

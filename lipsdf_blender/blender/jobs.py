@@ -230,14 +230,19 @@ def _fields(sources: list[Source], s: Settings, outcome: Outcome):
     return files
 
 
-def _extract_params(s: Settings, **params) -> dict:
-    params["device"] = s.device
+def _tool_params(s: Settings, **params) -> dict:
+    """What every job that remeshes takes from the settings."""
     params["detail"] = bool(s.detail)
     params["sharp"] = bool(s.sharp)
-    params["faces"] = int(s.faces)
     if s.resolution:
         params["resolution"] = int(s.resolution)
     return params
+
+
+def _extract_params(s: Settings, **params) -> dict:
+    params["device"] = s.device
+    params["faces"] = int(s.faces)
+    return _tool_params(s, **params)
 
 
 def plan_train(sources: list[Source], s: Settings) -> Plan:
@@ -305,15 +310,6 @@ def _collect(outcome: Outcome, key: str, result: dict, file: str) -> None:
 
 def _matrix(src: Source) -> list:
     return (np.eye(4) if src.matrix is None else np.asarray(src.matrix, dtype=float)).tolist()
-
-
-def _tool_params(s: Settings, **params) -> dict:
-    """What the tools that measure the remeshed surface take from the settings."""
-    params["detail"] = bool(s.detail)
-    params["sharp"] = bool(s.sharp)
-    if s.resolution:
-        params["resolution"] = int(s.resolution)
-    return params
 
 
 def plan_points(sources: list[Source], s: Settings, n: int, level: float = 0.0) -> Plan:

@@ -157,7 +157,6 @@ PLACEMENT_ITEMS = (
         "selected, or the other selected mesh with the field's object active",
     ),
 )
-PREVIEW_OP_ITEMS = OP_ITEMS
 
 
 def points_properties() -> dict:
@@ -267,7 +266,7 @@ def preview_properties() -> dict:
     return {
         "operation": EnumProperty(
             name="Operation",
-            items=PREVIEW_OP_ITEMS,
+            items=OP_ITEMS,
             default="union",
             description="How the selected objects' fields combine (the active one first)",
         ),

@@ -131,6 +131,11 @@ class _Node:
         return torch.device("cpu")
 
 
+def placed(field: DistanceField, matrix=None) -> DistanceField:
+    """``field`` in world units through ``matrix`` (object to world), or as it is without."""
+    return field if matrix is None else Transformed(field, matrix)
+
+
 class Transformed(_Node):
     """A distance field moved by an object-to-world similarity transform.
 

@@ -36,10 +36,8 @@ class GridJobs:
                 f"band must be from {BAND[0]:g} to {BAND[1]:g} voxels, got {par.short(band)}"
             )
         exact = par.flag(p, "exact", True)
-        par.flag(p, "detail", True)
-        par.flag(p, "sharp", True)
+        par.remesh_checks(p)
         field = self._field(job, p.get("field"), info)
-        self._resolution(job, [field])
         # A too-fine voxel is refused before the remesh (the remesh's bounds are the field's
         # up to a cell; the core checks them again).
         band_index_range(field.bounds(), voxel, band)

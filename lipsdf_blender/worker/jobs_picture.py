@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.csg import OPERATIONS, Transformed, combine
+from ..core.csg import OPERATIONS, combine, placed
 from ..core.device import describe
 from ..core.errors import BadInputError
 from ..core.query import DEFAULT_BATCH, field_device
@@ -35,7 +35,7 @@ class PictureJobs:
         w, h = par.pixels(p, "pixels", [512, 512])
         spacing = par.number(p, "spacing", 0.0, lo=0)
         field = self._field(job, p.get("field"), info)
-        target = field if M is None else Transformed(field, M)
+        target = placed(field, M)
         progress = self._extract_progress(job, "slice", describe(field_device(field)))
         progress(0, w * h)
         pic = self._batched(
@@ -60,16 +60,14 @@ class PictureJobs:
     def job_render(self, job):
         info: dict = {}
         p = job.params
-        names = p.get("fields")
-        if not isinstance(names, list) or not 1 <= len(names) <= par.MAX_LIST:
-            raise BadInputError(f"fields must be a list of 1 to {par.MAX_LIST} field files")
+        names = par.field_names(p)
         op = par.choice(p, "op", "union", OPERATIONS)
         blend = par.number(p, "blend", 0.0, lo=0)
         matrices = par.matrices(p.get("matrices"), len(names))
         camera = par.camera(p)
         fields = [self._field(job, n, info) for n in names]
         if len(fields) == 1:
-            target = fields[0] if matrices is None else Transformed(fields[0], matrices[0])
+            target = placed(fields[0], None if matrices is None else matrices[0])
         else:
             labels = [Path(n).name for n in names]
             target = combine(op, fields, blend=blend, matrices=matrices, names=labels)

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..core.csg import Transformed
+from ..core.csg import placed
 from ..core.errors import BadInputError, CancelledError
 from ..core.printing import hollow, thickness
 from ..core.query import evaluate, project_safe, sample_surface_points, spacing, value_and_gradient
@@ -22,11 +22,6 @@ from . import protocol as P
 
 #: Points per chunk of a query, between progress messages and cancel checks.
 CHUNK = 262_144
-
-
-def _world(field, matrix):
-    """The field in world units when the job gives the object's matrix."""
-    return field if matrix is None else Transformed(field, matrix)
 
 
 def _stop_if_cancelled(job) -> None:
@@ -40,14 +35,6 @@ def _unit(g: np.ndarray) -> np.ndarray:
 
 
 class SurfaceJobs:
-    def _surface_checks(self, job) -> None:
-        """``resolution``, ``detail`` and ``sharp`` of jobs that may remesh, checked early."""
-        p = job.params
-        if p.get("resolution") is not None:
-            par.whole(p, "resolution", 256, *par.RESOLUTION)
-        par.flag(p, "detail", True)
-        par.flag(p, "sharp", True)
-
     def job_sample(self, job):
         info: dict = {}
         p = job.params
@@ -56,7 +43,7 @@ class SurfaceJobs:
         seed = par.whole(p, "seed", 0, 0, 2**63 - 1)
         resolution = par.whole(p, "resolution", 64, *par.RESOLUTION)
         matrix = par.matrix(p)
-        field = _world(self._field(job, p.get("field"), info), matrix)
+        field = placed(self._field(job, p.get("field"), info), matrix)
         self.progress(job, "sample", 0, 2, None, None, "CPU")
         pts = sample_surface_points(field, n, level=level, seed=seed, resolution=resolution)
         _stop_if_cancelled(job)
@@ -73,7 +60,7 @@ class SurfaceJobs:
         iterations = par.whole(p, "iterations", 100, 0, par.MAX_ITERATIONS)
         matrix = par.matrix(p)
         pts = par.points_input(job, p.get("points", "points_in.npz"), "the points to project")
-        field = _world(self._field(job, p.get("field"), info), matrix)
+        field = placed(self._field(job, p.get("field"), info), matrix)
         self.progress(job, "project", 0, 1, None, None, "CPU")
         Q, converged = project_safe(
             field, pts, level=level, iterations=iterations, cancel=job.cancelled
@@ -89,11 +76,11 @@ class SurfaceJobs:
         p = job.params
         matrix = par.matrix(p)
         exact = par.flag(p, "exact", False)
-        self._surface_checks(job)
+        par.remesh_checks(job.params)
         pts = par.points_input(job, p.get("points", "points_in.npz"), "the points to query")
         name = p.get("field")
         field = self._field(job, name, info)
-        local = field if matrix is None else Transformed(field, matrix)  # checks the matrix
+        local = placed(field, matrix)  # checks the matrix
         if exact:
             local = self._exact(job, name, field, info)
         values = np.empty(len(pts))
@@ -103,7 +90,7 @@ class SurfaceJobs:
             self.progress(job, "query", start, len(pts), None, None, "CPU")
             X = pts[start : start + CHUNK]
             if exact:
-                d, g = _exact_in_world(local, X, matrix)
+                d, g = _exact_inplaced(local, X, matrix)
             else:
                 d, g = value_and_gradient(local, X)
             values[start : start + len(X)] = d
@@ -116,7 +103,7 @@ class SurfaceJobs:
         p = job.params
         exact = par.flag(p, "exact", True)
         gap = par.number(p, "gap", 0.0, lo=0)
-        self._surface_checks(job)
+        par.remesh_checks(job.params)
         pts = par.points_input(job, p.get("points", "points_in.npz"), "the points to measure")
         name = p.get("field")
         field = self._field(job, name, info)
@@ -144,7 +131,7 @@ class SurfaceJobs:
         if wall <= 0:
             raise BadInputError(f"wall must be a thickness > 0 in object units, got {wall:g}")
         sp = par.surface_params(p)
-        self._surface_checks(job)
+        par.remesh_checks(job.params)
         name = p.get("field")
         field = self._field(job, name, info)
         res = self._resolution(job, [field])
@@ -166,7 +153,7 @@ class SurfaceJobs:
         return self._meshes(job, [SimpleNamespace(vertices=V, faces=F)], [0.0], info)
 
 
-def _exact_in_world(exact, X: np.ndarray, matrix) -> tuple[np.ndarray, np.ndarray]:
+def _exact_inplaced(exact, X: np.ndarray, matrix) -> tuple[np.ndarray, np.ndarray]:
     """Exact distances and gradients at world points ``X`` of a surface in object units:
     ``d = s d_local(M^-1 x)``, ``g = (A / s) g_local`` for ``M = [A t]``, ``A = s R``."""
     if matrix is None:

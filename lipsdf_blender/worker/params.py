@@ -179,6 +179,23 @@ def load_input(job: _Job, name, what: str) -> dict:
         raise BadInputError(f"{what} file {path.name} is not a readable .npz: {exc}") from None
 
 
+def remesh_checks(params: dict) -> None:
+    """``resolution``, ``detail`` and ``sharp`` of a job that may remesh, checked before any
+    work (the remesh itself reads them later, in ``Server._exact``)."""
+    if params.get("resolution") is not None:
+        whole(params, "resolution", 256, *RESOLUTION)
+    flag(params, "detail", True)
+    flag(params, "sharp", True)
+
+
+def field_names(params: dict, key: str = "fields") -> list:
+    """A job's list of 1 to :data:`MAX_LIST` field files (each checked when it is loaded)."""
+    names = params.get(key)
+    if not isinstance(names, list) or not 1 <= len(names) <= MAX_LIST:
+        raise BadInputError(f"{key} must be a list of 1 to {MAX_LIST} field files")
+    return names
+
+
 def points_input(job: _Job, name, what: str) -> np.ndarray:
     """The ``points`` array of an input ``.npz``: ``(n, 3)`` finite numbers, as float64."""
     arrays = load_input(job, name, what)

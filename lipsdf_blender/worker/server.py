@@ -649,9 +649,7 @@ class Server(SurfaceJobs, PictureJobs, GridJobs):
     def job_csg(self, job: _Job):
         info: dict = {}
         p = job.params
-        names = p.get("fields")
-        if not isinstance(names, list) or not 1 <= len(names) <= par.MAX_LIST:
-            raise BadInputError(f"fields must be a list of 1 to {par.MAX_LIST} field files")
+        names = par.field_names(p)
         op = par.choice(p, "op", "union", ("union", "intersection", "difference"))
         blend = par.number(p, "blend", 0.0, lo=0)
         matrices = par.matrices(p.get("matrices"), len(names))

@@ -190,13 +190,6 @@ class LIPSDF_OT_preview(_JobOperator, bpy.types.Operator):
     bl_label = "Sphere-Traced Preview"
     uniform_scale_for = "distances along the rays"
 
-    @classmethod
-    def poll_objects(cls, context) -> bool:
-        if not _selected(context):
-            cls.poll_message_set("Select a mesh, curve or point cloud object")
-            return False
-        return True
-
     def objects(self, context):
         return _csg_objects(context) or _selected(context)
 
