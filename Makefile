@@ -10,11 +10,11 @@ ZIP := dist/lipsdf_blender-$(VERSION).zip
 .PHONY: demo demo-core extension test test-slow lint bench bench-speed bench-peers bench-clouds venv clean
 .PHONY: test-blender test-blender-5.0 test-blender-all venv-blender-4.2 venv-blender-4.5
 
-$(STAMP): requirements.txt requirements-blender.txt
+$(STAMP): requirements.txt requirements-blender.txt requirements-ray.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-blender.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-blender.txt -r requirements-ray.txt
 	touch $(STAMP)
 
 venv: $(STAMP)

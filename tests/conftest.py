@@ -127,3 +127,81 @@ def sphere_cloud(n: int, radius: float = 0.7, axes=(1.0, 1.0, 1.0)):
     a = radius * np.asarray(axes, dtype=np.float64)
     N = U / a
     return U * a, N / np.linalg.norm(N, axis=1, keepdims=True)
+
+
+def _free_port(lo: int = 9000, hi: int = 9990) -> int:
+    """A free TCP port below Ray's default worker port range (10002-19999)."""
+    import random
+    import socket
+
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(lo, hi)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port for the Ray head")
+
+
+#: Environment of every Ray process the tests start or connect from: no token auth (a
+#: throw-away local cluster), no usage stats, a short Ray Client reconnect grace period.
+RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_CLIENT_RECONNECT_GRACE_PERIOD": "3",
+}
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory):
+    """A local Ray head with 2 CPUs, started for the session and stopped after it.
+
+    Yields a dict: ``address`` (``127.0.0.1:<gcs port>``, for a driver on this node),
+    ``client`` (``ray://127.0.0.1:<port>``, Ray Client), ``env`` (the variables a process
+    needs to reach it; already set in this process) and ``stop()`` / ``start()`` to take it
+    down and up again (for lost-connection tests; addresses stay the same).
+    Skipped when Ray is not installed.
+    """
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("ray")
+    ray_bin = Path(sys.executable).with_name("ray")
+    if not ray_bin.exists():
+        ray_bin = shutil.which("ray")
+    temp = tmp_path_factory.mktemp("ray")
+    gcs, client_port = _free_port(), _free_port()
+    env = dict(os.environ, **RAY_ENV)
+    os.environ.update(RAY_ENV)
+
+    def start():
+        subprocess.run(
+            [str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1",
+             "--port", str(gcs), "--ray-client-server-port", str(client_port),
+             "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false",
+             "--disable-usage-stats", "--temp-dir", str(temp)],
+            env=env, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+
+    def stop():
+        subprocess.run(
+            [str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120
+        )
+
+    start()
+    try:
+        yield {
+            "address": f"127.0.0.1:{gcs}",
+            "client": f"ray://127.0.0.1:{client_port}",
+            "env": dict(RAY_ENV),
+            "start": start,
+            "stop": stop,
+        }
+    finally:
+        stop()
