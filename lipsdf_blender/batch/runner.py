@@ -316,23 +316,23 @@ def run_local(tasks, queue, settings: Settings, jobs: int, bar: Bar, table: Tabl
             busy = [s for s in slots if s.task is not None]
             ready = wait([s.conn for s in busy] + [s.proc.sentinel for s in busy], timeout=1.0)
             for s in busy:
-                if s.conn in ready:
+                alive = s.proc.sentinel not in ready and s.proc.is_alive()
+                # Read what it sent; after its exit, whatever is left in the pipe, then EOF.
+                while s.task is not None and (s.conn in ready or not alive) and s.conn.poll():
                     try:
                         msg = s.conn.recv()
                     except (EOFError, OSError):
-                        msg = None
-                    if msg is not None and msg[0] == "progress":
+                        break
+                    if msg[0] == "progress":
                         _, index, phase, done, total = msg
                         bar.phase(index, f"{s.task.path.name}: {phase} {done}/{total}")
-                        continue
-                    if msg is not None and msg[0] == "done":
+                    elif msg[0] == "done":
                         task, s.task = s.task, None
                         settle(task, msg[2], queue, bar, table, tasks)
-                        continue
-                if s.proc.sentinel in ready or not s.proc.is_alive():
+                    if alive:
+                        break
+                if s.task is not None and not alive:
                     s.proc.join(1.0)
-                    if s.conn.poll():  # its last message arrived with the exit
-                        continue
                     task, s.task = s.task, None
                     why = (
                         f"the worker process died (exit code {s.proc.exitcode}) after "
