@@ -252,9 +252,8 @@ def _slot_main(conn, threads: int, gpu: int | None) -> None:
         if msg is None:
             return
         index, path, folder, settings, digest = msg
-        last = [0.0]
 
-        def progress(phase, done, total, index=index):
+        def progress(phase, done, total, index=index, last=[0.0]):  # noqa: B006 (one list a shape)
             now = time.monotonic()
             if now - last[0] >= 0.5:
                 last[0] = now
@@ -400,9 +399,9 @@ def run_batch(args) -> int:
     finally:
         summary = table.write(tasks)
         bar.close()
-    print(
+    sys.stdout.write(
         f"{summary['ok']} of {summary['shapes']} shapes ok ({summary['skipped']} already "
         f"done, {summary['failed']} failed, {summary['retried']} retried) in "
-        f"{summary['wall_seconds']:.1f} s; table: {out_dir / 'results.csv'}"
+        f"{summary['wall_seconds']:.1f} s; table: {out_dir / 'results.csv'}\n"
     )
     return 0 if summary["failed"] == 0 else 1
