@@ -168,7 +168,10 @@ def test_local_batch_writes_true_surfaces(local_run, inputs):
 
 
 def test_rerun_skips_finished_shapes(local_run, inputs, tmp_path):
-    out, _, _ = local_run
+    import shutil
+
+    out = tmp_path / "copy"  # the first run's folder stays as it was, for the Ray test
+    shutil.copytree(local_run[0], out)
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.obj")}
     proc = batch(inputs, "--out", out, "--offset", "0.05", "--offset", "-0.05", *FAST,
                  check_rc=1)  # fmt: skip
@@ -183,7 +186,8 @@ def test_rerun_skips_finished_shapes(local_run, inputs, tmp_path):
     r = table(out)["ball.obj"]
     assert not r["skipped"] and "ball.offset+0.1.obj" in r["outputs"]
     # an edited input: a new hash, a new folder
-    edited = tmp_path / "ball.obj"
+    edited = tmp_path / "edited" / "ball.obj"
+    edited.parent.mkdir()
     V, F = primitives.icosphere(subdivisions=3)
     save_mesh(edited, V * 0.5, F)
     batch(edited, "--out", out, *FAST, check_rc=0)
