@@ -74,7 +74,8 @@ def main() -> int:
             inputs.append(p)
     results = []
     for name, extra in CONFIGS:
-        wall, doc = run(inputs, work / name.split()[0] / name.replace(" ", "_"), extra, args.preset)
+        work_out = work / "out" / name.replace(" ", "_").replace(",", "")
+        wall, doc = run(inputs, work_out, extra, args.preset)
         rows = doc["rows"]
         ok = [r for r in rows if r["status"] == "ok"]
         phase = {
@@ -92,15 +93,21 @@ def main() -> int:
                 "phase_seconds": phase,
                 "seconds_per_shape": {Path(r["input"]).stem: r["seconds_total"] for r in ok},
                 "faces": {Path(r["input"]).stem: r["faces"] for r in ok},
+                # what a task moves: the input's bytes in, the outputs' bytes out
+                "bytes_in": {Path(r["input"]).stem: Path(r["input"]).stat().st_size for r in ok},
+                "bytes_out": {
+                    Path(r["input"]).stem: sum(
+                        (work_out / r["folder"] / f).stat().st_size for f in r["outputs"]
+                    )
+                    for r in ok
+                },
                 "watertight": all(r["watertight"] for r in ok),
             }
         )
         print(f"{name}: {len(ok)}/{len(rows)} ok in {wall:.1f} s", file=sys.stderr)
     # resuming: the last configuration again, every shape already finished
     last_name, last_extra = CONFIGS[-1]
-    wall, doc = run(
-        inputs, work / last_name.split()[0] / last_name.replace(" ", "_"), last_extra, args.preset
-    )
+    wall, doc = run(inputs, work_out, last_extra, args.preset)
     resume = {"config": last_name, "wall_seconds": round(wall, 2),
               "skipped": sum(bool(r["skipped"]) for r in doc["rows"])}  # fmt: skip
     machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}
@@ -117,6 +124,14 @@ def main() -> int:
         print(
             f"| {r['config']} | {r['ok']}/{r['shapes']} | {r['wall_seconds']:.1f} | "
             f"{r['shapes_per_minute']:.2f} | {p['train']:.1f} | {p['remesh']:.1f} |"
+        )
+    sizes = results[0]
+    print("\n| shape | input MB | outputs MB (remesh + field) | seconds (1 worker) |")
+    print("|---|---|---|---|")
+    for stem in sizes["bytes_in"]:
+        print(
+            f"| {stem} | {sizes['bytes_in'][stem] / 1e6:.2f} | "
+            f"{sizes['bytes_out'][stem] / 1e6:.2f} | {sizes['seconds_per_shape'][stem]:.1f} |"
         )
     print(f"\nrerun ({resume['config']}): {resume['skipped']} skipped in "
           f"{resume['wall_seconds']:.1f} s")  # fmt: skip
