@@ -337,7 +337,10 @@ class Forwarder:
 
         self._ray = self._actor = None
         try:
-            cluster.disconnect()
+            ray = cluster.ray_module()
+            # Not cluster.disconnect(): after a lost connection Ray Client says it is not
+            # initialized but keeps its context, and the next ray.init would be refused.
+            ray.shutdown()
         except Exception as exc:  # a dead connection may fail to close; it is gone anyway
             log.warning("closing the Ray connection: %s", exc)
 
