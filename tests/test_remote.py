@@ -160,6 +160,9 @@ def test_cancel_reaches_the_job_on_the_cluster(remote, tmp_path):
         remote.wait(job, timeout=10)
     assert time.monotonic() - t0 < 3.0
     assert err.value.kind == P.CANCELLED
+    # The answer is the remote job's own (its traceback runs through the training there),
+    # not the local worker giving up on a cluster that never confirmed.
+    assert "core/train.py" in err.value.traceback and "_follow" not in err.value.traceback
     # The actor is free again: the next job runs there at once.
     r = remote.run("train", TRAIN, tmp_path / "b", arrays={"vertices": V, "faces": F}, timeout=60)
     assert r["info"]["ran_on"]["node"] and Path(r["files"]["field"]).is_file()
@@ -184,7 +187,9 @@ def test_an_address_where_nothing_listens(ray_head, tmp_path):
         assert "this computer" in logs[0]["message"]
         assert "ran_on" not in r["info"]
         ((Vm, _, _),) = P.load_meshes(
-            c.run("extract", {"field": r["files"]["field"]}, tmp_path)["files"]["meshes"]
+            c.run("extract", {"field": r["files"]["field"], "resolution": 32}, tmp_path)["files"][
+                "meshes"
+            ]
         )
         assert np.abs(np.linalg.norm(Vm, axis=1) - RADIUS).max() < 0.02
 
