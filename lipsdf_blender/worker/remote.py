@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import traceback
+import weakref
 from pathlib import Path
 
 from ..core.errors import BadInputError, CancelledError
@@ -115,6 +116,8 @@ class ClusterWorker:
 
         self.root = Path(tempfile.mkdtemp(prefix="lipsdf-remote-"))
         (self.root / "fields").mkdir()
+        # The folder goes with the actor (also when its process exits).
+        weakref.finalize(self, shutil.rmtree, str(self.root), True)
         self._lock = threading.Lock()
         self._messages: list[dict] = []
         self._finals: dict[str, dict] = {}
@@ -302,6 +305,7 @@ class Forwarder:
             _probe(self.address)
             info = cluster.connect(self.address)
         except cluster.ClusterError as exc:
+            self._disconnect()
             raise _Lost(_reason(exc, self.address)) from None
         except Exception as exc:  # anything Ray raises while it connects
             self._disconnect()
@@ -366,7 +370,7 @@ class Forwarder:
             self._disconnect()
             if self.fallback:
                 self.local = True
-                nxt = "The next jobs run on this computer"
+                nxt = "The next jobs run on this computer (until the worker restarts)"
             else:
                 nxt = "The next job tries to connect again"
             raise RemoteError(
