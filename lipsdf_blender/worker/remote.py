@@ -57,6 +57,8 @@ ACTOR_START = 300.0
 CANCEL_WAIT = 10.0
 #: Seconds to wait for a TCP connection when checking that something listens at the address.
 PROBE = 5.0
+#: A connection refused within this many seconds is tried once more.
+RETRY_WITHIN = 10.0
 #: Fields the actor keeps on its disk (least recently used ones go first).
 BLOBS_KEPT = 64
 
@@ -303,7 +305,7 @@ class Forwarder:
         try:
             ray = cluster.ray_module()
             _probe(self.address)
-            info = cluster.connect(self.address)
+            info = self._connect_once_more(cluster)
         except cluster.ClusterError as exc:
             self._disconnect()
             raise _Lost(_reason(exc, self.address)) from None
@@ -335,6 +337,22 @@ class Forwarder:
         self._ray, self._actor = ray, actor
         self._where = {"cluster": self.address, **where}
         log.info("jobs run on the Ray cluster at %s (%s)", self.address, where)
+
+    def _connect_once_more(self, cluster) -> dict:
+        """``cluster.connect``, tried a second time after a quick refusal: a head that has
+        just (re)started sometimes fails to start the server of its first client."""
+        t0 = time.monotonic()
+        try:
+            return cluster.connect(self.address)
+        except cluster.ClusterError as exc:
+            if time.monotonic() - t0 > RETRY_WITHIN:
+                raise
+            log.warning(
+                "the Ray cluster at %s refused the connection (%s); once more", self.address, exc
+            )
+            self._disconnect()
+            time.sleep(1.0)
+            return cluster.connect(self.address)
 
     def _disconnect(self) -> None:
         from . import cluster
