@@ -140,13 +140,14 @@ preferences, *Run jobs on*):
 With an address, the worker imports Ray, connects on the first job (progress phase
 ``connect``) and starts one actor on the cluster (on a GPU node where it has GPUs) that runs
 each job with the same code as here (:mod:`.remote`). The files the params name travel with
-the request (inputs in ``job_dir``, fields by content, sent once), the actor's ``progress``
-and ``log`` messages are passed on as they come, ``cancel`` reaches the remote job, and the
-result files are written into the local ``job_dir`` under the same names, so the client sees
-no difference but ``info.ran_on`` (``cluster``, ``node``, ``device``). When the cluster
-cannot be reached before a job is sent, the job runs here with a ``log`` warning under the
-fall-back, else it ends with ``remote``. A connection lost during a job ends the job with
-``remote``; under the fall-back the next jobs run here, else the next job connects again.
+the request (phase ``send``; inputs in ``job_dir``, fields by content, sent once), the
+actor's ``progress`` and ``log`` messages are passed on as they come, ``cancel`` reaches the
+remote job, and the result files are written into the local ``job_dir`` under the same
+names, so the client sees no difference but ``info.ran_on`` (``cluster``, ``node``,
+``device``). When the cluster cannot be reached before a job is sent, the job runs here
+with a ``log`` warning under the fall-back, else it ends with ``remote``. A connection lost
+during a job ends the job with ``remote``; under the fall-back the next jobs run here, else
+the next job connects again.
 """
 
 from __future__ import annotations

@@ -377,6 +377,8 @@ class Forwarder:
     def _forward(self, job):
         ray, actor = self._ray, self._actor
         inputs, fields, refs = collect_files(job)
+        # Big inputs take a while to go: the heartbeat repeats this until the cluster answers.
+        self.server.progress(job, "send", 0, 1, None, None, self.address)
         try:
             names = list(fields)
             lacking = set(self._call(ray.get, actor.missing.remote(names), timeout=STALL))
