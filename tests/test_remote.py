@@ -168,6 +168,64 @@ def test_cancel_reaches_the_job_on_the_cluster(remote, tmp_path):
     assert r["info"]["ran_on"]["node"] and Path(r["files"]["field"]).is_file()
 
 
+def test_errors_on_the_cluster_keep_their_kind_and_message(remote, client, tmp_path):
+    V, F = sphere()
+    V = V.copy()
+    V[5, 1] = np.nan
+    errors = []
+    for c, d in ((remote, "r"), (client, "l")):
+        with pytest.raises(WorkerError) as err:
+            c.run("train", TRAIN, tmp_path / d, arrays={"vertices": V, "faces": F}, timeout=60)
+        errors.append(err.value)
+    assert errors[0].kind == errors[1].kind == P.BAD_INPUT
+    assert str(errors[0]) == str(errors[1]) and "NaN" in str(errors[0])
+    missing = str(tmp_path / "missing.lipsdf")
+    with pytest.raises(WorkerError) as err:
+        remote.run("extract", {"field": missing}, tmp_path, timeout=60)
+    assert err.value.kind == P.FIELD_FILE and "missing.lipsdf" in str(err.value)
+
+
+def test_the_files_a_request_names_are_collected(tmp_path):
+    from lipsdf_blender.worker import remote as R
+    from lipsdf_blender.worker.server import _Job
+
+    (tmp_path / "job" / "sub").mkdir(parents=True)
+    (tmp_path / "job" / "input.npz").write_bytes(b"in")
+    (tmp_path / "job" / "sub" / "p.npz").write_bytes(b"pts")
+    (tmp_path / "job" / "out.npz").write_bytes(b"old result")
+    (tmp_path / "job" / "a.lipsdf").write_bytes(b"field a")
+    (tmp_path / "cache.lipsdf").write_bytes(b"field b")
+    (tmp_path / "secret.npz").write_bytes(b"not ours")
+    params = {
+        "input": "input.npz",
+        "points": "sub/p.npz",
+        "output": "out.npz",  # written, never read
+        "fields": ["a.lipsdf", str(tmp_path / "cache.lipsdf"), "a.lipsdf"],
+        "init": "../cache.lipsdf",  # out of the job folder: the worker refuses it
+        "other": str(tmp_path / "secret.npz"),  # absolute, not a field
+        "preset": "fast",
+    }
+    job = _Job({"id": "1", "type": "csg", "params": params, "job_dir": str(tmp_path / "job")})
+    inputs, fields, refs = R.collect_files(job)
+    assert inputs == {"input.npz": b"in", "sub/p.npz": b"pts"}
+    a, b = (R._stored_name(x, ".lipsdf") for x in (b"field a", b"field b"))
+    assert fields == {a: b"field a", b: b"field b"}
+    assert refs == [("fields", 0, a), ("fields", 1, b), ("fields", 2, a)]
+
+
+def test_bad_settings_are_refused_with_a_message(ray_head):
+    from lipsdf_blender.worker import remote as R
+    from lipsdf_blender.worker.client import WorkerCrashedError
+
+    assert R.from_environment(None, {"LIPSDF_WORKER_RAY": " "}) is None
+    f = R.from_environment(None, {"LIPSDF_WORKER_RAY": "ray://h:1"})
+    assert f.describe() == {"address": "ray://h:1", "fallback": True}
+    env = dict(worker_env(ray_head), LIPSDF_WORKER_RAY_FALLBACK="maybe")
+    with pytest.raises(WorkerCrashedError) as err:
+        WorkerClient(env=env).start()
+    assert "LIPSDF_WORKER_RAY_FALLBACK must be 1 or 0, got 'maybe'" in str(err.value)
+
+
 def test_an_address_where_nothing_listens(ray_head, tmp_path):
     address = f"ray://127.0.0.1:{closed_port()}"
     V, F = sphere()
