@@ -426,6 +426,12 @@ class Forwarder:
                     cancelled_at = time.monotonic()
                     self._call(actor.cancel.remote, job.id)
                 elif time.monotonic() - cancelled_at > CANCEL_WAIT:
+                    # The job may still run there: the next job gets a fresh actor.
+                    try:
+                        ray.kill(actor)
+                    except Exception as exc:
+                        log.warning("stopping the actor on the cluster: %s", exc)
+                    self._actor = None
                     raise CancelledError(
                         f"the job was cancelled; the cluster at {self.address} did not "
                         f"confirm within {CANCEL_WAIT:.0f} s"
