@@ -100,15 +100,22 @@ def test_the_client_and_the_preferences_modules_do_not_import_ray():
 def test_jobs_run_on_the_cluster_and_give_the_local_geometry(remote, client, ray_head, tmp_path):
     assert remote.handshake["remote"] == {"address": ray_head["client"], "fallback": False}
     V, F = sphere()
-    seen = []
+    seen, times = [], []
+
+    def heard(m):
+        seen.append(m)
+        times.append(time.monotonic())
+
     there = remote.run(
-        "train", TRAIN, tmp_path / "r", arrays={"vertices": V, "faces": F}, on_progress=seen.append
+        "train", TRAIN, tmp_path / "r", arrays={"vertices": V, "faces": F}, on_progress=heard
     )
     here = client.run("train", TRAIN, tmp_path / "l", arrays={"vertices": V, "faces": F})
     phases = [m["phase"] for m in seen if m["type"] == P.PROGRESS]
     assert phases[0] == "connect" and "label" in phases and phases[-1] == "train"
     steps = [m["step"] for m in seen if m["type"] == P.PROGRESS and m["phase"] == "train"]
     assert steps[-1] == OVERRIDES["steps"]
+    # The heartbeat holds while the worker connects, starts the actor and forwards.
+    assert max(np.diff(times)) < 1.5
     ran_on = there["info"]["ran_on"]
     assert ran_on["cluster"] == ray_head["client"] and ran_on["node"] and ran_on["device"]
     assert "ran_on" not in here["info"]
