@@ -1,9 +1,14 @@
-"""Add-on preferences (worker interpreter, device, cache) and the worker's process.
+"""Add-on preferences (worker interpreter, device, cache, where jobs run) and the worker's
+process.
 
 The worker's Python is, in order: the one set in the preferences, the ``LIPSDF_WORKER_PYTHON``
 environment variable (handy for render farms and tests), or the private environment that the
 *Set Up Worker* button makes in the extension's user folder. Blender's own Python is never
 used: torch inside Blender's process breaks on some platforms and would freeze the interface.
+
+*Run jobs on* › *A Ray Cluster* starts the same local worker with ``LIPSDF_WORKER_RAY`` (the
+cluster address) and ``LIPSDF_WORKER_RAY_FALLBACK`` in its environment; the worker forwards
+the jobs (``worker/remote.py``). Ray is imported by that worker only, never here.
 """
 
 from __future__ import annotations

@@ -288,7 +288,7 @@ class Forwarder:
                     job,
                     "warning",
                     f"cannot reach the Ray cluster at {self.address} ({exc}); this job and "
-                    "the next ones run on this computer",
+                    "the next ones run on this computer (until the worker restarts)",
                 )
                 return handler(job)
             return self._forward(job)
