@@ -1,4 +1,4 @@
-"""Command line: ``python -m lipsdf_blender train|remesh|offset|csg|points|hollow|info ...``
+"""Command line: ``python -m lipsdf_blender train|remesh|offset|csg|points|hollow|batch|info ...``
 (no Blender needed).
 
 A user error is one line on stderr and exit status 2; the progress bar goes to stderr too, so
@@ -213,6 +213,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--azimuth", type=float, default=35.0, help="degrees about +Z from the front")
     p.add_argument("--elevation", type=float, default=25.0, help="degrees above the XY plane")
     p.add_argument("-o", "--output", required=True, help="preview.png")
+
+    p = sub.add_parser(
+        "batch",
+        help="train, remesh and offset many shapes (local worker processes or a Ray cluster), "
+        "with a results table; a rerun skips finished shapes",
+    )
+    p.add_argument("inputs", nargs="+", help="files, folders (searched recursively) or glob "
+                   "patterns (quote them: 'scans/**/*.ply')")  # fmt: skip
+    p.add_argument("--out", required=True, help="output folder: one folder per shape, "
+                   "results.csv and results.json")  # fmt: skip
+    p.add_argument("--offset", type=float, action="append", metavar="D",
+                   help="also an offset surface at D object units (negative: inward); repeat "
+                   "for several")  # fmt: skip
+    p.add_argument("--format", choices=("obj", "ply", "stl", "off"), default="obj")
+    p.add_argument("--resolution", type=int, default=None, help="default: the preset's")
+    p.add_argument("--jobs", type=int, default=1, help="local worker processes (the CPU "
+                   "cores shared out among them, or one CUDA GPU each)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="torch threads a worker or Ray "
+                   "task (default: the cores / --jobs, or --cpus-per-task)")  # fmt: skip
+    p.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="run the shapes as Ray "
+                   "tasks: auto (this machine's cluster, else a new local one), host:6379 or "
+                   "ray://host:10001; needs Ray (requirements-ray.txt)")  # fmt: skip
+    p.add_argument("--cpus-per-task", type=int, default=1, help="Ray, on a cluster without "
+                   "GPUs: CPUs a task")  # fmt: skip
+    p.add_argument("--shared-storage", action="store_true", help="Ray: tasks read inputs and "
+                   "write outputs at the same paths (a file system every node sees) instead of "
+                   "sending bytes through Ray")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="run finished shapes again")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    training_args(p)
+    p.set_defaults(preset="fast")
+    surface_args(p)
     return ap
 
 
@@ -315,6 +347,10 @@ def _save(path, results, names):
 
 def run(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "batch":
+        from .batch.runner import run_batch
+
+        return run_batch(args)
     from .core.field import Field
     from .core.threads import FairShare, fair_share_wanted
 

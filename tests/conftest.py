@@ -176,23 +176,47 @@ def ray_head(tmp_path_factory):
     if not ray_bin.exists():
         ray_bin = shutil.which("ray")
     temp = tmp_path_factory.mktemp("ray")
-    gcs, client_port = _free_port(), _free_port()
+    # Every port of its own, so a second local cluster (another test session) never meets it.
+    ports = {}
+    for name in ("port", "ray-client-server-port", "dashboard-port", "dashboard-agent-grpc-port",
+                 "dashboard-agent-listen-port", "metrics-export-port", "runtime-env-agent-port",
+                 "node-manager-port", "object-manager-port"):  # fmt: skip
+        ports[name] = _free_port()
+        while list(ports.values()).count(ports[name]) > 1:
+            ports[name] = _free_port()
+    gcs, client_port = ports["port"], ports["ray-client-server-port"]
+    lo = 20000 + 1000 * (os.getpid() % 40)  # worker ports, also apart
     env = dict(os.environ, **RAY_ENV)
     os.environ.update(RAY_ENV)
 
     def start():
         subprocess.run(
             [str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1",
-             "--port", str(gcs), "--ray-client-server-port", str(client_port),
+             *[a for k, v in ports.items() for a in (f"--{k}", str(v))],
+             "--min-worker-port", str(lo), "--max-worker-port", str(lo + 999),
              "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false",
              "--disable-usage-stats", "--temp-dir", str(temp)],
             env=env, check=True, capture_output=True, timeout=120,
         )  # fmt: skip
 
     def stop():
-        subprocess.run(
-            [str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120
-        )
+        # Only this head's processes (their command lines name its temp folder) and their
+        # children (the workers): `ray stop` would stop every Ray cluster on the machine.
+        import psutil
+
+        mine = []
+        for p in psutil.process_iter(["cmdline"]):
+            if str(temp) in " ".join(p.info["cmdline"] or []):
+                try:
+                    mine += [p, *p.children(recursive=True)]
+                except psutil.NoSuchProcess:
+                    pass
+        for p in mine:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(mine, timeout=10)
 
     start()
     try:

@@ -137,6 +137,7 @@ def offset_surfaces(
     detail: bool = True,
     faces: int = 0,
     sharp: bool = True,
+    surface=None,
 ):
     """Surfaces at signed distances from a field's surface, in object units.
 
@@ -157,6 +158,9 @@ def offset_surfaces(
     detail : bool
         Measure from the surface with the input's detail (:func:`.surface.remesh`), the
         same surface a remesh gives.
+    surface : ExtractResult, optional
+        That surface, when the caller remeshed already (with the same ``resolution``,
+        ``detail`` and ``sharp``): it is not extracted again.
     faces : int
         Target face count of each offset surface (0: every triangle).
     sharp : bool
@@ -174,7 +178,8 @@ def offset_surfaces(
     kw = dict(resolution=resolution, progress=progress, cancel=cancel)
     if not exact:
         return decimate_results(extract_levels(field, list(distances), device=device, **kw), faces)
-    surface = remesh(field, device=device, detail=detail, sharp=sharp, **kw)
+    if surface is None:
+        surface = remesh(field, device=device, detail=detail, sharp=sharp, **kw)
     if len(surface.faces) == 0:
         raise BadInputError("the field has no surface (its zero level set is empty)")
     shells = extract_levels(
