@@ -339,8 +339,9 @@ class Forwarder:
         log.info("jobs run on the Ray cluster at %s (%s)", self.address, where)
 
     def _connect_once_more(self, cluster) -> dict:
-        """``cluster.connect``, tried a second time after a quick refusal: a head that has
-        just (re)started sometimes fails to start the server of its first client."""
+        """``cluster.connect``, tried a second time after a quick refusal: the head's Ray
+        Client proxy now and then fails to start the server for a new client ("Starting Ray
+        client server failed", seen with two heads on one machine), and takes the next one."""
         t0 = time.monotonic()
         try:
             return cluster.connect(self.address)
