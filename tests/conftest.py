@@ -202,11 +202,15 @@ def ray_head(tmp_path_factory):
     def stop():
         # Only this head's processes (their command lines name its temp folder) and their
         # children (the workers): `ray stop` would stop every Ray cluster on the machine.
+        # The Ray Client server names only its port: left running, it would keep the port
+        # and answer for a dead head after start().
         import psutil
 
+        proxy = ("ray.util.client.server", f"--port={client_port}")
         mine = []
         for p in psutil.process_iter(["cmdline"]):
-            if str(temp) in " ".join(p.info["cmdline"] or []):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if str(temp) in cmd or all(part in cmd for part in proxy):
                 try:
                     mine += [p, *p.children(recursive=True)]
                 except psutil.NoSuchProcess:

@@ -714,6 +714,38 @@ def test_cancel_stops_the_job_and_leaves_nothing_behind(extension_zip, tmp_path)
     assert facts["after_cancel"] == "Icosphere.offset+0.1"
 
 
+CLUSTER_PREFS = """
+import sys
+addon = bpy.context.preferences.addons[prefs.ADDON].preferences
+FACTS["default_env"] = prefs.client().env
+addon.run_on = "ray"
+FACTS["no_address"] = refused(prefs.client)["message"]
+addon.cluster_address = " ray://gpu-server:10001 "
+before = prefs.client()
+FACTS["env"] = before.env
+FACTS["draw"] = draw(type(addon), addon)
+addon.cluster_fallback = False
+FACTS["env_no_fallback"] = prefs.client().env
+FACTS["restarted"] = prefs.client() is not before
+FACTS["ray_imported"] = "ray" in sys.modules
+"""
+
+
+def test_run_jobs_on_a_cluster_sets_the_workers_environment(extension_zip, tmp_path):
+    facts, _ = run_blender(CLUSTER_PREFS, tmp_path, extension_zip)
+    assert facts["default_env"] == {}  # This Computer: no cluster variables
+    assert "Cluster Address" in facts["no_address"]
+    env = facts["env"]
+    assert env["LIPSDF_WORKER_RAY"] == "ray://gpu-server:10001"
+    assert env["LIPSDF_WORKER_RAY_FALLBACK"] == "1"
+    assert facts["env_no_fallback"]["LIPSDF_WORKER_RAY_FALLBACK"] == "0"
+    assert facts["restarted"]  # a changed setting gives a new worker
+    problems, calls = facts["draw"]
+    assert problems == []
+    assert {"prop:run_on", "prop:cluster_address", "prop:cluster_fallback"} <= set(calls)
+    assert not facts["ray_imported"]  # Blender's process never imports Ray
+
+
 def test_the_batch_example_script_runs(extension_zip, tmp_path):
     obj = tmp_path / "suzanne.obj"
     cmd = [

@@ -1,9 +1,14 @@
-"""Add-on preferences (worker interpreter, device, cache) and the worker's process.
+"""Add-on preferences (worker interpreter, device, cache, where jobs run) and the worker's
+process.
 
 The worker's Python is, in order: the one set in the preferences, the ``LIPSDF_WORKER_PYTHON``
 environment variable (handy for render farms and tests), or the private environment that the
 *Set Up Worker* button makes in the extension's user folder. Blender's own Python is never
 used: torch inside Blender's process breaks on some platforms and would freeze the interface.
+
+*Run jobs on* › *A Ray Cluster* starts the same local worker with ``LIPSDF_WORKER_RAY`` (the
+cluster address) and ``LIPSDF_WORKER_RAY_FALLBACK`` in its environment; the worker forwards
+the jobs (``worker/remote.py``). Ray is imported by that worker only, never here.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import threading
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from ..core.errors import LipSDFError
 from ..worker import environment
@@ -26,6 +31,10 @@ DEVICE_ITEMS = (
     ("cuda", "CUDA", "An NVIDIA GPU"),
     ("mps", "Apple MPS", "The GPU of an Apple silicon Mac"),
     ("cpu", "CPU", "The processor, always available"),
+)
+RUN_ON_ITEMS = (
+    ("local", "This Computer", "The worker runs every job here"),
+    ("ray", "A Ray Cluster", "The worker sends every job to a Ray cluster, e.g. a GPU server"),
 )
 
 # Module state of the Blender session: the worker process and the last check's verdict.
@@ -86,19 +95,45 @@ def device() -> str:
 
 
 def client() -> WorkerClient:
-    """The session's worker client; a new one when the interpreter or threads changed."""
+    """The session's worker client; a new one when the interpreter, threads or cluster
+    settings (*Run jobs on*) changed."""
     global _client
     python = worker_python()
     prefs = preferences()
     env = {}
     if prefs is not None and prefs.threads:
         env["LIPSDF_WORKER_THREADS"] = str(prefs.threads)
+    env.update(cluster_env(prefs))
     if _client is not None and (_client.python != python or _client.env != env):
         _client.shutdown()
         _client = None
     if _client is None:
         _client = WorkerClient(python, env=env)
     return _client
+
+
+def cluster_env(prefs) -> dict:
+    """The worker's environment variables for *Run jobs on* (see worker/remote.py): Blender
+    never imports Ray; the worker does, when an address is set.
+
+    Raises
+    ------
+    LipSDFError
+        A Ray cluster is chosen but no address is given.
+    """
+    if prefs is None or prefs.run_on != "ray":
+        return {}
+    address = prefs.cluster_address.strip()
+    if not address:
+        raise LipSDFError(
+            "LipSDF is set to run jobs on a Ray cluster but has no Cluster Address: in "
+            "Edit › Preferences › Add-ons › LipSDF, enter one (ray://host:10001) or choose "
+            "This Computer"
+        )
+    return {
+        "LIPSDF_WORKER_RAY": address,
+        "LIPSDF_WORKER_RAY_FALLBACK": "1" if prefs.cluster_fallback else "0",
+    }
 
 
 def shutdown_worker() -> None:
@@ -143,10 +178,10 @@ class LIPSDF_OT_setup_worker(bpy.types.Operator):
             return False
         return True
 
-    def _work(self, folder: Path) -> None:
+    def _work(self, folder: Path, packages) -> None:
         try:
             _setup["verdict"] = environment.setup_environment(
-                folder, progress=lambda line: _setup["lines"].append(line)
+                folder, progress=lambda line: _setup["lines"].append(line), packages=packages
             )
         except LipSDFError as exc:
             _setup["error"] = str(exc)
@@ -156,10 +191,14 @@ class LIPSDF_OT_setup_worker(bpy.types.Operator):
     def execute(self, context):
         _setup.update(lines=[], running=True, error=None, verdict=None)
         folder = private_env()
+        prefs = preferences()
+        packages = environment.PINNED
+        if prefs is not None and prefs.run_on == "ray":
+            packages = (*packages, *environment.RAY_PINNED)
         if bpy.app.background:
-            self._work(folder)
+            self._work(folder, packages)
             return self._done(context)
-        self._thread = threading.Thread(target=self._work, args=(folder,), daemon=True)
+        self._thread = threading.Thread(target=self._work, args=(folder, packages), daemon=True)
         self._thread.start()
         self._timer = context.window_manager.event_timer_add(0.5, window=context.window)
         context.window_manager.modal_handler_add(self)
@@ -211,6 +250,24 @@ class LIPSDF_AP_preferences(bpy.types.AddonPreferences):
         min=0,
         max=512,
     )
+    run_on: EnumProperty(
+        name="Run jobs on",
+        items=RUN_ON_ITEMS,
+        default="local",
+        description="Where the worker runs the jobs: here, or on a Ray cluster (the worker "
+        "then needs Ray: Set Up Worker installs it)",
+    )
+    cluster_address: StringProperty(
+        name="Cluster Address",
+        description="The Ray cluster's client address, e.g. ray://gpu-server:10001 (on the "
+        "server: ray start --head --ray-client-server-port 10001)",
+    )
+    cluster_fallback: BoolProperty(
+        name="Fall Back to This Computer",
+        description="When the cluster cannot be reached or is lost, run the jobs here "
+        "instead of failing them",
+        default=True,
+    )
 
     def draw(self, context):
         layout = self.layout
@@ -226,6 +283,12 @@ class LIPSDF_AP_preferences(bpy.types.AddonPreferences):
         col.prop(self, "device")
         col.prop(self, "threads")
         col.prop(self, "cache_dir")
+        col.prop(self, "run_on")
+        if self.run_on == "ray":
+            box = col.box()
+            box.prop(self, "cluster_address")
+            box.prop(self, "cluster_fallback")
+            box.label(text="The server needs the same Python minor version and Ray 2.60.0")
         row = col.row()
         row.operator(LIPSDF_OT_setup_worker.bl_idname, icon="IMPORT")
         row.label(text=f"into {private_env()}")

@@ -34,6 +34,9 @@ PINNED = (
     "fast-simplification==0.2.0",
     "psutil==7.2.2",
 )
+#: Added to :data:`PINNED` when the worker forwards its jobs to a Ray cluster
+#: (requirements-ray.txt; the cluster must run the same Ray version).
+RAY_PINNED = ("ray[client]==2.60.0", "grpcio==1.85.3")
 MIN_PYTHON = (3, 10)
 _MARK = "LIPSDF-CHECK "
 

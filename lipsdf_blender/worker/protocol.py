@@ -19,7 +19,9 @@ The worker's first line, sent once it has imported torch::
 is used. ``threads``: torch's CPU threads at most; ``fair_share``: whether they follow the
 cores other processes leave free (``LIPSDF_FAIR_SHARE=0`` turns it off; it needs
 ``psutil``).
-A client refuses a worker whose ``protocol`` differs from its own.
+A client refuses a worker whose ``protocol`` differs from its own. A worker that forwards
+its jobs to a Ray cluster (below) adds ``"remote": {"address": "ray://gpu-server:10001",
+"fallback": true}``: what is configured; it connects on the first job.
 
 Requests (client -> worker, on stdin)
 -------------------------------------
@@ -118,6 +120,34 @@ Messages (worker -> client, on stdout)
 
 Every job ends with exactly one ``result`` or ``error``. The worker exits when its stdin
 closes or its parent process dies.
+
+Error kinds: ``bad_input`` (fix the geometry or the settings), ``field_file`` (the
+``.lipsdf`` is missing or damaged), ``cancelled``, ``out_of_memory`` (even the fall-back to
+the CPU ran out), ``internal`` (a bug), ``crashed`` (made by the client: the worker process
+died), ``protocol`` (a malformed request, another protocol version) and ``remote`` (the
+Ray cluster the job was sent to cannot be reached or was lost; the message names its address
+and says what the worker does next).
+
+Forwarding to a Ray cluster
+---------------------------
+The worker reads two environment variables at start (the add-on sets them from its
+preferences, *Run jobs on*):
+
+- ``LIPSDF_WORKER_RAY``: the cluster's address, ``ray://host:10001`` (Ray Client) or
+  ``host:6379`` (a node of the cluster); empty or absent: jobs run in this process;
+- ``LIPSDF_WORKER_RAY_FALLBACK``: ``1`` (default) or ``0``.
+
+With an address, the worker imports Ray, connects on the first job (progress phase
+``connect``) and starts one actor on the cluster (on a GPU node where it has GPUs) that runs
+each job with the same code as here (:mod:`.remote`). The files the params name travel with
+the request (phase ``send``; inputs in ``job_dir``, fields by content, sent once), the
+actor's ``progress`` and ``log`` messages are passed on as they come, ``cancel`` reaches the
+remote job, and the result files are written into the local ``job_dir`` under the same
+names, so the client sees no difference but ``info.ran_on`` (``cluster``, ``node``,
+``device``). When the cluster cannot be reached before a job is sent, the job runs here
+with a ``log`` warning under the fall-back, else it ends with ``remote``. A connection lost
+during a job ends the job with ``remote``; under the fall-back the next jobs run here, else
+the next job connects again.
 """
 
 from __future__ import annotations
@@ -155,7 +185,17 @@ OUT_OF_MEMORY = "out_of_memory"  # even the CPU fall-back ran out: lower the pre
 INTERNAL = "internal"  # a bug: report it with the traceback
 CRASHED = "crashed"  # made by the client: the worker process died during the job
 PROTOCOL = "protocol"  # a malformed request or a worker of another protocol version
-ERROR_KINDS = (BAD_INPUT, FIELD_FILE, CANCELLED, OUT_OF_MEMORY, INTERNAL, CRASHED, PROTOCOL)
+REMOTE = "remote"  # the Ray cluster the job was forwarded to is unreachable or was lost
+ERROR_KINDS = (
+    BAD_INPUT,
+    FIELD_FILE,
+    CANCELLED,
+    OUT_OF_MEMORY,
+    INTERNAL,
+    CRASHED,
+    PROTOCOL,
+    REMOTE,
+)
 
 
 class ProtocolError(ValueError):

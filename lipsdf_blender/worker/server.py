@@ -45,6 +45,7 @@ from . import protocol as P
 from .jobs_grid import GridJobs
 from .jobs_picture import PictureJobs
 from .jobs_surface import SurfaceJobs
+from .remote import RemoteError, from_environment
 
 log = logging.getLogger("lipsdf.worker")
 
@@ -73,6 +74,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def error_kind(exc: BaseException) -> str:
     """The protocol's error kind for an exception raised by a job."""
+    if isinstance(exc, RemoteError):
+        return exc.kind
     if isinstance(exc, CancelledError):
         return P.CANCELLED
     if isinstance(exc, FieldFileError):
@@ -256,6 +259,8 @@ class Server(SurfaceJobs, PictureJobs, GridJobs):
         # Test hook: the next N attempts of a job raise a CUDA out-of-memory error, so the
         # fall-backs can be tested on a machine without a GPU.
         self._fake_oom = int(os.environ.get("LIPSDF_WORKER_FAKE_OOM", "0") or 0)
+        # Jobs go to a Ray cluster when the environment names one (see .remote).
+        self.forwarder = from_environment(self)
 
     # -- output ---------------------------------------------------------------------------
     def send(self, message: dict) -> None:
@@ -369,7 +374,10 @@ class Server(SurfaceJobs, PictureJobs, GridJobs):
     def serve(self) -> int:
         for target in (self._reader, self._watchdog, self._heartbeat):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
-        self.send(handshake(self.share))
+        hs = handshake(self.share)
+        if self.forwarder is not None:
+            hs["remote"] = self.forwarder.describe()
+        self.send(hs)
         while True:
             request = self.jobs.get()
             if request is None:
@@ -405,17 +413,21 @@ class Server(SurfaceJobs, PictureJobs, GridJobs):
                 raise BadInputError(
                     f"unknown job type {job.type!r}; use one of {', '.join(P.JOB_TYPES)}"
                 )
+            if self.forwarder is not None:
+                handler = self.forwarder.route(handler)
             files, info = handler(job)
             self.send({"type": P.RESULT, "id": job.id, "files": files, "info": info})
         except Exception as exc:
             kind = error_kind(exc)
-            message = str(exc) or type(exc).__name__
-            if kind == P.INTERNAL:
+            message, tb = str(exc) or type(exc).__name__, traceback.format_exc()
+            if isinstance(exc, RemoteError):  # already the protocol's kind and words
+                tb = exc.traceback or tb
+            elif kind == P.INTERNAL:
                 message = f"internal error ({type(exc).__name__}: {exc}); please report it"
             elif kind == P.OUT_OF_MEMORY and not isinstance(exc, OutOfMemory):
                 message = f"out of memory ({exc}); choose a smaller preset or resolution"
             log.warning("job %s failed (%s): %s", job.id, kind, message)
-            self.error(job.id, kind, message, traceback.format_exc())
+            self.error(job.id, kind, message, tb)
         finally:
             with self._state_lock:
                 self._current = None
