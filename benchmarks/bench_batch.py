@@ -45,9 +45,11 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def run(inputs, out: Path, extra, preset: str) -> tuple[float, dict]:
+def run(inputs, out: Path, extra, preset: str, steps=None) -> tuple[float, dict]:
     cmd = [sys.executable, "-m", "lipsdf_blender", "batch", *map(str, inputs), "--out", str(out),
            "--preset", preset, "--quiet", *extra]  # fmt: skip
+    if steps:
+        cmd += ["--steps", str(steps)]
     env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0")
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -61,6 +63,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--copies", type=int, default=1, help="each mesh this many times")
+    ap.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     ap.add_argument("--out", default=str(HERE / "results" / "batch.json"))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lipsdf-bench-batch-"))
@@ -75,7 +78,7 @@ def main() -> int:
     results = []
     for name, extra in CONFIGS:
         work_out = work / "out" / name.replace(" ", "_").replace(",", "")
-        wall, doc = run(inputs, work_out, extra, args.preset)
+        wall, doc = run(inputs, work_out, extra, args.preset, args.steps)
         rows = doc["rows"]
         ok = [r for r in rows if r["status"] == "ok"]
         phase = {
@@ -107,7 +110,7 @@ def main() -> int:
         print(f"{name}: {len(ok)}/{len(rows)} ok in {wall:.1f} s", file=sys.stderr)
     # resuming: the last configuration again, every shape already finished
     last_name, last_extra = CONFIGS[-1]
-    wall, doc = run(inputs, work_out, last_extra, args.preset)
+    wall, doc = run(inputs, work_out, last_extra, args.preset, args.steps)
     resume = {"config": last_name, "wall_seconds": round(wall, 2),
               "skipped": sum(bool(r["skipped"]) for r in doc["rows"])}  # fmt: skip
     machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}

@@ -40,9 +40,7 @@ def ray_module():
     try:
         return importlib.import_module("ray")
     except ImportError as exc:
-        raise ClusterError(
-            f"Ray is not installed in this Python ({exc}); {INSTALL_HINT}"
-        ) from None
+        raise ClusterError(f"Ray is not installed in this Python ({exc}); {INSTALL_HINT}") from None
 
 
 def runtime_env() -> dict:
