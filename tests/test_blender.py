@@ -746,6 +746,64 @@ def test_run_jobs_on_a_cluster_sets_the_workers_environment(extension_zip, tmp_p
     assert not facts["ray_imported"]  # Blender's process never imports Ray
 
 
+CLUSTER_JOBS = """
+import time
+addon = bpy.context.preferences.addons[prefs.ADDON].preferences
+addon.run_on = "ray"
+addon.cluster_address = os.environ["LIPSDF_TEST_RAY"]
+addon.cluster_fallback = False  # a job that succeeds ran on the cluster
+bpy.ops.mesh.primitive_ico_sphere_add(radius=1.0, location=(3.0, 0.0, 0.0), subdivisions=4)
+ball = bpy.context.active_object
+select(ball)
+FACTS["handshake"] = prefs.client().start()
+# the operator, unchanged: train + extract forwarded, the scene built here
+assert bpy.ops.lipsdf.remesh(preset="fast", resolution=RES, overrides=json.dumps(TINY)) == {
+    "FINISHED"
+}
+save_world("cluster_remesh", bpy.data.objects["Icosphere.remesh"])
+# the same worker's answer says where it ran
+field = fields.field_file(ball, prefs.cache_dir())
+r = prefs.client().run("sample", {"field": field, "n": 200})
+FACTS["ran_on"] = r["info"].get("ran_on")
+FACTS["sample_files"] = sorted(r["files"])
+# cancel reaches the cluster's job
+settings = jobs.Settings(overrides=dict(TINY, steps=200000))
+source = convert.object_source(ball, bpy.context.evaluated_depsgraph_get())
+job = jobs.Job(prefs.client(), jobs.plan_remesh([source], settings), stages=2)
+job.start()
+deadline = time.monotonic() + 120
+while job.status.step < 20 and time.monotonic() < deadline and not job.done:
+    job.poll()
+    time.sleep(0.05)
+FACTS["step_seen"] = job.status.step
+t = time.monotonic()
+job.cancel()
+while not job.poll():
+    time.sleep(0.05)
+FACTS["cancel_seconds"] = time.monotonic() - t
+FACTS["state"] = job.state
+FACTS["ray_imported"] = "ray" in sys.modules
+"""
+
+
+def test_operators_run_unchanged_on_a_ray_cluster(ray_head, extension_zip, tmp_path):
+    facts, log = run_blender(
+        CLUSTER_JOBS,
+        tmp_path,
+        extension_zip,
+        env={"LIPSDF_TEST_RAY": ray_head["client"], **ray_head["env"]},
+    )
+    assert facts["handshake"]["remote"]["address"] == ray_head["client"]
+    V, F = _load(tmp_path, "cluster_remesh")
+    r = np.linalg.norm(V - np.array([3.0, 0.0, 0.0]), axis=1)
+    assert np.abs(r - 1.0).max() < 0.03 and metrics.is_watertight(F)
+    assert facts["ran_on"] and facts["ran_on"]["cluster"]
+    assert facts["sample_files"] == ["points"]
+    assert facts["step_seen"] >= 20 and facts["state"] == "cancelled"
+    assert facts["cancel_seconds"] < 5.0
+    assert not facts["ray_imported"]
+
+
 def test_the_batch_example_script_runs(extension_zip, tmp_path):
     obj = tmp_path / "suzanne.obj"
     cmd = [
