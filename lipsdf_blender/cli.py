@@ -235,8 +235,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="run the shapes as Ray "
                    "tasks: auto (this machine's cluster, else a new local one), host:6379 or "
                    "ray://host:10001; needs Ray (requirements-ray.txt)")  # fmt: skip
-    p.add_argument("--cpus-per-task", type=int, default=1, help="Ray, on a cluster without "
-                   "GPUs: CPUs a task")  # fmt: skip
+    p.add_argument("--cpus-per-task", type=int, default=None, help="Ray: CPUs a task (default "
+                   "1, or a GPU task's share of the node's CPUs, at most 8)")  # fmt: skip
     p.add_argument("--shared-storage", action="store_true", help="Ray: tasks read inputs and "
                    "write outputs at the same paths (a file system every node sees) instead of "
                    "sending bytes through Ray")  # fmt: skip

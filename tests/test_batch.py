@@ -317,6 +317,22 @@ def test_batch_reports_bad_arguments(inputs, tmp_path):
     assert "--jobs must be at least 1" in proc.stderr
     proc = batch(inputs / "ball.obj", "--out", tmp_path / "o", "--offset", "0", check_rc=2)
     assert "other than 0" in proc.stderr
+    proc = batch(inputs / "ball.obj", "--out", tmp_path / "o", "--cpus-per-task", "0",
+                 check_rc=2)  # fmt: skip
+    assert "--cpus-per-task must be at least 1" in proc.stderr
+    assert not (tmp_path / "o").exists()  # nothing made for a refused batch
+
+
+def test_task_resources_give_gpu_tasks_their_share_of_the_cpus():
+    from lipsdf_blender.worker.cluster import task_resources
+
+    assert task_resources({"cpus": 2.0, "gpus": 0.0}) == {"num_cpus": 1}
+    assert task_resources({"cpus": 64.0, "gpus": 0.0}, 4) == {"num_cpus": 4}
+    # an 8-GPU node with 96 cores: 8 CPUs a GPU task (at most 8); 2 cores a GPU: 2
+    assert task_resources({"cpus": 96.0, "gpus": 8.0}) == {"num_gpus": 1, "num_cpus": 8}
+    assert task_resources({"cpus": 16.0, "gpus": 8.0}) == {"num_gpus": 1, "num_cpus": 2}
+    assert task_resources({"cpus": 4.0, "gpus": 8.0}) == {"num_gpus": 1, "num_cpus": 1}
+    assert task_resources({"cpus": 96.0, "gpus": 8.0}, 3) == {"num_gpus": 1, "num_cpus": 3}
 
 
 def test_ray_not_installed_is_a_clear_error(inputs, tmp_path, monkeypatch):

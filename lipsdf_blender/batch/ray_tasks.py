@@ -1,7 +1,8 @@
 """Batches on Ray: one task per shape, the same :func:`.shape.run_shape` as a local worker.
 
-- Resources: one GPU a task where the cluster has GPUs, else ``--cpus-per-task`` CPUs
-  (:func:`worker.cluster.task_resources`); torch in the task uses that many threads.
+- Resources: one GPU a task (and its share of the node's CPUs) where the cluster has GPUs,
+  else ``--cpus-per-task`` CPUs (:func:`worker.cluster.task_resources`); torch in the task
+  uses that many threads.
 - Files: by default the input's bytes travel to the task through Ray's object store and the
   outputs come back as bytes, written here (no shared file system needed, e.g. through Ray
   Client). ``--shared-storage``: the task reads the input and writes the outputs itself at
@@ -73,7 +74,7 @@ def run_ray(tasks, queue, settings: Settings, args, bar, table) -> dict:
     ray = cluster.ray_module()
     info = cluster.connect(args.ray, start_local=True)
     res = cluster.task_resources(info, args.cpus_per_task)
-    threads = None if res.get("num_gpus") else (settings.threads or res["num_cpus"])
+    threads = settings.threads or res["num_cpus"]
     run_settings = Settings.from_dict(dict(settings.to_dict(), threads=threads))
     payload = run_settings.to_dict()
     remote = ray.remote(_shape_task).options(

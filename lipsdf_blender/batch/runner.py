@@ -370,6 +370,10 @@ def run_batch(args) -> int:
     settings = settings_from_args(args)
     if args.jobs < 1:
         raise BadInputError(f"--jobs must be at least 1, got {args.jobs}")
+    for name in ("threads", "cpus_per_task"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise BadInputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInputError(f"--out {out_dir} is a file, not a folder")

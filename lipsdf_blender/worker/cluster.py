@@ -28,6 +28,8 @@ log = logging.getLogger("lipsdf.cluster")
 #: The package folder, shipped to the cluster's workers.
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: What to tell a user whose Python has no Ray (requirements-ray.txt pins the same).
+#: CPUs a GPU task asks for at most (its host-side phases use them).
+GPU_TASK_CPUS = 8
 INSTALL_HINT = "pip install 'ray[client]==2.60.0' (see requirements-ray.txt)"
 
 
@@ -117,8 +119,16 @@ def disconnect() -> None:
         ray.shutdown()
 
 
-def task_resources(info: dict, cpus_per_task: int = 1) -> dict:
-    """Resources for one task or actor: a GPU where the cluster has GPUs, else CPUs."""
-    if info.get("gpus", 0) >= 1:
-        return {"num_gpus": 1, "num_cpus": 1}
-    return {"num_cpus": max(1, int(cpus_per_task))}
+def task_resources(info: dict, cpus_per_task: int | None = None) -> dict:
+    """Resources for one task or actor: a GPU where the cluster has GPUs, else CPUs.
+
+    A GPU task also gets its share of the CPUs (``cpus / gpus``, at most :data:`GPU_TASK_CPUS`;
+    or ``cpus_per_task``): labelling, the detailed remesh and offsets run on the host, and
+    Ray sets a task's threads (``OMP_NUM_THREADS``) to its CPUs. A CPU task gets
+    ``cpus_per_task`` CPUs (default 1).
+    """
+    gpus, cpus = info.get("gpus", 0), info.get("cpus", 0)
+    if gpus >= 1:
+        share = cpus_per_task or min(GPU_TASK_CPUS, int(cpus // gpus))
+        return {"num_gpus": 1, "num_cpus": max(1, int(share))}
+    return {"num_cpus": max(1, int(cpus_per_task or 1))}
