@@ -99,7 +99,8 @@ def run_ray(tasks, queue, settings: Settings, args, bar, table) -> dict:
     while queue or in_flight:
         while queue and len(in_flight) < 2 * slots:
             submit(queue.pop(0))
-        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+        # every task that finishes within half a second, in one call
+        ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=0.5)
         for ref in ready:
             task, started = in_flight.pop(ref)
             try:

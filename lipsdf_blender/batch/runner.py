@@ -10,8 +10,8 @@
   others; the batch goes on either way.
 - Resumable: a shape whose folder holds a finished ``result.json`` for the same input hash
   and settings is skipped (``skipped`` true in the table); ``--force`` runs it again.
-- The table (``results.csv``, ``results.json`` in ``DIR``) is rewritten after every shape, so
-  an interrupted batch still has one.
+- The table (``results.csv``, ``results.json`` in ``DIR``) is rewritten every 2 s while shapes
+  finish and at the end, so an interrupted batch still has one.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from .shape import COLUMNS, Settings, empty_row, file_hash, finished, folder_nam
 INPUT_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".xyz", ".pts", ".gltf", ".glb", ".3mf")
 #: Tries per shape: the first, and one retry after a failure or a crash.
 TRIES = 2
+#: Seconds between rewrites of the table while a batch runs (each shape's result.json is
+#: written as it finishes; the table is complete at the end).
+TABLE_EVERY = 2.0
 
 
 @dataclass
@@ -119,6 +122,7 @@ class Table:
         self.out_dir, self.settings, self.runner = out_dir, settings, runner
         self.started = time.time()
         self.t0 = time.perf_counter()
+        self.last_write = -float("inf")
 
     def summary(self, tasks) -> dict:
         rows = [t.row for t in tasks]
@@ -136,8 +140,13 @@ class Table:
             "shapes_per_minute": round(60.0 * ok_ran / seconds, 3) if ok_ran else 0.0,
         }
 
-    def write(self, tasks) -> dict:
+    def write(self, tasks, force: bool = True) -> dict:
+        """Rewrite both files; with ``force=False`` at most every :data:`TABLE_EVERY` seconds
+        (10,000 rows rewritten after every shape would cost more than the shapes)."""
         summary = self.summary(tasks)
+        if not force and time.monotonic() - self.last_write < TABLE_EVERY:
+            return summary
+        self.last_write = time.monotonic()
         rows = [t.row for t in tasks]
         doc = {
             "settings": self.settings.to_dict(),
@@ -224,10 +233,10 @@ def settle(task: Task, row: dict, queue: list, bar: Bar, table: Table, tasks) ->
         task.errors.append(f"{row['status']}: {row['error']}")
         queue.append(task)  # after the others
         bar.phase(task.index, f"{task.path.name}: retry")
-        table.write(tasks)
+        table.write(tasks, force=False)
         return
     bar.done(task)
-    table.write(tasks)
+    table.write(tasks, force=False)
 
 
 def crashed_row(task: Task, settings: Settings, why: str) -> dict:
