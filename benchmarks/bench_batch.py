@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_core import cpu_model
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MESHES = ROOT.parent / "shared" / "meshes"
@@ -33,16 +35,6 @@ CONFIGS = (
     ("2 local workers (1 thread each)", ["--jobs", "2", "--threads", "1"]),
     ("Ray, local cluster (2 CPUs, 1 a task)", ["--ray", "auto", "--cpus-per-task", "1"]),
 )
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run(inputs, out: Path, extra, preset: str, steps=None) -> tuple[float, dict]:
@@ -113,7 +105,7 @@ def main() -> int:
     wall, doc = run(inputs, work_out, last_extra, args.preset, args.steps)
     resume = {"config": last_name, "wall_seconds": round(wall, 2),
               "skipped": sum(bool(r["skipped"]) for r in doc["rows"])}  # fmt: skip
-    machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
     out = {"machine": machine, "preset": args.preset, "inputs": [p.name for p in inputs],
            "results": results, "resume": resume}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
