@@ -6,6 +6,7 @@ reads the written meshes and fields back and measures them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -320,6 +321,14 @@ def test_batch_reports_bad_arguments(inputs, tmp_path):
     proc = batch(inputs / "ball.obj", "--out", tmp_path / "o", "--cpus-per-task", "0",
                  check_rc=2)  # fmt: skip
     assert "--cpus-per-task must be at least 1" in proc.stderr
+    # a cluster address where nothing listens: said at once, nothing made
+    if importlib.util.find_spec("ray") is None:
+        return
+    t = time.monotonic()
+    proc = batch(inputs / "ball.obj", "--out", tmp_path / "o", "--ray", "ray://127.0.0.1:9",
+                 check_rc=2)  # fmt: skip
+    assert "cannot reach the Ray cluster at ray://127.0.0.1:9: nothing answers" in proc.stderr
+    assert time.monotonic() - t < 20
     assert not (tmp_path / "o").exists()  # nothing made for a refused batch
 
 

@@ -387,6 +387,10 @@ def run_batch(args) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInputError(f"--out {out_dir} is a file, not a folder")
     paths = expand_inputs(args.inputs, out_dir)
+    if args.ray:  # Ray missing or the cluster unreachable: said before anything is made
+        from ..worker import cluster
+
+        cluster.connect(args.ray, start_local=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = make_tasks(paths, out_dir, settings)
     runner = {"kind": "ray", "address": args.ray} if args.ray else {"kind": "local"}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import socket
 from pathlib import Path
 
 from ..core.errors import LipSDFError
@@ -28,6 +29,8 @@ log = logging.getLogger("lipsdf.cluster")
 #: The package folder, shipped to the cluster's workers.
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: What to tell a user whose Python has no Ray (requirements-ray.txt pins the same).
+#: Seconds to wait for a TCP connection when checking that something listens at an address.
+PROBE = 5.0
 #: CPUs a GPU task asks for at most (its host-side phases use them).
 GPU_TASK_CPUS = 8
 INSTALL_HINT = "pip install 'ray[client]==2.60.0' (see requirements-ray.txt)"
@@ -43,6 +46,24 @@ def ray_module():
         return importlib.import_module("ray")
     except ImportError as exc:
         raise ClusterError(f"Ray is not installed in this Python ({exc}); {INSTALL_HINT}") from None
+
+
+def probe(address: str) -> None:
+    """Fail at once when nothing listens at ``host:port`` (Ray Client would retry for 30 s,
+    a driver for longer)."""
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        if address == "auto":
+            return
+        raise ClusterError(
+            f"{address!r} is not a cluster address: use ray://host:10001, host:6379 or auto"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE).close()
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise ClusterError(f"nothing answers at {host}:{port} ({why})") from None
 
 
 def runtime_env() -> dict:
@@ -76,6 +97,11 @@ def connect(address: str, *, start_local: bool = False, num_cpus: int | None = N
         raise ClusterError("a Ray address is needed: ray://host:10001, host:6379 or auto")
     address = address.strip()
     if not ray.is_initialized():
+        if address != "auto":
+            try:
+                probe(address)
+            except ClusterError as exc:
+                raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}") from None
         kw = dict(runtime_env=runtime_env(), log_to_driver=False, logging_level=logging.WARNING)
         try:
             ray.init(address=address, **kw)

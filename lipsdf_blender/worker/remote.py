@@ -55,8 +55,6 @@ STALL = 30.0
 ACTOR_START = 300.0
 #: Seconds a cancelled remote job has to answer before the job ends here anyway.
 CANCEL_WAIT = 10.0
-#: Seconds to wait for a TCP connection when checking that something listens at the address.
-PROBE = 5.0
 #: A connection refused within this many seconds is tried once more.
 RETRY_WITHIN = 10.0
 #: Fields the actor keeps on its disk (least recently used ones go first).
@@ -304,7 +302,7 @@ class Forwarder:
 
         try:
             ray = cluster.ray_module()
-            _probe(self.address)
+            cluster.probe(self.address)
             info = self._connect_once_more(cluster)
         except cluster.ClusterError as exc:
             self._disconnect()
@@ -496,23 +494,6 @@ def _local_file(job, key: str, name) -> Path | None:
     except BadInputError:
         return None
     return path if path.is_file() else None
-
-
-def _probe(address: str) -> None:
-    """Fail at once when nothing listens at ``host:port`` (Ray Client would retry for 30 s)."""
-    from .cluster import ClusterError
-
-    hostport = address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        if address == "auto":
-            return
-        raise ClusterError(f"{address!r} is not a cluster address: use ray://host:10001")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE).close()
-    except OSError as exc:
-        why = exc.strerror or str(exc) or type(exc).__name__
-        raise ClusterError(f"nothing answers at {host}:{port} ({why})") from None
 
 
 def _reason(exc: Exception, address: str) -> str:
