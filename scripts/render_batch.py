@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import bpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from render_tools import render  # noqa: E402 (the scripts folder, put on the path above)
+from render_tools import load_file, render, save_figure  # noqa: E402 (the scripts folder, put on the path above)
 
 
 def parse_args():
@@ -30,15 +29,6 @@ def parse_args():
     p.add_argument("--out", default="docs/images/batch")
     p.add_argument("--size", default="640x400")
     return p.parse_args(argv)
-
-
-def load(path: Path, name: str):
-    bpy.ops.wm.obj_import(filepath=str(path))
-    obj = bpy.context.selected_objects[0]
-    obj.name = name
-    obj.rotation_euler = (math.pi / 2, 0, 0)  # the shared meshes are Y-up
-    bpy.context.view_layer.update()
-    return obj
 
 
 def main() -> None:
@@ -59,26 +49,25 @@ def main() -> None:
     tiles = []
     for r in rows:
         stem = Path(r["input"]).stem
-        src = load(Path(r["input"]), f"{stem}.input")
+        src = load_file(Path(r["input"]), f"{stem}.input")
         remesh = next(f for f in r["outputs"] if ".remesh." in f)
-        res = load(results / r["folder"] / remesh, f"{stem}.remesh")
+        res = load_file(results / r["folder"] / remesh, f"{stem}.remesh")
         # side by side: the remesh one and a half widths to the right of the input
         dims = src.dimensions
         res.location = (1.25 * max(dims.x, dims.z, dims.y), 0, 0)
         path = out / f"{stem}.png"
         render(path, [src, res], direction=(0.3, -1.0, 0.35))
         tiles.append((path, stem, r))
-    overview(out, tiles, doc)
+    overview(out, tiles)
 
 
-def overview(out: Path, tiles, doc) -> None:
+def overview(out: Path, tiles) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.image as mpimg
     import matplotlib.pyplot as plt
     import numpy as np
-    from PIL import Image  # matplotlib's own dependency
 
     cols = 2 if len(tiles) > 2 else len(tiles)
     nrows = -(-len(tiles) // cols)
@@ -103,11 +92,7 @@ def overview(out: Path, tiles, doc) -> None:
         )
         ax.axis("off")
     fig.subplots_adjust(left=0, right=1, bottom=0, top=0.9, wspace=0.02, hspace=0.25)
-    path = out / "overview.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    Image.open(path).convert("RGB").quantize(colors=192).save(path, optimize=True)
-    print(f"render_batch: wrote {path} ({doc['settings']['preset']} preset)")
+    save_figure(fig, out / "overview.png")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,12 @@ def install(zip_path: str) -> None:
 
 
 def load(name: str, location=(0, 0, 0), rotation=(math.pi / 2, 0, 0)):
-    bpy.ops.wm.obj_import(filepath=str(MESHES / f"{name}.obj"))
+    """A shared mesh by name (Y-up, so turned upright)."""
+    return load_file(MESHES / f"{name}.obj", name, location, rotation)
+
+
+def load_file(path: Path, name: str, location=(0, 0, 0), rotation=(math.pi / 2, 0, 0)):
+    bpy.ops.wm.obj_import(filepath=str(path))
     obj = bpy.context.selected_objects[0]
     obj.name = name
     obj.location, obj.rotation_euler = location, rotation
@@ -257,7 +262,6 @@ def overview(out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.image as mpimg
     import matplotlib.pyplot as plt
-    from PIL import Image  # matplotlib's own dependency
 
     fig, axes = plt.subplots(2, 4, figsize=(14, 4.9), dpi=100)
     for ax, (key, title) in zip(axes.ravel(), TITLES.items(), strict=True):
@@ -268,11 +272,18 @@ def overview(out: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.axis("off")
     fig.subplots_adjust(left=0, right=1, bottom=0, top=0.94, wspace=0.02, hspace=0.12)
-    path = out / "overview.png"
+    save_figure(fig, out / "overview.png")
+
+
+def save_figure(fig, path: Path) -> None:
+    """A matplotlib figure as a small PNG (192 colours: the pictures are flat-shaded)."""
+    import matplotlib.pyplot as plt
+    from PIL import Image  # matplotlib's own dependency
+
     fig.savefig(path, dpi=100)
     plt.close(fig)
     Image.open(path).convert("RGB").quantize(colors=192).save(path, optimize=True)
-    print(f"render_tools: wrote {path}")
+    print(f"{Path(sys.argv[0]).stem}: wrote {path}")
 
 
 if __name__ == "__main__":

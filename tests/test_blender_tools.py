@@ -309,17 +309,21 @@ def _pixel_centres(corners, h, w):
     return p00 + v[:, None, None] * (p01 - p00) + u[None, :, None] * (p10 - p00)
 
 
-def test_slice_picture_colours_have_the_analytic_sign(tools):
-    facts, out, _ = tools
-    assert len(facts["slice"]) == 2
-    a = _load(out, "slice0")
+def _sphere_signs(a):
+    """For a slice picture: the analytic signed distance to the sphere at each pixel centre,
+    the pixels more than 2 pixels from its surface, and the pixels drawn as inside (blue)."""
     rgba = a["rgba"]
     h, w = rgba.shape[:2]
     X = _pixel_centres(a["corners"], h, w)
     d = np.linalg.norm(X - CENTRE, axis=2) - R
     pixel = np.linalg.norm(a["corners"][1] - a["corners"][0]) / w
-    clear = np.abs(d) > 2 * pixel
-    inside = rgba[..., 2] > rgba[..., 0]
+    return d, np.abs(d) > 2 * pixel, rgba[..., 2] > rgba[..., 0]
+
+
+def test_slice_picture_colours_have_the_analytic_sign(tools):
+    facts, out, _ = tools
+    assert len(facts["slice"]) == 2
+    d, clear, inside = _sphere_signs(_load(out, "slice0"))
     ok = inside[clear] == (d[clear] < 0)
     assert ok.mean() > 0.99, ok.mean()
     g = _load(out, "slice1")["rgba"]
@@ -336,14 +340,8 @@ def test_a_slice_on_the_active_plane_lies_on_it_with_the_right_signs(tools):
         return c[np.lexsort(np.round(c, 6).T)]
 
     np.testing.assert_allclose(by_row(a["corners"]), by_row(a["board"]), atol=1e-5)
-    rgba = a["rgba"]
-    h, w = rgba.shape[:2]
-    X = _pixel_centres(a["corners"], h, w)
-    d = np.linalg.norm(X - CENTRE, axis=2) - R
-    pixel = np.linalg.norm(a["corners"][1] - a["corners"][0]) / w
-    clear = np.abs(d) > 2 * pixel
+    d, clear, inside = _sphere_signs(a)
     assert (d[clear] < 0).any() and (d[clear] > 0).any()
-    inside = rgba[..., 2] > rgba[..., 0]
     assert (inside[clear] == (d[clear] < 0)).mean() > 0.99
 
 

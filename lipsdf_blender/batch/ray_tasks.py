@@ -17,14 +17,14 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
 
 from ..worker import cluster
+from ..worker.protocol import save_bytes
 from .runner import Task, crashed_row, settle
-from .shape import RESULT, Settings
+from .shape import Settings, write_result
 
 #: Ray's own retries of a task whose process or node was lost.
 RAY_RETRIES = 1
@@ -52,19 +52,13 @@ def _shape_task(name: str, data: bytes | None, path: str, folder: str, settings:
 
 def _deliver(task: Task, row: dict, files: dict) -> dict:
     """Write what a task sent back into the task's folder; ``result.json`` last."""
-    import json
-
     if row.get("status") != "ok" or not files:
         return row
     task.folder.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        part = task.folder / f".{name}.part"
-        part.write_bytes(data)
-        os.replace(part, task.folder / name)
+        save_bytes(task.folder / name, data)
     row = dict(row, input=str(task.path))
-    part = task.folder / (RESULT + ".part")
-    part.write_text(json.dumps(row, indent=1))
-    os.replace(part, task.folder / RESULT)
+    write_result(task.folder, row)
     return row
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 import multiprocessing as mp
 import os
@@ -29,6 +30,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from ..core.errors import BadInputError
+from ..worker.protocol import save_bytes
 from .shape import COLUMNS, Settings, empty_row, file_hash, finished, folder_name
 
 #: File endings searched for in folders (explicitly named files may have any ending).
@@ -116,7 +118,7 @@ def make_tasks(paths, out_dir: Path, settings: Settings) -> list[Task]:
 
 # -- the table --------------------------------------------------------------------------------
 class Table:
-    """``results.csv`` and ``results.json`` in the output folder, rewritten on every change."""
+    """``results.csv`` and ``results.json`` in the output folder (:meth:`write`)."""
 
     def __init__(self, out_dir: Path, settings: Settings, runner: dict):
         self.out_dir, self.settings, self.runner = out_dir, settings, runner
@@ -126,10 +128,8 @@ class Table:
 
     def summary(self, tasks) -> dict:
         rows = [t.row for t in tasks]
-        done = [r for r in rows if r["status"] in ("ok", "failed", "crashed")]
-        ran = [r for r in done if not r["skipped"]]
         seconds = time.perf_counter() - self.t0
-        ok_ran = sum(r["status"] == "ok" for r in ran)
+        ok_ran = sum(r["status"] == "ok" and not r["skipped"] for r in rows)
         return {
             "shapes": len(rows),
             "ok": sum(r["status"] == "ok" for r in rows),
@@ -140,13 +140,14 @@ class Table:
             "shapes_per_minute": round(60.0 * ok_ran / seconds, 3) if ok_ran else 0.0,
         }
 
-    def write(self, tasks, force: bool = True) -> dict:
-        """Rewrite both files; with ``force=False`` at most every :data:`TABLE_EVERY` seconds
-        (10,000 rows rewritten after every shape would cost more than the shapes)."""
-        summary = self.summary(tasks)
+    def write(self, tasks, force: bool = True) -> dict | None:
+        """Rewrite both files and return the summary; with ``force=False`` at most every
+        :data:`TABLE_EVERY` seconds, else nothing is done and ``None`` returned (10,000 rows
+        rewritten after every shape would cost more than the shapes)."""
         if not force and time.monotonic() - self.last_write < TABLE_EVERY:
-            return summary
+            return None
         self.last_write = time.monotonic()
+        summary = self.summary(tasks)
         rows = [t.row for t in tasks]
         doc = {
             "settings": self.settings.to_dict(),
@@ -157,21 +158,14 @@ class Table:
             "summary": summary,
             "rows": rows,
         }
-        self._replace(self.out_dir / "results.json", json.dumps(doc, indent=1))
-        tmp = self.out_dir / "results.csv.part"
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=COLUMNS)
-            w.writeheader()
-            for r in rows:
-                w.writerow({c: _cell(r.get(c)) for c in COLUMNS})
-        os.replace(tmp, self.out_dir / "results.csv")
+        save_bytes(self.out_dir / "results.json", json.dumps(doc, indent=1))
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: _cell(r.get(c)) for c in COLUMNS})
+        save_bytes(self.out_dir / "results.csv", text.getvalue())
         return summary
-
-    @staticmethod
-    def _replace(path: Path, text: str) -> None:
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(text)
-        os.replace(tmp, path)
 
 
 def _cell(v):
@@ -233,9 +227,8 @@ def settle(task: Task, row: dict, queue: list, bar: Bar, table: Table, tasks) ->
         task.errors.append(f"{row['status']}: {row['error']}")
         queue.append(task)  # after the others
         bar.phase(task.index, f"{task.path.name}: retry")
-        table.write(tasks, force=False)
-        return
-    bar.done(task)
+    else:
+        bar.done(task)
     table.write(tasks, force=False)
 
 

@@ -23,6 +23,7 @@ import os
 import platform
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -208,7 +209,7 @@ def run_shape(
         row.update(status="failed", error=f"internal error ({type(exc).__name__}: {exc}); {tail}")
     row["seconds_total"] = round(time.perf_counter() - t_start, 3)
     if row["status"] == "ok":
-        _write_json(folder / RESULT, row)
+        write_result(folder, row)
     return row
 
 
@@ -230,90 +231,87 @@ def _work(path: Path, folder: Path, settings: Settings, row: dict, progress, can
     def phase(name):
         return lambda done, total: say(name, done, total)
 
-    t = time.perf_counter()
-    say("read", 0, 1)
-    geom = load_geometry(path)
-    row["seconds_read"] = round(time.perf_counter() - t, 3)
+    with _timed(row, "read"):
+        say("read", 0, 1)
+        geom = load_geometry(path)
 
-    t = time.perf_counter()
-    mode = settings.mode or ("unsigned" if geom.kind == "curve" else "signed")
-    overrides = {"steps": settings.steps} if settings.steps else {}
-    device = pick_device(settings.device)
-    preset = get_preset(settings.preset, **overrides)
-    field = train_field(
-        geom,
-        settings.preset,
-        mode=mode,
-        device=settings.device,
-        seed=settings.seed,
-        thickness=settings.thickness,
-        progress=lambda p: say(p.phase, p.step, p.total),
-        cancel=cancel,
-        normals=settings.normals,
-        noise=settings.noise,
-        **overrides,
-    )
-    row["seconds_train"] = round(time.perf_counter() - t, 3)
+    with _timed(row, "train"):
+        mode = settings.mode or ("unsigned" if geom.kind == "curve" else "signed")
+        overrides = {"steps": settings.steps} if settings.steps else {}
+        device = pick_device(settings.device)
+        preset = get_preset(settings.preset, **overrides)
+        field = train_field(
+            geom,
+            settings.preset,
+            mode=mode,
+            device=settings.device,
+            seed=settings.seed,
+            thickness=settings.thickness,
+            progress=lambda p: say(p.phase, p.step, p.total),
+            cancel=cancel,
+            normals=settings.normals,
+            noise=settings.noise,
+            **overrides,
+        )
     row["device"] = field.record.get("device", str(device))
 
-    t = time.perf_counter()
     res = settings.resolution or preset.resolution
     kw = dict(device=device, cancel=cancel, detail=settings.detail, sharp=settings.sharp)
-    surface = remesh(field, res, progress=phase("remesh"), **kw)
-    if len(surface.faces) == 0:
-        raise BadInputError("the field has no surface (its zero level set is empty)")
-    row["seconds_remesh"] = round(time.perf_counter() - t, 3)
+    with _timed(row, "remesh"):
+        surface = remesh(field, res, progress=phase("remesh"), **kw)
+        if len(surface.faces) == 0:
+            raise BadInputError("the field has no surface (its zero level set is empty)")
 
-    t = time.perf_counter()
-    shells = []
-    if settings.offsets:
-        shells = offset_surfaces(
-            field,
-            settings.offsets,
-            res,
-            progress=phase("offset"),
-            surface=surface,
-            **kw,
-        )
-    if settings.faces:
-        from ..core.simplify import decimate_results
+    with _timed(row, "offset"):
+        shells = []
+        if settings.offsets:
+            shells = offset_surfaces(
+                field,
+                settings.offsets,
+                res,
+                progress=phase("offset"),
+                surface=surface,
+                **kw,
+            )
+        if settings.faces:
+            from ..core.simplify import decimate_results
 
-        decimate_results([surface], settings.faces)
-        decimate_results(shells, settings.faces)
-    row["seconds_offset"] = round(time.perf_counter() - t, 3)
+            decimate_results([surface], settings.faces)
+            decimate_results(shells, settings.faces)
 
-    t = time.perf_counter()
-    say("write", 0, 1)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = path.stem
-    outputs = []
-
-    def put(name, V, F):
-        if len(F) == 0:
-            raise BadInputError(f"{name} is empty: no surface at that level")
-        tmp = folder / f".{name}.part{Path(name).suffix}"
-        save_mesh(tmp, V, F)
-        os.replace(tmp, folder / name)
-        outputs.append(name)
-
-    put(f"{stem}.remesh.{settings.format}", surface.vertices, surface.faces)
-    for d, shell in zip(settings.offsets, shells, strict=True):
-        put(f"{stem}.offset{d:+g}.{settings.format}", shell.vertices, shell.faces)
-    tmp = folder / f".{stem}.part.lipsdf"
-    field.save(tmp)
-    os.replace(tmp, folder / f"{stem}.lipsdf")
-    outputs.append(f"{stem}.lipsdf")
-    row["seconds_write"] = round(time.perf_counter() - t, 3)
+    with _timed(row, "write"):
+        say("write", 0, 1)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = path.stem
+        meshes = [(f"{stem}.remesh.{settings.format}", surface)]
+        meshes += [
+            (f"{stem}.offset{d:+g}.{settings.format}", shell)
+            for d, shell in zip(settings.offsets, shells, strict=True)
+        ]
+        for name, mesh in meshes:
+            if len(mesh.faces) == 0:
+                raise BadInputError(f"{name} is empty: no surface at that level")
+            save_mesh(folder / name, mesh.vertices, mesh.faces)  # both writers are atomic
+        field.save(folder / f"{stem}.lipsdf")
+    row["outputs"] = [name for name, _ in meshes] + [f"{stem}.lipsdf"]
 
     V, F = surface.vertices, surface.faces
     row["vertices"], row["faces"] = int(len(V)), int(len(F))
     row["watertight"] = bool(is_watertight(F))
     row["volume"] = float(signed_volume(V, F))
     row["components"] = int(connected_components(F))
-    row["outputs"] = outputs
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+@contextmanager
+def _timed(row: dict, phase: str):
+    """``row["seconds_<phase>"]``: the seconds the ``with`` block took."""
+    t = time.perf_counter()
+    yield
+    row[f"seconds_{phase}"] = round(time.perf_counter() - t, 3)
+
+
+def write_result(folder: Path, row: dict) -> None:
+    """``folder/result.json``, atomically: the mark of a finished shape (:func:`finished`)."""
+    from ..worker.protocol import save_bytes
+
+    save_bytes(Path(folder) / RESULT, json.dumps(row, indent=1))

@@ -43,6 +43,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -141,7 +142,7 @@ def load_geometry(path: str | os.PathLike) -> Geometry:
 
 
 def save_mesh(path: str | os.PathLike, V, F) -> None:
-    """Write a triangle mesh; the format follows the extension.
+    """Write a triangle mesh atomically; the format follows the extension.
 
     Parameters
     ----------
@@ -175,10 +176,16 @@ def save_mesh(path: str | os.PathLike, V, F) -> None:
     F = F.astype(np.int64)
     if F.size and (F.min() < 0 or F.max() >= len(V)):
         raise BadInputError("save_mesh: face indices out of range of the vertex array.")
+    # Written beside and renamed into place: a reader (or a resumed batch) never sees half a
+    # file, and a failed write leaves any earlier file as it was.
+    tmp = path + ".part"
     try:
-        with open(path, "wb") as fh:
+        with open(tmp, "wb") as fh:
             writers[ext](fh, V, F)
+        os.replace(tmp, path)
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
         raise BadInputError(f"Cannot write '{path}': {exc.strerror or exc}.") from exc
 
 

@@ -271,6 +271,16 @@ def save_arrays(path, **arrays) -> Path:
     return path
 
 
+def save_bytes(path, data: bytes | str) -> Path:
+    """Write bytes (or UTF-8 text) to ``path`` atomically (so a reader never sees half a
+    file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+    return path
+
+
 def load_arrays(path) -> dict:
     """Read every array of an ``.npz`` file (never unpickles)."""
     import numpy as np

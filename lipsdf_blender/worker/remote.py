@@ -179,13 +179,13 @@ class ClusterWorker:
             for name, data in fields.items():
                 path = self._blob(name)
                 if not path.is_file():
-                    _write(path, data)
+                    P.save_bytes(path, data)
             for name, data in inputs.items():
                 path = folder / name
                 if Path(name).is_absolute() or ".." in Path(name).parts:
                     raise BadInputError(f"input {name!r} must be a name inside the job folder")
                 path.parent.mkdir(parents=True, exist_ok=True)
-                _write(path, data)
+                P.save_bytes(path, data)
             params = dict(request.get("params") or {})
             for key, index, name in refs:
                 path = str(self._blob(name))
@@ -226,12 +226,6 @@ class ClusterWorker:
                 os.replace(path, stored)  # keeps the modification time: the cache key holds
                 self.server.fields.put(stored, field)
         return out
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _stored_name(data: bytes, suffix: str) -> str:
@@ -404,7 +398,7 @@ class Forwarder:
         files = {}
         for key, (name, data) in results.items():
             path = job.path(name, "result")
-            _write(path, data)
+            P.save_bytes(path, data)
             files[key] = str(path.resolve())
         info = dict(final.get("info") or {})
         info["ran_on"] = dict(self._where, device=info.get("device") or self._where["device"])
