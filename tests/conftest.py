@@ -161,8 +161,9 @@ def ray_head(tmp_path_factory):
 
     Yields a dict: ``address`` (``127.0.0.1:<gcs port>``, for a driver on this node),
     ``client`` (``ray://127.0.0.1:<port>``, Ray Client), ``env`` (the variables a process
-    needs to reach it; already set in this process) and ``stop()`` / ``start()`` to take it
-    down and up again (for lost-connection tests; addresses stay the same).
+    needs to reach it; already set in this process), ``logs`` (its log folder) and
+    ``stop()`` / ``start()`` to take it down and up again (for lost-connection tests;
+    addresses stay the same).
     Skipped when Ray is not installed.
     """
     import os
@@ -185,7 +186,11 @@ def ray_head(tmp_path_factory):
         while list(ports.values()).count(ports[name]) > 1:
             ports[name] = _free_port()
     gcs, client_port = ports["port"], ports["ray-client-server-port"]
-    lo = 20000 + 1000 * (os.getpid() % 40)  # worker ports, also apart
+    # Worker ports, apart from other sessions' too: 24000-31999 stays below the kernel's
+    # ephemeral ports (32768 up, where _free_port's come from) and clear of 23000-23999, where
+    # Ray Client starts one server per connected client: a worker started on that server's
+    # port in the moment between Ray's check and its bind kills the client's connection.
+    lo = 24000 + 1000 * (os.getpid() % 8)
     env = dict(os.environ, **RAY_ENV)
     os.environ.update(RAY_ENV)
 
@@ -230,6 +235,7 @@ def ray_head(tmp_path_factory):
             "env": dict(RAY_ENV),
             "start": start,
             "stop": stop,
+            "logs": temp / "session_latest" / "logs",
         }
     finally:
         stop()

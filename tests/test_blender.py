@@ -787,12 +787,17 @@ FACTS["ray_imported"] = "ray" in sys.modules
 
 
 def test_operators_run_unchanged_on_a_ray_cluster(ray_head, extension_zip, tmp_path):
-    facts, log = run_blender(
-        CLUSTER_JOBS,
-        tmp_path,
-        extension_zip,
-        env={"LIPSDF_TEST_RAY": ray_head["client"], **ray_head["env"]},
-    )
+    try:
+        facts, log = run_blender(
+            CLUSTER_JOBS,
+            tmp_path,
+            extension_zip,
+            env={"LIPSDF_TEST_RAY": ray_head["client"], **ray_head["env"]},
+        )
+    except AssertionError as exc:  # with what the cluster's Ray Client servers said
+        tails = [f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
+                 for p in sorted(ray_head["logs"].glob("ray_client_server*.err"))]  # fmt: skip
+        raise AssertionError("\n".join([str(exc), *tails])) from None
     assert facts["handshake"]["remote"]["address"] == ray_head["client"]
     V, F = _load(tmp_path, "cluster_remesh")
     r = np.linalg.norm(V - np.array([3.0, 0.0, 0.0]), axis=1)

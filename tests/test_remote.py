@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -231,6 +232,57 @@ def test_bad_settings_are_refused_with_a_message(ray_head):
     with pytest.raises(WorkerCrashedError) as err:
         WorkerClient(env=env).start()
     assert "LIPSDF_WORKER_RAY_FALLBACK must be 1 or 0, got 'maybe'" in str(err.value)
+
+
+class RefusingRay:
+    """A stand-in for the ``ray`` module whose Ray Client server refuses the first
+    ``refusals`` starts, as one does when it cannot start the client's own server."""
+
+    def __init__(self, refusals):
+        self.refusals, self.inits, self.shutdowns, self.up = refusals, 0, 0, False
+
+    def is_initialized(self):
+        return self.up
+
+    def init(self, address, **kw):
+        self.inits += 1
+        assert kw["runtime_env"]["py_modules"]
+        if self.inits <= self.refusals:
+            raise ConnectionAbortedError("Initialization failure from server:\nStarting Ray "
+                                         "client server failed.")  # fmt: skip
+        self.up = True
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+    def cluster_resources(self):
+        return {"CPU": 2.0}
+
+    def nodes(self):
+        return [{"Alive": True}]
+
+    def get_runtime_context(self):
+        return types.SimpleNamespace(gcs_address="127.0.0.1:6379")
+
+
+def test_a_refused_start_is_tried_once_more(monkeypatch):
+    from lipsdf_blender.worker import cluster
+
+    monkeypatch.setattr(cluster, "INIT_RETRY_PAUSE", 0.0)
+    monkeypatch.setattr(cluster, "probe", lambda address: None)
+    once = RefusingRay(1)
+    monkeypatch.setattr(cluster, "ray_module", lambda: once)
+    info = cluster.connect("ray://10.0.0.1:10001")
+    assert (once.inits, once.shutdowns) == (2, 1)
+    assert info == {"address": "127.0.0.1:6379", "cpus": 2.0, "gpus": 0.0, "nodes": 1}
+    always = RefusingRay(5)
+    monkeypatch.setattr(cluster, "ray_module", lambda: always)
+    with pytest.raises(cluster.ClusterError) as err:
+        cluster.connect("ray://10.0.0.1:10001")
+    assert always.inits == 2 and "cannot reach the Ray cluster at ray://10.0.0.1:10001" in str(
+        err.value
+    )
+    assert "Starting Ray client server failed" in str(err.value)
 
 
 def test_an_address_where_nothing_listens(ray_head, tmp_path):

@@ -20,6 +20,7 @@ import importlib
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 
 from ..core.errors import LipSDFError
@@ -28,11 +29,14 @@ log = logging.getLogger("lipsdf.cluster")
 
 #: The package folder, shipped to the cluster's workers.
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-#: What to tell a user whose Python has no Ray (requirements-ray.txt pins the same).
 #: Seconds to wait for a TCP connection when checking that something listens at an address.
 PROBE = 5.0
 #: CPUs a GPU task asks for at most (its host-side phases use them).
 GPU_TASK_CPUS = 8
+#: Seconds before connecting again when the cluster's Ray Client server could not start this
+#: client's own server (a port taken in the meantime, a slow node): tried twice in all.
+INIT_RETRY_PAUSE = 2.0
+#: What to tell a user whose Python has no Ray (requirements-ray.txt pins the same).
 INSTALL_HINT = "pip install 'ray[client]==2.60.0' (see requirements-ray.txt)"
 
 
@@ -104,7 +108,7 @@ def connect(address: str, *, start_local: bool = False, num_cpus: int | None = N
                 raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}") from None
         kw = dict(runtime_env=runtime_env(), log_to_driver=False, logging_level=logging.WARNING)
         try:
-            ray.init(address=address, **kw)
+            _init(ray, address, kw)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             if not (start_local and address == "auto"):
                 raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}") from None
@@ -115,6 +119,19 @@ def connect(address: str, *, start_local: bool = False, num_cpus: int | None = N
                 **kw,
             )
     return describe()
+
+
+def _init(ray, address: str, kw: dict) -> None:
+    """``ray.init``, once more after a pause when a Ray Client server refused the start
+    (``ConnectionAbortedError``: it could not start this client's own server process)."""
+    try:
+        ray.init(address=address, **kw)
+    except ConnectionAbortedError as exc:
+        log.warning("the Ray Client server at %s refused the start (%s); trying again",
+                    address, str(exc).strip().splitlines()[0])  # fmt: skip
+        ray.shutdown()
+        time.sleep(INIT_RETRY_PAUSE)
+        ray.init(address=address, **kw)
 
 
 def describe() -> dict:
