@@ -251,24 +251,9 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args, bar, share=None):
     from .core.io import load_geometry
     from .core.summary import record_summary
-    from .core.train import train_field
+    from .core.train import train_with
 
-    geom = load_geometry(args.input)
-    mode = args.mode or ("unsigned" if geom.kind == "curve" else "signed")
-    overrides = {"steps": args.steps} if args.steps else {}
-    field = train_field(
-        geom,
-        args.preset,
-        mode=mode,
-        device=args.device,
-        seed=args.seed,
-        thickness=args.thickness,
-        progress=bar,
-        cancel=share,
-        normals=args.normals,
-        noise=args.noise,
-        **overrides,
-    )
+    field = train_with(load_geometry(args.input), args, progress=bar, cancel=share)
     summary = record_summary(field.record, noise_given=args.noise is not None)
     if summary:
         print(summary)

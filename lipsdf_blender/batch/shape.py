@@ -222,7 +222,7 @@ def _work(path: Path, folder: Path, settings: Settings, row: dict, progress, can
     from ..core.meshfield import offset_surfaces
     from ..core.metrics import connected_components, is_watertight, signed_volume
     from ..core.surface import remesh
-    from ..core.train import get_preset, train_field
+    from ..core.train import get_preset, train_with
 
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
@@ -236,22 +236,10 @@ def _work(path: Path, folder: Path, settings: Settings, row: dict, progress, can
         geom = load_geometry(path)
 
     with _timed(row, "train"):
-        mode = settings.mode or ("unsigned" if geom.kind == "curve" else "signed")
-        overrides = {"steps": settings.steps} if settings.steps else {}
         device = pick_device(settings.device)
-        preset = get_preset(settings.preset, **overrides)
-        field = train_field(
-            geom,
-            settings.preset,
-            mode=mode,
-            device=settings.device,
-            seed=settings.seed,
-            thickness=settings.thickness,
-            progress=lambda p: say(p.phase, p.step, p.total),
-            cancel=cancel,
-            normals=settings.normals,
-            noise=settings.noise,
-            **overrides,
+        preset = get_preset(settings.preset)
+        field = train_with(
+            geom, settings, progress=lambda p: say(p.phase, p.step, p.total), cancel=cancel
         )
     row["device"] = field.record.get("device", str(device))
 

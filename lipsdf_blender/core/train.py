@@ -331,6 +331,27 @@ def train_field(
     return Field(net, center, scale, lo, hi, mode, record, surface)
 
 
+def train_with(geom: Geometry, options, progress=None, cancel=None) -> Field:
+    """:func:`train_field` with the settings a command line or a batch carries as attributes
+    of ``options``: ``preset``, ``mode`` (None: unsigned for curves, else signed),
+    ``device``, ``seed``, ``thickness``, ``normals``, ``noise`` and ``steps`` (None or 0:
+    the preset's)."""
+    overrides = {"steps": options.steps} if options.steps else {}
+    return train_field(
+        geom,
+        options.preset,
+        mode=options.mode or ("unsigned" if geom.kind == "curve" else "signed"),
+        device=options.device,
+        seed=options.seed,
+        thickness=options.thickness,
+        progress=progress,
+        cancel=cancel,
+        normals=options.normals,
+        noise=options.noise,
+        **overrides,
+    )
+
+
 def _cloud_record(prepared, scale: float) -> dict | None:
     """A prepared cloud's report with its noise level back in object units."""
     if prepared is None:

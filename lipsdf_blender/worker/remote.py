@@ -55,8 +55,6 @@ STALL = 30.0
 ACTOR_START = 300.0
 #: Seconds a cancelled remote job has to answer before the job ends here anyway.
 CANCEL_WAIT = 10.0
-#: A connection refused within this many seconds is tried once more.
-RETRY_WITHIN = 10.0
 #: Fields the actor keeps on its disk (least recently used ones go first).
 BLOBS_KEPT = 64
 
@@ -296,8 +294,7 @@ class Forwarder:
 
         try:
             ray = cluster.ray_module()
-            cluster.probe(self.address)
-            info = self._connect_once_more(cluster)
+            info = cluster.connect(self.address)
         except cluster.ClusterError as exc:
             self._disconnect()
             raise _Lost(_reason(exc, self.address)) from None
@@ -329,23 +326,6 @@ class Forwarder:
         self._ray, self._actor = ray, actor
         self._where = {"cluster": self.address, **where}
         log.info("jobs run on the Ray cluster at %s (%s)", self.address, where)
-
-    def _connect_once_more(self, cluster) -> dict:
-        """``cluster.connect``, tried a second time after a quick refusal: the head's Ray
-        Client proxy now and then fails to start the server for a new client ("Starting Ray
-        client server failed", seen with two heads on one machine), and takes the next one."""
-        t0 = time.monotonic()
-        try:
-            return cluster.connect(self.address)
-        except cluster.ClusterError as exc:
-            if time.monotonic() - t0 > RETRY_WITHIN:
-                raise
-            log.warning(
-                "the Ray cluster at %s refused the connection (%s); once more", self.address, exc
-            )
-            self._disconnect()
-            time.sleep(1.0)
-            return cluster.connect(self.address)
 
     def _disconnect(self) -> None:
         from . import cluster
