@@ -5,8 +5,8 @@
 
 Reads ``results.json`` of a finished batch, imports every ``ok`` shape's input and its remesh
 into headless Blender (no add-on needed: the files are plain meshes) and renders each pair with
-Workbench, the input on the left and the remesh on the right. Then it puts the pairs in one
-row, with the table's faces, watertightness and seconds under each: ``overview.png``.
+Workbench, the input on the left and the remesh on the right. Then it puts the pairs in a grid
+(two to a row), with the table's faces, watertightness and seconds over each: ``overview.png``.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def overview(out: Path, tiles) -> None:
             fontsize=9,
         )
         ax.axis("off")
-    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.9, wspace=0.02, hspace=0.25)
+    top = 1 - 0.6 / (2.9 * nrows)  # 0.6 in above each row for its two-line title
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=top, wspace=0.02, hspace=0.25)
     save_figure(fig, out / "overview.png")
 
 
