@@ -420,12 +420,18 @@ def _coplanar_overlap(A, B, normal, eps: float) -> np.ndarray:
     return hit
 
 
+# Corners closer than this fraction of a pair's size to the other's plane: one plane.
+_FLAT = 1e-6
+
+
 def _triangles_cross(A, B, eps: float) -> np.ndarray:
     """Whether triangles ``A[i]`` and ``B[i]`` ``(k,3,3)`` meet along more than a point.
 
     Moller's interval test: each triangle cuts the other's plane in a segment of the line
     where the planes meet; the triangles cross when the two segments overlap by more than
-    ``eps``. Coplanar pairs cross when they share interior area.
+    ``eps`` measured out of the planes (overlap x sine of their angle). Triangles that meet
+    only along their edges do not cross. Coplanar pairs (corners within ``eps`` plus 1e-6 of
+    the pair's size of the other's plane) cross when they share interior area.
     """
     nA = np.cross(A[:, 1] - A[:, 0], A[:, 2] - A[:, 0])
     nB = np.cross(B[:, 1] - B[:, 0], B[:, 2] - B[:, 0])
@@ -433,6 +439,13 @@ def _triangles_cross(A, B, eps: float) -> np.ndarray:
     nB /= np.linalg.norm(nB, axis=1, keepdims=True)
     dA = np.einsum("kij,kj->ki", A - B[:, :1], nB)  # A's corners above B's plane
     dB = np.einsum("kij,kj->ki", B - A[:, :1], nA)
+    # Pairs whose corners all lie within 1e-6 of the pair's size of the other's plane are
+    # one plane (far below a Blender mesh's float32 rounding): the line where two such
+    # planes meet, which the interval test needs, is lost in rounding (neighbours on flat
+    # stretches of a remesh, or around a grid corner that marching cubes cut very near).
+    size = np.linalg.norm(np.ptp(np.concatenate([A, B], axis=1), axis=1), axis=1)
+    flat = np.maximum(np.abs(dA).max(axis=1), np.abs(dB).max(axis=1)) <= eps + _FLAT * size
+    exactA, exactB = dA.copy(), dB.copy()  # the segments are cut where the planes really are
     dA[np.abs(dA) <= eps] = 0.0
     dB[np.abs(dB) <= eps] = 0.0
     apart = (
@@ -441,17 +454,22 @@ def _triangles_cross(A, B, eps: float) -> np.ndarray:
         | np.all(dB > 0, axis=1)
         | np.all(dB < 0, axis=1)
     )
-    coplanar = np.all(dA == 0, axis=1) & np.all(dB == 0, axis=1)
+    coplanar = flat | (np.all(dA == 0, axis=1) & np.all(dB == 0, axis=1))
     hit = np.zeros(len(A), dtype=bool)
     if coplanar.any():
         c = coplanar & ~apart
         hit[c] = _coplanar_overlap(A[c], B[c], nA[c], eps * eps)
-    live = ~apart & ~coplanar
+    # A triangle with no corners on both sides of the other's plane meets it only along its
+    # own boundary; when both do, they meet only where their edges meet: touching.
+    cutA = np.any(dA > 0, axis=1) & np.any(dA < 0, axis=1)
+    cutB = np.any(dB > 0, axis=1) & np.any(dB < 0, axis=1)
+    live = ~apart & ~coplanar & (cutA | cutB)
     if not live.any():
         return hit
-    A, B, dA, dB = A[live], B[live], dA[live], dB[live]
+    A, B, dA, dB = A[live], B[live], exactA[live], exactB[live]
     D = np.cross(nA[live], nB[live])
-    D /= np.maximum(np.linalg.norm(D, axis=1, keepdims=True), 1e-300)
+    sine = np.linalg.norm(D, axis=1)
+    D /= np.maximum(sine, 1e-300)[:, None]
 
     def interval(T, d):
         lo = np.full(len(T), np.inf)
@@ -471,7 +489,8 @@ def _triangles_cross(A, B, eps: float) -> np.ndarray:
 
     loA, hiA = interval(A, dA)
     loB, hiB = interval(B, dB)
-    hit[live] = np.minimum(hiA, hiB) - np.maximum(loA, loB) > eps
+    # The overlap counts when it reaches more than eps out of either plane.
+    hit[live] = (np.minimum(hiA, hiB) - np.maximum(loA, loB)) * sine > eps
     return hit
 
 
