@@ -265,23 +265,22 @@ class RefusingRay:
         return types.SimpleNamespace(gcs_address="127.0.0.1:6379")
 
 
-def test_a_refused_start_is_tried_once_more(monkeypatch):
+def test_a_refused_start_is_tried_again(monkeypatch):
     from lipsdf_blender.worker import cluster
 
     monkeypatch.setattr(cluster, "INIT_RETRY_PAUSE", 0.0)
     monkeypatch.setattr(cluster, "probe", lambda address: None)
-    once = RefusingRay(1)
-    monkeypatch.setattr(cluster, "ray_module", lambda: once)
+    twice = RefusingRay(cluster.INIT_TRIES - 1)
+    monkeypatch.setattr(cluster, "ray_module", lambda: twice)
     info = cluster.connect("ray://10.0.0.1:10001")
-    assert (once.inits, once.shutdowns) == (2, 1)
+    assert (twice.inits, twice.shutdowns) == (cluster.INIT_TRIES, cluster.INIT_TRIES - 1)
     assert info == {"address": "127.0.0.1:6379", "cpus": 2.0, "gpus": 0.0, "nodes": 1}
     always = RefusingRay(5)
     monkeypatch.setattr(cluster, "ray_module", lambda: always)
     with pytest.raises(cluster.ClusterError) as err:
         cluster.connect("ray://10.0.0.1:10001")
-    assert always.inits == 2 and "cannot reach the Ray cluster at ray://10.0.0.1:10001" in str(
-        err.value
-    )
+    assert always.inits == cluster.INIT_TRIES
+    assert "cannot reach the Ray cluster at ray://10.0.0.1:10001" in str(err.value)
     assert "Starting Ray client server failed" in str(err.value)
 
 

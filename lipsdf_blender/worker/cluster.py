@@ -33,8 +33,10 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PROBE = 5.0
 #: CPUs a GPU task asks for at most (its host-side phases use them).
 GPU_TASK_CPUS = 8
-#: Seconds before connecting again when the cluster's Ray Client server could not start this
-#: client's own server (a port taken in the meantime, a slow node): tried twice in all.
+#: Connections tried when the cluster's Ray Client server cannot start this client's own
+#: server (seen on heads that have just started, and with a port taken in the meantime), and
+#: the seconds between them.
+INIT_TRIES = 3
 INIT_RETRY_PAUSE = 2.0
 #: What to tell a user whose Python has no Ray (requirements-ray.txt pins the same).
 INSTALL_HINT = "pip install 'ray[client]==2.60.0' (see requirements-ray.txt)"
@@ -122,16 +124,19 @@ def connect(address: str, *, start_local: bool = False, num_cpus: int | None = N
 
 
 def _init(ray, address: str, kw: dict) -> None:
-    """``ray.init``, once more after a pause when a Ray Client server refused the start
+    """``ray.init``, again after a pause when a Ray Client server refuses the start
     (``ConnectionAbortedError``: it could not start this client's own server process)."""
-    try:
-        ray.init(address=address, **kw)
-    except ConnectionAbortedError as exc:
-        log.warning("the Ray Client server at %s refused the start (%s); trying again",
-                    address, str(exc).strip().splitlines()[0])  # fmt: skip
-        ray.shutdown()
-        time.sleep(INIT_RETRY_PAUSE)
-        ray.init(address=address, **kw)
+    for attempt in range(1, INIT_TRIES + 1):
+        try:
+            ray.init(address=address, **kw)
+            return
+        except ConnectionAbortedError as exc:
+            if attempt == INIT_TRIES:
+                raise
+            log.warning("the Ray Client server at %s refused the start (%s); trying again",
+                        address, str(exc).strip().splitlines()[0])  # fmt: skip
+            ray.shutdown()
+            time.sleep(INIT_RETRY_PAUSE)
 
 
 def describe() -> dict:
