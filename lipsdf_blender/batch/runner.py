@@ -25,6 +25,7 @@ import os
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -35,6 +36,8 @@ from .shape import COLUMNS, Settings, empty_row, file_hash, finished, folder_nam
 
 #: File endings searched for in folders (explicitly named files may have any ending).
 INPUT_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".xyz", ".pts", ".gltf", ".glb", ".3mf")
+#: Threads that hash the inputs before the first shape starts.
+HASH_THREADS = min(8, os.cpu_count() or 1)
 #: Tries per shape: the first, and one retry after a failure or a crash.
 TRIES = 2
 #: Seconds between rewrites of the table while a batch runs (each shape's result.json is
@@ -108,9 +111,11 @@ def expand_inputs(items, out_dir: Path) -> list[Path]:
 
 
 def make_tasks(paths, out_dir: Path, settings: Settings) -> list[Task]:
+    # hashlib lets go of the GIL while it hashes: threads read and hash files side by side
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        digests = list(pool.map(file_hash, paths))
     tasks = []
-    for i, p in enumerate(paths):
-        digest = file_hash(p)
+    for i, (p, digest) in enumerate(zip(paths, digests, strict=True)):
         name = folder_name(p, digest)
         tasks.append(Task(i, p, digest, out_dir / name, empty_row(p, digest, name, settings)))
     return tasks
