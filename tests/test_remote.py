@@ -119,7 +119,6 @@ def test_jobs_run_on_the_cluster_and_give_the_local_geometry(remote, client, ray
     assert max(np.diff(times)) < 1.5
     ran_on = there["info"]["ran_on"]
     assert ran_on["cluster"] == ray_head["client"] and ran_on["node"] and ran_on["device"]
-    assert ran_on["threads"] == 2  # the head's 2 cores, though the actor holds 1 CPU
     assert "ran_on" not in here["info"]
     # The field came back into the local job folder under the name a local run gives it.
     path = Path(there["files"]["field"])
@@ -194,19 +193,6 @@ def test_errors_on_the_cluster_keep_their_kind_and_message(remote, client, tmp_p
     assert err.value.kind == P.FIELD_FILE and "missing.lipsdf" in str(err.value)
 
 
-def test_the_actor_gets_a_gpu_or_the_threads_of_one_node():
-    from lipsdf_blender.worker.remote import ACTOR_THREADS, actor_resources
-
-    gpu_nodes = {"gpus": 8.0, "cpus": 128.0, "node_cpus": 64.0}
-    assert actor_resources(gpu_nodes) == ({"num_gpus": 1, "num_cpus": 8}, 8)
-    # CPUs alone: scheduled on 1 CPU (a second user's actor is not kept waiting), with the
-    # threads of one node
-    big = {"gpus": 0.0, "cpus": 96.0, "node_cpus": 32.0}
-    assert actor_resources(big) == ({"num_cpus": 1}, ACTOR_THREADS)
-    assert actor_resources({"gpus": 0.0, "cpus": 12.0, "node_cpus": 4.0}) == ({"num_cpus": 1}, 4)
-    assert actor_resources({"gpus": 0.0, "cpus": 0.0, "node_cpus": 0.0}) == ({"num_cpus": 1}, 1)
-
-
 def test_the_files_a_request_names_are_collected(tmp_path):
     from lipsdf_blender.worker import remote as R
     from lipsdf_blender.worker.server import _Job
@@ -273,7 +259,7 @@ class RefusingRay:
         return {"CPU": 2.0}
 
     def nodes(self):
-        return [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": False}]
+        return [{"Alive": True}]
 
     def get_runtime_context(self):
         return types.SimpleNamespace(gcs_address="127.0.0.1:6379")
@@ -288,9 +274,7 @@ def test_a_refused_start_is_tried_again(monkeypatch):
     monkeypatch.setattr(cluster, "ray_module", lambda: twice)
     info = cluster.connect("ray://10.0.0.1:10001")
     assert (twice.inits, twice.shutdowns) == (cluster.INIT_TRIES, cluster.INIT_TRIES - 1)
-    assert info == {
-        "address": "127.0.0.1:6379", "cpus": 2.0, "gpus": 0.0, "nodes": 1, "node_cpus": 2.0
-    }  # fmt: skip
+    assert info == {"address": "127.0.0.1:6379", "cpus": 2.0, "gpus": 0.0, "nodes": 1}
     always = RefusingRay(5)
     monkeypatch.setattr(cluster, "ray_module", lambda: always)
     with pytest.raises(cluster.ClusterError) as err:

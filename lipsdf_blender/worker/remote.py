@@ -55,9 +55,6 @@ STALL = 30.0
 ACTOR_START = 300.0
 #: Seconds a cancelled remote job has to answer before the job ends here anyway.
 CANCEL_WAIT = 10.0
-#: Threads the actor's jobs use at most on a cluster without GPUs (fewer when its largest
-#: node has fewer cores).
-ACTOR_THREADS = 8
 #: Fields the actor keeps on its disk (least recently used ones go first).
 BLOBS_KEPT = 64
 
@@ -106,17 +103,10 @@ class ClusterWorker:
     threads of the actor while it runs.
     """
 
-    def __init__(self, threads: int = 0):
-        import torch
-
-        from ..core.threads import FairShare, fair_share_wanted
+    def __init__(self):
         from .server import Server
 
         worker = self
-        # Ray gives the actor's process as many threads as the CPUs it asked for; its jobs
-        # get ``threads`` and, like a local worker's, keep to the cores others leave free.
-        self.threads = int(threads) or torch.get_num_threads()
-        share = FairShare(self.threads) if fair_share_wanted() else None
 
         class Buffered(Server):
             def send(self, message: dict) -> None:
@@ -130,7 +120,7 @@ class ClusterWorker:
         self._messages: list[dict] = []
         self._finals: dict[str, dict] = {}
         self._blobs: collections.OrderedDict = collections.OrderedDict()
-        self.server = Buffered(None, None, parent_pid=0, share=share)
+        self.server = Buffered(None, None, parent_pid=0)
         self.server.forwarder = None  # never forward again from here
         self._jobs = 0
 
@@ -145,15 +135,10 @@ class ClusterWorker:
                 self._messages.append(message)
 
     def ready(self) -> dict:
-        """Where the actor runs: node name, the device ``auto`` picks there and the threads
-        its jobs start with."""
+        """Where the actor runs: node name and the device ``auto`` picks there."""
         from ..core.device import describe, pick_device
 
-        return {
-            "node": socket.gethostname(),
-            "device": describe(pick_device("auto")),
-            "threads": self.threads,
-        }
+        return {"node": socket.gethostname(), "device": describe(pick_device("auto"))}
 
     def messages(self) -> list[dict]:
         """Progress and log messages since the last call."""
@@ -210,9 +195,6 @@ class ClusterWorker:
             request = dict(request, params=params, job_dir=str(folder))
             with self.server._state_lock:  # so a cancel that comes first is not lost
                 self.server._queued.add(job_id)
-            import torch
-
-            torch.set_num_threads(self.threads)  # per thread in OpenMP: the job's own
             self.server.run(request)
             with self._lock:
                 final = self._finals.pop(job_id)
@@ -320,8 +302,7 @@ class Forwarder:
             self._disconnect()
             raise _Lost(f"{type(exc).__name__}: {exc}") from None
         try:
-            resources, threads = actor_resources(info)
-            actor = actor_class(ray).options(**resources).remote(threads)
+            actor = actor_class(ray).options(**cluster.task_resources(info)).remote()
             ready = actor.ready.remote()
             deadline = time.monotonic() + ACTOR_START
             while not ray.wait([ready], timeout=POLL)[0]:
@@ -487,23 +468,6 @@ def _local_file(job, key: str, name) -> Path | None:
     except BadInputError:
         return None
     return path if path.is_file() else None
-
-
-def actor_resources(info: dict) -> tuple[dict, int]:
-    """Ray resources and threads for the actor that runs one user's jobs on the cluster
-    ``info`` (:func:`cluster.describe`).
-
-    With GPUs: one GPU and that GPU's share of its node's CPUs, as many threads. On CPUs
-    alone: 1 CPU, so that no user waits for another's actor to end, and up to
-    :data:`ACTOR_THREADS` threads (the largest node's cores, if fewer), which follow the
-    cores other processes leave free (:class:`core.threads.FairShare`).
-    """
-    from . import cluster
-
-    resources = cluster.task_resources(info)
-    if info.get("gpus", 0) >= 1:
-        return resources, resources["num_cpus"]
-    return resources, max(1, min(ACTOR_THREADS, int(info.get("node_cpus", 1))))
 
 
 def _reason(exc: Exception, address: str) -> str:
