@@ -4,7 +4,7 @@
 For every reference mesh and every cloud made from it (``cloud_inputs.py``: clean with and
 without normals, noisy, sparse, partial, scanned from a few cameras, with outliers), one row per
 tool, measured against the *mesh* the cloud came from by the mesh benchmark's own metrics
-(``core.metrics.surface_report``):
+(``core.surfaces.metrics.surface_report``):
 
 - **ours**: ``python -m lipsdf_blender remesh CLOUD.ply -o OUT.obj --preset P --device D`` plus
   ``--ours-args``, the wall time of the CLI process (bench_peers.run_ours).
@@ -54,8 +54,8 @@ from bench_peers import SIGNED_COLUMNS, run_ours  # noqa: E402
 from cloud_inputs import CLOUDS, REFERENCES, diagonal, load_reference, make_cloud  # noqa: E402
 from cloud_peers import trimmed_path  # noqa: E402
 
-from lipsdf_blender.core import metrics  # noqa: E402
-from lipsdf_blender.core.io import save_points  # noqa: E402
+from lipsdf_blender.core.formats.files import save_points  # noqa: E402
+from lipsdf_blender.core.surfaces import metrics  # noqa: E402
 
 PEER_JOBS = Path(__file__).resolve().parent / "cloud_peers.py"
 DEFAULT_JSON = PROJECT / "benchmarks" / "results" / "clouds.json"

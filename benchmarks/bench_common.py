@@ -127,7 +127,7 @@ def mesh_npz(path: str, folder: Path) -> str:
     into ``folder``, ``.npz`` ones returned as they are."""
     if not path.endswith(".obj"):
         return path
-    from lipsdf_blender.core.io import load_geometry
+    from lipsdf_blender.core.formats.files import load_geometry
 
     g = load_geometry(path)
     out = str(folder / (Path(path).stem + ".npz"))

@@ -46,12 +46,13 @@ import igl
 import numpy as np
 import torch
 
-from lipsdf_blender.core import metrics
 from lipsdf_blender.core.device import DEVICES, describe, pick_device
-from lipsdf_blender.core.extract import extract
-from lipsdf_blender.core.io import load_geometry
-from lipsdf_blender.core.query import value_and_gradient
-from lipsdf_blender.core.train import PRESETS, train_field
+from lipsdf_blender.core.fields.query import value_and_gradient
+from lipsdf_blender.core.formats.files import load_geometry
+from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces.extract import extract
+from lipsdf_blender.core.training.presets import PRESETS
+from lipsdf_blender.core.training.train import train_field
 
 PROJECT = Path(__file__).resolve().parents[1]
 MESH_DIR = Path(__file__).resolve().parents[2] / "shared" / "meshes"

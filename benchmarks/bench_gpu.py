@@ -116,7 +116,8 @@ def sec_peak(args, out):
 def sec_steps(args, out):
     from reference_recipe import ReferenceNet, hkr_reference
 
-    from lipsdf_blender.core.train import _Step, get_preset
+    from lipsdf_blender.core.training.presets import get_preset
+    from lipsdf_blender.core.training.train import _Step
 
     dev = torch.device("cuda")
     rows = []
@@ -127,8 +128,8 @@ def sec_steps(args, out):
         for graph, precision in ((False, "fp32"), (True, "fp32"), (True, "tf32"), (True, "bf16")):
             p = get_preset("high", batch_size=batch, cuda_graph=graph, precision=precision)
             torch.manual_seed(0)
-            from lipsdf_blender.core.network import LipschitzMLP
-            from lipsdf_blender.core.train import _matmul_precision
+            from lipsdf_blender.core.fields.network import LipschitzMLP
+            from lipsdf_blender.core.training.train import _matmul_precision
 
             net = LipschitzMLP(p.depth, p.width, p.bias_shift).to(dev)
             step = _Step(net, X, Y, p, 5e-3, dev, 0)
@@ -175,8 +176,9 @@ def sec_steps(args, out):
 
 
 def sec_check(args, out):
-    from lipsdf_blender.core.network import LipschitzMLP
-    from lipsdf_blender.core.train import _matmul_precision, _Step, get_preset
+    from lipsdf_blender.core.fields.network import LipschitzMLP
+    from lipsdf_blender.core.training.presets import get_preset
+    from lipsdf_blender.core.training.train import _matmul_precision, _Step
 
     dev = torch.device("cuda")
     torch.manual_seed(1)
@@ -208,7 +210,7 @@ def sec_check(args, out):
 
 
 def _load_mesh(args, name):
-    from lipsdf_blender.core.io import load_geometry
+    from lipsdf_blender.core.formats.files import load_geometry
 
     return load_geometry(Path(args.mesh_dir) / f"{name}.obj")
 
@@ -216,8 +218,8 @@ def _load_mesh(args, name):
 def sec_train(args, out):
     from bench_core import field_checks, surface_quality
 
-    from lipsdf_blender.core.extract import extract
-    from lipsdf_blender.core.train import train_field
+    from lipsdf_blender.core.surfaces.extract import extract
+    from lipsdf_blender.core.training.train import train_field
 
     rows = []
     out["fields"] = {}
@@ -263,8 +265,8 @@ def sec_train(args, out):
 
 
 def sec_extract(args, out):
-    from lipsdf_blender.core.extract import extract
-    from lipsdf_blender.core.field import Field
+    from lipsdf_blender.core.fields.field import Field
+    from lipsdf_blender.core.surfaces.extract import extract
 
     rows = []
     for name in args.meshes:
@@ -345,7 +347,7 @@ def sec_reference(args, out):
         "snapshots": pts,
     }
     if ours:
-        from lipsdf_blender.core.field import Field
+        from lipsdf_blender.core.fields.field import Field
 
         f = Field.load(out["fields"][name])
         res["ours_hkr"] = hkr_eval(f, X, y, ref_scale)

@@ -9,7 +9,7 @@ Each case runs in a fresh process (its peak memory is its own): ``train_field(..
 then ``surface.remesh`` at the preset's resolution, as the worker runs a remesh job. Columns:
 labelling seconds (for clouds this includes preparing the cloud: outliers, noise, averaging,
 normals), of which preparing the cloud; training; extraction; total; peak resident memory
-(``VmHWM``); Chamfer distance and Hausdorff to spot (% of the diagonal, ``core.metrics``).
+(``VmHWM``); Chamfer distance and Hausdorff to spot (% of the diagonal, ``core.surfaces.metrics``).
 
 ``--blender``: in a ``bpy`` process, a 1M-vertex point cloud object and the 1.5M-face mesh
 are read as the add-on reads them before a job (``convert.object_source``: evaluated mesh,
@@ -53,9 +53,9 @@ def make_input(kind: str, size: int):
     """``(Geometry, label, V_truth, F_truth)`` for one case."""
     import igl
 
-    from lipsdf_blender.core.geometry import Geometry
-    from lipsdf_blender.core.io import load_geometry
-    from lipsdf_blender.core.metrics import face_normals
+    from lipsdf_blender.core.formats.files import load_geometry
+    from lipsdf_blender.core.inputs.geometry import Geometry
+    from lipsdf_blender.core.surfaces.metrics import face_normals
 
     spot = load_geometry(SPOT)
     V, F = spot.vertices, spot.faces
@@ -79,9 +79,10 @@ def make_input(kind: str, size: int):
 def one_case(kind: str, size: int, threads: int) -> dict:
     import torch
 
-    from lipsdf_blender.core.metrics import chamfer_hausdorff
-    from lipsdf_blender.core.surface import remesh
-    from lipsdf_blender.core.train import get_preset, train_field
+    from lipsdf_blender.core.surfaces.metrics import chamfer_hausdorff
+    from lipsdf_blender.core.surfaces.remesh import remesh
+    from lipsdf_blender.core.training.presets import get_preset
+    from lipsdf_blender.core.training.train import train_field
 
     torch.set_num_threads(threads)
     geom, label, V, F = make_input(kind, size)
@@ -117,7 +118,7 @@ def blender_case() -> dict:
     import igl
 
     from lipsdf_blender.blender import convert, jobs
-    from lipsdf_blender.core.io import load_geometry
+    from lipsdf_blender.core.formats.files import load_geometry
 
     out = {"blender": bpy.app.version_string}
     spot = load_geometry(SPOT)

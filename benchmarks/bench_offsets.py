@@ -19,11 +19,11 @@ from pathlib import Path
 import igl
 import numpy as np
 
-from lipsdf_blender.core import metrics
-from lipsdf_blender.core.field import Field
-from lipsdf_blender.core.io import load_geometry
-from lipsdf_blender.core.meshfield import offset_surfaces
-from lipsdf_blender.core.train import train_field
+from lipsdf_blender.core.fields.field import Field
+from lipsdf_blender.core.formats.files import load_geometry
+from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces.mesh_distance import offset_surfaces
+from lipsdf_blender.core.training.train import train_field
 
 PROJECT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Side by side: LipSDF's remesh against Blender's voxel remesh and MeshFix (issue 9).
 
 One run gives one table per kind of input, from one implementation of the metrics
-(``core.metrics.surface_report`` and ``thickness_report``):
+(``core.surfaces.metrics.surface_report`` and ``thickness_report``):
 
 - **Signed** inputs (the shared meshes and shapes made in code: a cube, a block with a thin
   fin, an L-bracket, a stepped block, a soup of intersecting open parts). Rows: each ``--ours``
@@ -60,8 +60,8 @@ from bench_common import (  # noqa: E402
 )
 from peer_shapes import SHAPES  # noqa: E402
 
-from lipsdf_blender.core import metrics  # noqa: E402
-from lipsdf_blender.core.io import load_geometry, save_mesh  # noqa: E402
+from lipsdf_blender.core.formats.files import load_geometry, save_mesh  # noqa: E402
+from lipsdf_blender.core.surfaces import metrics  # noqa: E402
 
 SHARED = ("spot", "fandisk", "stanford-bunny", "suzanne")
 ALL_INPUTS = SHARED + tuple(SHAPES)

@@ -20,8 +20,9 @@ Cases (``--n`` faces for meshes, points for clouds; the files are made once and 
 
 Readers:
 
-- ``old``: ``load_geometry`` of ``lipsdf_blender/core/io.py`` at ``--old-rev`` (taken with
-  ``git show`` into a temporary module), so a later re-run reproduces the before/after.
+- ``old``: ``load_geometry`` of the readers at ``--old-rev``
+  (``lipsdf_blender/core/formats/``, taken with ``git show`` into a temporary module), so a
+  later re-run reproduces the before/after.
 - ``new``: ``load_geometry`` of the working tree.
 - ``trimesh``, ``meshio``: the library alone (``trimesh.load(process=False)``,
   ``meshio.read``), arrays only, no checks; skipped when not importable.
@@ -81,7 +82,7 @@ def make_inputs(folder: Path, n: int, cases) -> dict[str, Path]:
     """Write each case's file for size ``n`` unless it is already there; return the paths."""
     import numpy as np
 
-    from lipsdf_blender.core.primitives import torus_mesh
+    from lipsdf_blender.core.inputs.primitives import torus_mesh
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {c: folder / f"{c}-{n}{EXT[c]}" for c in cases}
@@ -102,7 +103,7 @@ def make_inputs(folder: Path, n: int, cases) -> dict[str, Path]:
         if c in ("ply_mesh", "obj_mesh", "stl_mesh"):
             # the writers of the old revision's io.py are the new one's (kept), so the files
             # are the same whichever tree writes them
-            from lipsdf_blender.core.io import save_mesh
+            from lipsdf_blender.core.formats.files import save_mesh
 
             save_mesh(tmp.with_suffix(EXT[c]), V, F)
             tmp.with_suffix(EXT[c]).rename(paths[c])
@@ -152,9 +153,9 @@ def _write_scan_ply(path: Path, P, N, colours, quality, ascii: bool) -> None:
 
 
 def old_module(rev: str, folder: Path) -> Path:
-    """``lipsdf_blender/core/io.py`` at ``rev``, written to ``folder``; its path."""
+    """``lipsdf_blender/core/formats/files.py`` at ``rev``, written to ``folder``; its path."""
     text = subprocess.run(
-        ["git", "show", f"{rev}:lipsdf_blender/core/io.py"],
+        ["git", "show", f"{rev}:lipsdf_blender/core/formats/files.py"],
         cwd=PROJECT,
         check=True,
         capture_output=True,
@@ -205,7 +206,7 @@ def child(reader: str, path: str, old_path: str | None) -> dict:
         load = mod.load_geometry
     elif reader == "new":
         # trimesh is imported only by the glTF/GLB/3MF reader, none of these cases
-        from lipsdf_blender.core import io
+        from lipsdf_blender.core.formats import files as io
 
         load = io.load_geometry
     elif reader == "trimesh":

@@ -32,8 +32,8 @@ OUT = Path(__file__).resolve().parent / "results"
 
 
 def one_extraction(path: str, resolution: int, threads: int, device: str) -> dict:
-    from lipsdf_blender.core.extract import extract
-    from lipsdf_blender.core.field import Field
+    from lipsdf_blender.core.fields.field import Field
+    from lipsdf_blender.core.surfaces.extract import extract
 
     torch.set_num_threads(threads)
     field = Field.load(path)
@@ -89,9 +89,9 @@ def sphere_points(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
 
 
 def label_table(args) -> list[dict]:
-    from lipsdf_blender.core.geometry import Geometry
-    from lipsdf_blender.core.primitives import icosphere
-    from lipsdf_blender.core.sampling import WindingNumber
+    from lipsdf_blender.core.inputs.geometry import Geometry
+    from lipsdf_blender.core.inputs.primitives import icosphere
+    from lipsdf_blender.core.training.sampling import WindingNumber
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)

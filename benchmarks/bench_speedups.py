@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lipsdf_blender.core.network as network  # noqa: E402
-from lipsdf_blender.core.network import LipschitzMLP  # noqa: E402
-from lipsdf_blender.core.train import _off_orthogonality, hkr_loss  # noqa: E402
+import lipsdf_blender.core.fields.network as network
+from lipsdf_blender.core.fields.network import LipschitzMLP  # noqa: E402
+from lipsdf_blender.core.training.train import _off_orthogonality, hkr_loss  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "speedups.json"
 D, W = 20, 128

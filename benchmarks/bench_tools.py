@@ -28,21 +28,22 @@ import numpy as np
 import torch
 from bench_common import MESH_DIR, PROJECT, machine_info, markdown_table, run_job, write_json
 
-from lipsdf_blender.core import metrics
-from lipsdf_blender.core.grid import narrow_band
-from lipsdf_blender.core.io import load_geometry
-from lipsdf_blender.core.meshfield import MeshDistance
-from lipsdf_blender.core.printing import hollow, thickness
-from lipsdf_blender.core.query import (
+from lipsdf_blender.core.fields.query import (
     project_safe,
     sample_surface_points,
     spacing,
     value_and_gradient,
 )
-from lipsdf_blender.core.slicing import slice_image
-from lipsdf_blender.core.surface import remesh
-from lipsdf_blender.core.trace import render
-from lipsdf_blender.core.train import get_preset, train_field
+from lipsdf_blender.core.formats.files import load_geometry
+from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
+from lipsdf_blender.core.surfaces.remesh import remesh
+from lipsdf_blender.core.tools.grid import narrow_band
+from lipsdf_blender.core.tools.printing import hollow, thickness
+from lipsdf_blender.core.tools.slicing import slice_image
+from lipsdf_blender.core.tools.trace import render
+from lipsdf_blender.core.training.presets import get_preset
+from lipsdf_blender.core.training.train import train_field
 
 COLUMNS = [
     ("mesh", "mesh", "{}"),

@@ -46,12 +46,13 @@ from reference_recipe import (  # noqa: E402
     train_reference,
 )
 
-from lipsdf_blender.core import metrics  # noqa: E402
-from lipsdf_blender.core.extract import extract  # noqa: E402
-from lipsdf_blender.core.field import Field  # noqa: E402
-from lipsdf_blender.core.io import load_geometry  # noqa: E402
-from lipsdf_blender.core.network import LipschitzMLP  # noqa: E402
-from lipsdf_blender.core.train import get_preset, train_field  # noqa: E402
+from lipsdf_blender.core.fields.field import Field  # noqa: E402
+from lipsdf_blender.core.fields.network import LipschitzMLP  # noqa: E402
+from lipsdf_blender.core.formats.files import load_geometry  # noqa: E402
+from lipsdf_blender.core.surfaces import metrics  # noqa: E402
+from lipsdf_blender.core.surfaces.extract import extract  # noqa: E402
+from lipsdf_blender.core.training.presets import get_preset
+from lipsdf_blender.core.training.train import train_field  # noqa: E402
 
 MESH_DIR = Path(__file__).resolve().parents[2] / "shared" / "meshes"
 OUT_DIR = Path(__file__).resolve().parent / "results" / "vs_reference"

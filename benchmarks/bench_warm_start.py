@@ -29,12 +29,13 @@ import numpy as np
 import torch
 from bench_common import MESH_DIR, PROJECT, json_default, machine_info, markdown_table
 
-from lipsdf_blender.core import metrics
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.io import load_geometry
-from lipsdf_blender.core.sampling import sample_on_geometry
-from lipsdf_blender.core.surface import remesh
-from lipsdf_blender.core.train import get_preset, train_field
+from lipsdf_blender.core.formats.files import load_geometry
+from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces.remesh import remesh
+from lipsdf_blender.core.training.presets import get_preset
+from lipsdf_blender.core.training.sampling import sample_on_geometry
+from lipsdf_blender.core.training.train import train_field
 
 COLUMNS = [
     ("mesh", "mesh", "{}"),

@@ -1,7 +1,7 @@
 """Point clouds made from reference meshes for bench_clouds.py (issue 10), with a fixed seed.
 
 Every cloud starts from area-uniform samples of a closed (or nearly closed) reference mesh
-with the mesh's true outward normals (``core.metrics.oriented_samples``); the variants then
+with the mesh's true outward normals (``core.surfaces.metrics.oriented_samples``); the variants then
 drop the normals, add noise, thin the points, hide part of the shape, scan it from a few
 cameras, or add outliers. Distances are in % of the mesh's bounding-box diagonal.
 
@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import MESH_DIR  # noqa: E402
 from peer_shapes import l_bracket, thin_fin  # noqa: E402
 
-from lipsdf_blender.core.io import load_geometry, save_points  # noqa: E402
-from lipsdf_blender.core.metrics import grown_box, oriented_samples  # noqa: E402
+from lipsdf_blender.core.formats.files import load_geometry, save_points  # noqa: E402
+from lipsdf_blender.core.surfaces.metrics import grown_box, oriented_samples  # noqa: E402
 
 #: name -> (where the mesh comes from, up axis: 0 x, 1 y, 2 z). The shared OBJ files are
 #: y-up; the shapes made in code are z-up. The bunny has holes in its base: its reference is

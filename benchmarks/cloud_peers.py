@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsdf_blender.core.io import load_geometry
+from lipsdf_blender.core.formats.files import load_geometry
 
 
 def _emit(**result) -> None:

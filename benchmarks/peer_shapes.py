@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lipsdf_blender.core.primitives import box_mesh, curve_circle
+from lipsdf_blender.core.inputs.primitives import box_mesh, curve_circle
 
 
 def triangulate_polygon(P) -> np.ndarray:

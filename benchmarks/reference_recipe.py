@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from lipsdf_blender.core.field import Field
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.network import LipschitzMLP
+from lipsdf_blender.core.fields.field import Field
+from lipsdf_blender.core.fields.network import LipschitzMLP
+from lipsdf_blender.core.inputs.geometry import Geometry
 
 DEPTH, WIDTH = 20, 128
 BATCH = 200

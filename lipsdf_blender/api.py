@@ -7,7 +7,7 @@ with the operator's message.
 
 >>> from lipsdf_blender import api
 >>> monkey = bpy.data.objects["Suzanne"]
->>> shell = api.remesh(monkey, preset="fast")
+>>> shell = api.remesh(monkey, preset=DEFAULT_PRESET)
 >>> outer, inner = api.offset(monkey, [0.05, -0.02])
 >>> blob = api.csg([monkey, bpy.data.objects["Cube"]], "union", blend=0.1)
 
@@ -40,6 +40,7 @@ import bpy
 
 from .blender import operators
 from .core.errors import LipSDFError
+from .core.training.presets import DEFAULT_PRESET
 
 NORMALS = ("auto", "estimate")
 
@@ -99,19 +100,19 @@ def _run(op, objects, active=None, **props) -> list:
     return [bpy.data.objects[name] for name in operators.last_results]
 
 
-def train(objects, preset: str = "fast", **kwargs) -> None:
+def train(objects, preset: str = DEFAULT_PRESET, **kwargs) -> None:
     """Train (or retrain) and store a field on each object."""
     if isinstance(objects, bpy.types.Object):
         objects = [objects]
     _run(bpy.ops.lipsdf.train, objects, preset=preset, extra=kwargs)
 
 
-def remesh(obj, preset: str = "fast", **kwargs):
+def remesh(obj, preset: str = DEFAULT_PRESET, **kwargs):
     """The zero level set of ``obj``'s field as a new object (training first if needed)."""
     return _run(bpy.ops.lipsdf.remesh, [obj], preset=preset, extra=kwargs)[0]
 
 
-def offset(obj, distances, preset: str = "fast", exact: bool = True, **kwargs) -> list:
+def offset(obj, distances, preset: str = DEFAULT_PRESET, exact: bool = True, **kwargs) -> list:
     """New objects at ``distances`` (object units; negative = inward), in the given order."""
     if isinstance(distances, int | float):
         distances = [distances]
@@ -121,7 +122,9 @@ def offset(obj, distances, preset: str = "fast", exact: bool = True, **kwargs) -
     )
 
 
-def csg(objects, operation: str = "union", blend: float = 0.0, preset: str = "fast", **kwargs):
+def csg(
+    objects, operation: str = "union", blend: float = 0.0, preset: str = DEFAULT_PRESET, **kwargs
+):
     """Combine ``objects`` in world space, ``objects[0]`` first; one new object.
 
     ``operation`` is ``union``, ``intersection`` or ``difference`` (the first minus the
@@ -142,7 +145,7 @@ def _list(objects) -> list:
     return [objects] if isinstance(objects, bpy.types.Object) else list(objects)
 
 
-def surface_points(obj, count: int = 5000, level: float = 0.0, preset="fast", **kwargs):
+def surface_points(obj, count: int = 5000, level: float = 0.0, preset=DEFAULT_PRESET, **kwargs):
     """A new point cloud of ``count`` evenly spread points (``normal`` attribute) on the level
     set ``level`` (object units) of ``obj``'s field."""
     return _run(
@@ -151,7 +154,9 @@ def surface_points(obj, count: int = 5000, level: float = 0.0, preset="fast", **
     )[0]  # fmt: skip
 
 
-def project(targets, field_obj, level: float = 0.0, result="OBJECT", preset="fast", **kwargs):
+def project(
+    targets, field_obj, level: float = 0.0, result="OBJECT", preset=DEFAULT_PRESET, **kwargs
+):
     """Copies of the ``targets`` meshes with their vertices on the level set ``level`` (world
     units) of ``field_obj``'s field; ``result`` ``"OBJECT"`` or ``"SHAPE_KEY"``."""
     return _run(
@@ -160,7 +165,7 @@ def project(targets, field_obj, level: float = 0.0, result="OBJECT", preset="fas
     )  # fmt: skip
 
 
-def distance_attributes(targets, field_obj, exact: bool = True, preset="fast", **kwargs):
+def distance_attributes(targets, field_obj, exact: bool = True, preset=DEFAULT_PRESET, **kwargs):
     """Write ``lipsdf_distance`` (world units) and ``lipsdf_gradient`` (world space) on every
     vertex of the ``targets`` meshes: the signed distance to ``field_obj``."""
     _run(
@@ -169,7 +174,9 @@ def distance_attributes(targets, field_obj, exact: bool = True, preset="fast", *
     )  # fmt: skip
 
 
-def thickness(objects, min_wall: float = 0.02, exact=True, show=True, preset="fast", **kwargs):
+def thickness(
+    objects, min_wall: float = 0.02, exact=True, show=True, preset=DEFAULT_PRESET, **kwargs
+):
     """Write the wall thickness ``lipsdf_thickness`` (object units) and its colour on every
     vertex of the meshes; ``show`` gives them the thickness material."""
     _run(
@@ -178,12 +185,14 @@ def thickness(objects, min_wall: float = 0.02, exact=True, show=True, preset="fa
     )  # fmt: skip
 
 
-def hollow(obj, wall: float, preset: str = "fast", **kwargs):
+def hollow(obj, wall: float, preset: str = DEFAULT_PRESET, **kwargs):
     """A new closed shell of ``obj`` with walls ``wall`` thick (object units)."""
     return _run(bpy.ops.lipsdf.hollow, [obj], preset=preset, wall=wall, extra=kwargs)[0]
 
 
-def slice_picture(obj, placement="Z", plane=None, pixels=512, spacing=0.05, preset="fast", **kw):
+def slice_picture(
+    obj, placement="Z", plane=None, pixels=512, spacing=0.05, preset=DEFAULT_PRESET, **kw
+):
     """Two new planes through ``obj``'s field (distances, and ``|grad f|`` beside them):
     ``placement`` ``"X"``/``"Y"``/``"Z"`` through the 3D cursor, or ``"SELECTED"`` with
     ``plane`` (an object whose XY plane is used)."""
@@ -194,7 +203,7 @@ def slice_picture(obj, placement="Z", plane=None, pixels=512, spacing=0.05, pres
     )  # fmt: skip
 
 
-def preview(objects, operation="union", blend=0.0, size=512, preset="fast", **kwargs):
+def preview(objects, operation="union", blend=0.0, size=512, preset=DEFAULT_PRESET, **kwargs):
     """Sphere-trace the objects' fields (combined by ``operation``, the first one first) from
     the scene camera; returns the image "LipSDF Preview"."""
     from .blender.operators.pictures import PREVIEW_IMAGE
@@ -206,7 +215,7 @@ def preview(objects, operation="union", blend=0.0, size=512, preset="fast", **kw
     return bpy.data.images[PREVIEW_IMAGE]
 
 
-def sdf_volume(obj, voxel: float = 0.0, band: float = 3.0, exact=True, preset="fast", **kw):
+def sdf_volume(obj, voxel: float = 0.0, band: float = 3.0, exact=True, preset=DEFAULT_PRESET, **kw):
     """A new Volume object: ``obj``'s narrow band as an OpenVDB level set (grid "distance",
     ``voxel`` object units; 0: 1/200 of its size), for Blender's SDF grid nodes."""
     return _run(

@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-PRESET_NAMES = ("fast", "balanced", "high")
-# what core.io.load_geometry reads (kept here as text so --help imports nothing)
+from .core.training.presets import DEFAULT_PRESET, PRESET_NAMES, resolution_for
+
+# what core.formats.files.load_geometry reads (kept here as text so --help imports nothing)
 INPUT_FORMATS = (
     "mesh, point cloud or curve: .obj .ply .stl .off, points .xyz .pts .txt, "
     "scenes .gltf .glb .3mf (every mesh, with its node transform)"
@@ -23,7 +24,7 @@ INPUT_FORMATS = (
 
 
 class ProgressBar:
-    """A one-line terminal progress bar fed with :class:`core.train.Progress` objects."""
+    """A one-line terminal progress bar fed with :class:`core.training.train.Progress` objects."""
 
     def __init__(self, stream=sys.stderr, width: int = 28):
         self.stream, self.width = stream, width
@@ -100,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     def training_args(p):
-        p.add_argument("--preset", choices=PRESET_NAMES, default="balanced")
+        p.add_argument("--preset", choices=PRESET_NAMES, default=DEFAULT_PRESET)
         p.add_argument(
             "--mode",
             choices=("signed", "unsigned"),
@@ -243,15 +244,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="run finished shapes again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     training_args(p)
-    p.set_defaults(preset="fast")
     surface_args(p)
     return ap
 
 
 def _train(args, bar, share=None):
-    from .core.io import load_geometry
-    from .core.summary import record_summary
-    from .core.train import train_with
+    from .core.formats.files import load_geometry
+    from .core.training.summary import record_summary
+    from .core.training.train import train_with
 
     field = train_with(load_geometry(args.input), args, progress=bar, cancel=share)
     summary = record_summary(field.record, noise_given=args.noise is not None)
@@ -260,18 +260,9 @@ def _train(args, bar, share=None):
     return field
 
 
-def _resolution(args, fields) -> int:
-    from .core.train import PRESETS
-
-    if args.resolution:
-        return args.resolution
-    preset = fields[0].record.get("preset", "balanced")
-    return PRESETS.get(preset, PRESETS["balanced"]).resolution
-
-
 def _extract(target, levels, resolution, bar, device="cpu"):
     from .core.device import pick_device
-    from .core.extract import extract_levels
+    from .core.surfaces.extract import extract_levels
 
     results = extract_levels(
         target, levels, resolution=resolution, device=pick_device(device), progress=bar.extraction
@@ -295,7 +286,7 @@ def _report(results) -> None:
 
 def _offsets(field, distances, resolution, bar, device="cpu", detail=True, faces=0, sharp=True):
     from .core.device import pick_device
-    from .core.meshfield import offset_surfaces
+    from .core.surfaces.mesh_distance import offset_surfaces
 
     results = offset_surfaces(
         field,
@@ -314,7 +305,7 @@ def _offsets(field, distances, resolution, bar, device="cpu", detail=True, faces
 
 def _save(path, results, names):
     from .core.errors import BadInputError
-    from .core.io import save_mesh, save_obj_objects
+    from .core.formats.files import save_mesh, save_obj_objects
 
     empty = [n for n, r in zip(names, results, strict=True) if len(r.faces) == 0]
     if empty:
@@ -336,7 +327,7 @@ def run(argv=None) -> int:
         from .batch.runner import run_batch
 
         return run_batch(args)
-    from .core.field import Field
+    from .core.fields.field import Field
     from .core.threads import FairShare, fair_share_wanted
 
     bar = ProgressBar()
@@ -353,9 +344,9 @@ def run(argv=None) -> int:
         if args.save_field and not args.field:
             field.save(args.save_field)
         from .core.device import pick_device
-        from .core.surface import remesh
+        from .core.surfaces.remesh import remesh
 
-        res = _resolution(args, [field])
+        res = resolution_for(args.resolution, [field.record])
         dev = pick_device(args.device)
         results = [
             remesh(
@@ -373,9 +364,9 @@ def run(argv=None) -> int:
         _save(args.output, results, ["remesh"])
     elif args.command == "offset":
         field = Field.load(args.field)
-        res = _resolution(args, [field])
+        res = resolution_for(args.resolution, [field.record])
         if args.raw:
-            from .core.simplify import decimate_results
+            from .core.surfaces.simplify import decimate_results
 
             results = _extract(field, args.distance, res, bar, args.device)
             decimate_results(results, args.faces)
@@ -386,10 +377,10 @@ def run(argv=None) -> int:
         _save(args.output, results, [f"offset{d:+g}" for d in args.distance])
     elif args.command == "csg":
         from .core.device import pick_device
-        from .core.surface import combine_surfaces
+        from .core.surfaces.remesh import combine_surfaces
 
         fields = [Field.load(f) for f in args.fields]
-        res = _resolution(args, fields)
+        res = resolution_for(args.resolution, [f.record for f in fields])
         result = combine_surfaces(
             args.op,
             fields,
@@ -448,7 +439,7 @@ def _check_pixels(n: int) -> int:
 def _slice(field, args) -> None:
     import numpy as np
 
-    from .core.slicing import slice_image
+    from .core.tools.slicing import slice_image
 
     lo, hi = (np.asarray(b, dtype=np.float64) for b in field.bounds())
     a = "xyz".index(args.axis)
@@ -497,8 +488,8 @@ def _look_at(centre, azimuth: float, elevation: float, distance: float):
 def _render(fields, args) -> None:
     import numpy as np
 
-    from .core.csg import combine
-    from .core.trace import render
+    from .core.fields.csg import combine
+    from .core.tools.trace import render
 
     target = (
         fields[0]
@@ -529,8 +520,8 @@ def _render(fields, args) -> None:
 def _points(field, args) -> None:
     import numpy as np
 
-    from .core.io import save_points
-    from .core.query import sample_surface_points, spacing, value_and_gradient
+    from .core.fields.query import sample_surface_points, spacing, value_and_gradient
+    from .core.formats.files import save_points
 
     P = sample_surface_points(field, args.n, args.level, args.seed, args.resolution)
     _, g = value_and_gradient(field, P)
@@ -545,12 +536,12 @@ def _points(field, args) -> None:
 
 
 def _hollow(field, args, bar, share) -> None:
-    from .core.io import save_mesh
-    from .core.meshfield import MeshDistance
-    from .core.printing import hollow
-    from .core.surface import remesh
+    from .core.formats.files import save_mesh
+    from .core.surfaces.mesh_distance import MeshDistance
+    from .core.surfaces.remesh import remesh
+    from .core.tools.printing import hollow
 
-    res = _resolution(args, [field])
+    res = resolution_for(args.resolution, [field.record])
     surface = remesh(
         field, res, args.detail, progress=bar.extraction, sharp=args.sharp, cancel=share
     )
@@ -573,7 +564,7 @@ def _hollow(field, args, bar, share) -> None:
 
 
 def _info(field, args) -> None:
-    from .core.summary import record_summary
+    from .core.training.summary import record_summary
 
     r = field.record
     if args.json:

@@ -33,12 +33,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-from lipsdf_blender.core import metrics
-from lipsdf_blender.core.extract import extract_levels
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.io import save_mesh
-from lipsdf_blender.core.meshfield import MeshDistance
-from lipsdf_blender.core.train import PRESETS, train_field
+from lipsdf_blender.core.formats.files import save_mesh
+from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces.extract import extract_levels
+from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
+from lipsdf_blender.core.training.presets import PRESETS
+from lipsdf_blender.core.training.train import train_field
 
 #: Outward offsets as fractions of the input's bounding-box diagonal: a visibly thicker
 #: shell that still shows the features, and a soft rounded hull.
@@ -64,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 # -- input ---------------------------------------------------------------------------------
 def sample_shape() -> tuple[np.ndarray, np.ndarray]:
     """The demo input: ``open_monkey_like``, or a torus-sphere soup if the core lacks it."""
-    from lipsdf_blender.core import primitives
+    from lipsdf_blender.core.inputs import primitives
 
     if hasattr(primitives, "open_monkey_like"):
         return primitives.open_monkey_like()
@@ -212,7 +213,7 @@ def train(geom: Geometry, args):
 
 
 def surfaces(field, diag: float, resolution: int) -> list:
-    """The remesh, then exact offsets measured from it (see core.meshfield)."""
+    """The remesh, then exact offsets measured from it (see core.surfaces.mesh_distance)."""
     t0 = time.perf_counter()
     (surface,) = extract_levels(field, [0.0], resolution=resolution)
     stats = surface.stats

@@ -7,10 +7,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from lipsdf_blender.core import primitives
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.sampling import SampleConfig
-from lipsdf_blender.core.train import train_field
+from lipsdf_blender.core.inputs import primitives
+from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.training.presets import SampleConfig
+from lipsdf_blender.core.training.train import train_field
 
 torch.set_num_threads(2)
 

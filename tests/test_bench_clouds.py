@@ -15,8 +15,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import cloud_inputs as ci  # noqa: E402
 
-from lipsdf_blender.core import metrics  # noqa: E402
-from lipsdf_blender.core.primitives import box_mesh, icosphere  # noqa: E402
+from lipsdf_blender.core.inputs.primitives import box_mesh, icosphere  # noqa: E402
+from lipsdf_blender.core.surfaces import metrics  # noqa: E402
 
 SPHERE = icosphere(1.0, 4)
 

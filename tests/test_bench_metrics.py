@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lipsdf_blender.core import metrics
-from lipsdf_blender.core.primitives import box_mesh, curve_circle, icosphere
+from lipsdf_blender.core.inputs.primitives import box_mesh, curve_circle, icosphere
+from lipsdf_blender.core.surfaces import metrics
 
 
 def _join(*meshes):
@@ -238,7 +238,7 @@ def test_triangle_cross_agrees_with_exact_predicates():
 
 def test_thickness_report_of_exact_shells():
     # a tube of radius T around a circle: the torus of the primitives
-    from lipsdf_blender.core.primitives import torus_mesh
+    from lipsdf_blender.core.inputs.primitives import torus_mesh
 
     T = 0.05
     Vc, E = curve_circle(256, 1.0)

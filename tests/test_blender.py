@@ -30,13 +30,13 @@ import tomllib
 import torch
 from conftest import TINY
 
-from lipsdf_blender.core import metrics
-from lipsdf_blender.core.field import Field
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.io import load_geometry
-from lipsdf_blender.core.sampling import SampleConfig
-from lipsdf_blender.core.surface import remesh
-from lipsdf_blender.core.train import train_field
+from lipsdf_blender.core.fields.field import Field
+from lipsdf_blender.core.formats.files import load_geometry
+from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces.remesh import remesh
+from lipsdf_blender.core.training.presets import SampleConfig
+from lipsdf_blender.core.training.train import train_field
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The Python that runs the bpy scenarios (a venv with only that Blender's bpy and numpy).
@@ -518,7 +518,7 @@ def test_remesh_equals_the_core_functions_on_the_same_input(scene):
     src = np.load(out / "monkey_source.npz")
     r = np.load(out / "monkey_remesh_local.npz")
     stored = Field.load(out / "monkey.lipsdf")
-    # Extraction: the object's mesh is exactly what core.surface.remesh gives for the stored
+    # Extraction: the object's mesh is exactly what core.surfaces.remesh.remesh gives for the stored
     # field (which carries the object's mesh as its input surface).
     mine = remesh(stored, resolution=RES)
     np.testing.assert_allclose(r["V"], mine.vertices, atol=1e-6)

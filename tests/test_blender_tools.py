@@ -16,10 +16,10 @@ import pytest
 import torch
 from test_blender import RES, extension_zip, pytestmark, run_blender  # noqa: F401
 
-from lipsdf_blender.core import metrics
-from lipsdf_blender.core.field import Field
-from lipsdf_blender.core.meshfield import MeshDistance
-from lipsdf_blender.core.surface import remesh
+from lipsdf_blender.core.fields.field import Field
+from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
+from lipsdf_blender.core.surfaces.remesh import remesh
 
 CENTRE = np.array([0.5, -0.3, 0.2])
 SCALE = 1.25

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from conftest import sphere_cloud, write_scan_ply
 
-from lipsdf_blender.core import metrics, primitives
-from lipsdf_blender.core.io import load_geometry, save_mesh
+from lipsdf_blender.core.formats.files import load_geometry, save_mesh
+from lipsdf_blender.core.inputs import primitives
+from lipsdf_blender.core.surfaces import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,7 +188,7 @@ class _Terminal(io.StringIO):
 
 def test_the_progress_bar_shows_no_eta_until_the_step_rate_is_known():
     from lipsdf_blender.cli import ProgressBar
-    from lipsdf_blender.core.train import _Reporter
+    from lipsdf_blender.core.training.train import _Reporter
 
     term, clock = _Terminal(), [0.0]
     r = _Reporter(ProgressBar(term), 3000, "CPU", interval=0.0, clock=lambda: clock[0])
@@ -202,7 +203,7 @@ def test_the_progress_bar_shows_no_eta_until_the_step_rate_is_known():
 
 def test_input_formats_are_listed_and_a_broken_scene_is_one_line(tmp_path):
     from lipsdf_blender.cli import INPUT_FORMATS
-    from lipsdf_blender.core.io import READ_EXTENSIONS
+    from lipsdf_blender.core.formats.files import READ_EXTENSIONS
 
     # the help names every extension the reader takes
     assert set(re.findall(r"\.\w+", INPUT_FORMATS)) == set(READ_EXTENSIONS)

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from conftest import TINY
 
-from lipsdf_blender.core import metrics, primitives
-from lipsdf_blender.core.cloud import apss_distance, estimate_noise, prepare_cloud
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.surface import remesh
-from lipsdf_blender.core.train import train_field
+from lipsdf_blender.core.inputs import primitives
+from lipsdf_blender.core.inputs.cloud import apss_distance, estimate_noise, prepare_cloud
+from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces.remesh import remesh
+from lipsdf_blender.core.training.train import train_field
 
 
 def sphere_points(n, seed=0):

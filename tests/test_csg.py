@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lipsdf_blender.core.csg import (
+from lipsdf_blender.core.errors import BadInputError
+from lipsdf_blender.core.fields.csg import (
     Difference,
     Intersection,
     Offset,
@@ -18,9 +19,8 @@ from lipsdf_blender.core.csg import (
     combine,
     smooth_min,
 )
-from lipsdf_blender.core.errors import BadInputError
-from lipsdf_blender.core.query import evaluate, value_and_gradient
-from lipsdf_blender.core.sdf import BoxField, DistanceField, SphereField
+from lipsdf_blender.core.fields.query import evaluate, value_and_gradient
+from lipsdf_blender.core.fields.sdf import BoxField, DistanceField, SphereField
 
 CA, RA = np.array([0.0, 0.0, 0.0]), 1.0
 CB, RB = np.array([1.2, 0.3, -0.1]), 0.8

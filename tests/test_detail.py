@@ -19,16 +19,17 @@ import pytest
 import torch
 from conftest import TINY
 
-from lipsdf_blender.core import metrics, primitives
-from lipsdf_blender.core.detail import DetailField, InputSurface, surface_field
 from lipsdf_blender.core.errors import BadInputError, FieldFileError
-from lipsdf_blender.core.field import Field
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.meshfield import offset_surfaces
-from lipsdf_blender.core.sdf import BoxField, SphereField
-from lipsdf_blender.core.simplify import decimate
-from lipsdf_blender.core.surface import combine_surfaces, drop_specks, remesh
-from lipsdf_blender.core.train import train_field
+from lipsdf_blender.core.fields.detail import DetailField, InputSurface, surface_field
+from lipsdf_blender.core.fields.field import Field
+from lipsdf_blender.core.fields.sdf import BoxField, SphereField
+from lipsdf_blender.core.inputs import primitives
+from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces.mesh_distance import offset_surfaces
+from lipsdf_blender.core.surfaces.remesh import combine_surfaces, drop_specks, remesh
+from lipsdf_blender.core.surfaces.simplify import decimate
+from lipsdf_blender.core.training.train import train_field
 
 # A field only has to be roughly right for the detail to be exact: the detail takes the
 # surface from the input and the sign from its winding number.
@@ -229,7 +230,7 @@ def test_field_file_keeps_the_input_surface(cube, tmp_path):
     assert surface_field(loaded, detail=False) is loaded
     # A surface whose indices leave its vertices is refused (checksum recomputed, so only
     # the content check can catch it).
-    from lipsdf_blender.core import field as field_module
+    from lipsdf_blender.core.fields import field as field_module
 
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files if k != "checksum"}

@@ -13,8 +13,13 @@ import torch
 from scipy.sparse.csgraph import connected_components
 
 from lipsdf_blender.core.errors import BadInputError, CancelledError
-from lipsdf_blender.core.extract import CUBE_CORNERS, ExtractResult, extract, extract_levels
-from lipsdf_blender.core.sdf import BoxField, SphereField
+from lipsdf_blender.core.fields.sdf import BoxField, SphereField
+from lipsdf_blender.core.surfaces.extract import (
+    CUBE_CORNERS,
+    ExtractResult,
+    extract,
+    extract_levels,
+)
 
 # ---------------------------------------------------------------- helpers
 
@@ -321,7 +326,7 @@ def test_nan_field_is_reported():
 
 def _device_path_on(monkeypatch, device):
     """Force the whole-hierarchy tensor path (used on CUDA) onto ``device``."""
-    import lipsdf_blender.core.extract as E
+    import lipsdf_blender.core.surfaces.extract as E
 
     monkeypatch.setattr(E, "_cuda_device", lambda d: torch.device(device))
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from lipsdf_blender.core.errors import FieldFileError
-from lipsdf_blender.core.field import Field
-from lipsdf_blender.core.network import LipschitzMLP
+from lipsdf_blender.core.fields.field import Field
+from lipsdf_blender.core.fields.network import LipschitzMLP
 
 
 @pytest.fixture

@@ -49,12 +49,12 @@ import torch
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from lipsdf_blender.core.detail import InputSurface
 from lipsdf_blender.core.errors import BadInputError, FieldFileError
-from lipsdf_blender.core.field import Field, _digest
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.io import load_geometry
-from lipsdf_blender.core.network import LipschitzMLP
+from lipsdf_blender.core.fields.detail import InputSurface
+from lipsdf_blender.core.fields.field import Field, _digest
+from lipsdf_blender.core.fields.network import LipschitzMLP
+from lipsdf_blender.core.formats.files import load_geometry
+from lipsdf_blender.core.inputs.geometry import Geometry
 from lipsdf_blender.worker import jobs_grid, jobs_picture, jobs_surface
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker import server as S
@@ -476,7 +476,7 @@ def tiny_field(cloud: bool = False) -> Field:
     S = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]])
     surface = InputSurface(V, S)
     if cloud:
-        from lipsdf_blender.core.detail import CloudSurface
+        from lipsdf_blender.core.fields.detail import CloudSurface
 
         rng = np.random.default_rng(0)
         Pc = rng.normal(size=(12, 3))

@@ -1,4 +1,4 @@
-"""Geometry validation and file round trips (core.geometry, core.io, core.primitives)."""
+"""Geometry validation and file round trips (core.inputs.geometry and primitives, core.formats)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 from conftest import sphere_cloud, write_scan_ply
 
-from lipsdf_blender.core import metrics
 from lipsdf_blender.core.errors import BadInputError
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.io import load_geometry, save_mesh, save_points
-from lipsdf_blender.core.primitives import (
+from lipsdf_blender.core.formats.files import load_geometry, save_mesh, save_points
+from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.inputs.primitives import (
     box_mesh,
     curve_circle,
     icosphere,
@@ -26,6 +25,7 @@ from lipsdf_blender.core.primitives import (
     torus_mesh,
     torus_points,
 )
+from lipsdf_blender.core.surfaces import metrics
 
 
 def test_core_does_not_import_bpy():
@@ -648,7 +648,7 @@ def test_lying_scene_files_raise_bad_input_error(tmp_path):
 
 def test_reading_library_is_not_imported_by_io_the_worker_or_the_addon():
     code = (
-        "import sys; import lipsdf_blender.core.io, lipsdf_blender.worker.server, "
+        "import sys; import lipsdf_blender.core.formats.files, lipsdf_blender.worker.server, "
         "lipsdf_blender.worker.client, lipsdf_blender.blender.jobs; "
         "bad = [m for m in ('trimesh', 'lxml', 'networkx') if m in sys.modules]; "
         "assert not bad, bad"

@@ -17,14 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-from lipsdf_blender.core import grid, primitives
 from lipsdf_blender.core.errors import BadInputError, CancelledError, LipSDFError
-from lipsdf_blender.core.field import Field
-from lipsdf_blender.core.grid import band_index_range, narrow_band
-from lipsdf_blender.core.meshfield import MeshDistance
-from lipsdf_blender.core.metrics import chamfer_hausdorff, is_watertight
-from lipsdf_blender.core.query import evaluate
-from lipsdf_blender.core.sdf import BoxField, SphereField
+from lipsdf_blender.core.fields.field import Field
+from lipsdf_blender.core.fields.query import evaluate
+from lipsdf_blender.core.fields.sdf import BoxField, SphereField
+from lipsdf_blender.core.inputs import primitives
+from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
+from lipsdf_blender.core.surfaces.metrics import chamfer_hausdorff, is_watertight
+from lipsdf_blender.core.tools import grid
+from lipsdf_blender.core.tools.grid import band_index_range, narrow_band
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker.client import JobCancelledError, WorkerError
 

@@ -14,8 +14,9 @@ import pytest
 from conftest import TINY
 
 import lipsdf_blender.blender.jobs as J  # no bpy: the module must import without it
-from lipsdf_blender.core import metrics, primitives
 from lipsdf_blender.core.errors import BadInputError, CancelledError
+from lipsdf_blender.core.inputs import primitives
+from lipsdf_blender.core.surfaces import metrics
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker.client import WorkerClient, WorkerError
 

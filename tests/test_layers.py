@@ -8,8 +8,8 @@ def test_core_and_cli_import_without_bpy():
     code = (
         "import importlib, pkgutil, sys\n"
         "import lipsdf_blender, lipsdf_blender.core, lipsdf_blender.cli\n"
-        "for m in pkgutil.iter_modules(lipsdf_blender.core.__path__):\n"
-        "    importlib.import_module('lipsdf_blender.core.' + m.name)\n"
+        "for m in pkgutil.walk_packages(lipsdf_blender.core.__path__, 'lipsdf_blender.core.'):\n"
+        "    importlib.import_module(m.name)\n"
         "assert 'bpy' not in sys.modules, 'core imported bpy'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

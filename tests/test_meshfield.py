@@ -3,9 +3,10 @@
 import numpy as np
 import torch
 
-from lipsdf_blender.core import metrics, primitives
-from lipsdf_blender.core.meshfield import MeshDistance, offset_surfaces
-from lipsdf_blender.core.sdf import BoxField
+from lipsdf_blender.core.fields.sdf import BoxField
+from lipsdf_blender.core.inputs import primitives
+from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance, offset_surfaces
 
 
 def test_mesh_distance_matches_the_sphere():

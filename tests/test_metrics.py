@@ -1,13 +1,13 @@
-"""Mesh metrics against answers known in closed form (core.metrics)."""
+"""Mesh metrics against answers known in closed form (core.surfaces.metrics)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lipsdf_blender.core import metrics
 from lipsdf_blender.core.errors import BadInputError
-from lipsdf_blender.core.primitives import box_mesh, icosphere, open_monkey_like, torus_mesh
+from lipsdf_blender.core.inputs.primitives import box_mesh, icosphere, open_monkey_like, torus_mesh
+from lipsdf_blender.core.surfaces import metrics
 
 
 def test_chamfer_between_concentric_spheres_is_the_radius_gap():

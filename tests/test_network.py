@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lipsdf_blender.core.network import LipschitzMLP, sll_scales
+from lipsdf_blender.core.fields.network import LipschitzMLP, sll_scales
 
 
 def grad_norms(net, x):

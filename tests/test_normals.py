@@ -1,4 +1,4 @@
-"""Normal estimation, orientation and point areas for bare point clouds (core.normals)."""
+"""Normal estimation, orientation and point areas for bare point clouds (core.inputs.normals)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from lipsdf_blender.core.errors import BadInputError
-from lipsdf_blender.core.normals import (
+from lipsdf_blender.core.inputs.normals import (
     estimate_normals,
     orientation_score,
     point_areas,
     winding_number,
 )
-from lipsdf_blender.core.primitives import icosphere, torus_points
+from lipsdf_blender.core.inputs.primitives import icosphere, torus_points
 
 R, r = 1.0, 0.25
 
@@ -161,7 +161,7 @@ BUNNY = os.path.join(
 def test_bunny_vertex_normals_agree_with_mesh_normals():
     import igl
 
-    from lipsdf_blender.core.io import load_geometry
+    from lipsdf_blender.core.formats.files import load_geometry
 
     if not os.path.exists(BUNNY):
         pytest.skip("benchmark meshes not present")

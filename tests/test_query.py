@@ -7,15 +7,15 @@ import sys
 import numpy as np
 import pytest
 
-from lipsdf_blender.core.csg import Transformed, Union
 from lipsdf_blender.core.errors import BadInputError
-from lipsdf_blender.core.query import (
+from lipsdf_blender.core.fields.csg import Transformed, Union
+from lipsdf_blender.core.fields.query import (
     evaluate,
     project,
     sample_surface_points,
     value_and_gradient,
 )
-from lipsdf_blender.core.sdf import BoxField, SphereField
+from lipsdf_blender.core.fields.sdf import BoxField, SphereField
 
 
 def test_no_bpy():

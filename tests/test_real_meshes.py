@@ -6,10 +6,10 @@ import igl
 import numpy as np
 import pytest
 
-from lipsdf_blender.core import metrics
-from lipsdf_blender.core.extract import extract
-from lipsdf_blender.core.io import load_geometry
-from lipsdf_blender.core.train import train_field
+from lipsdf_blender.core.formats.files import load_geometry
+from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces.extract import extract
+from lipsdf_blender.core.training.train import train_field
 
 MESHES = Path(__file__).resolve().parents[2] / "shared" / "meshes"
 

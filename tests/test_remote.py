@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from conftest import WORKER_ENV
 
-from lipsdf_blender.core import primitives
-from lipsdf_blender.core.field import Field
+from lipsdf_blender.core.fields.field import Field
+from lipsdf_blender.core.inputs import primitives
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker.client import JobCancelledError, WorkerClient, WorkerError
 
@@ -170,7 +170,7 @@ def test_cancel_reaches_the_job_on_the_cluster(remote, tmp_path):
     assert err.value.kind == P.CANCELLED
     # The answer is the remote job's own (its traceback runs through the training there),
     # not the local worker giving up on a cluster that never confirmed.
-    assert "core/train.py" in err.value.traceback and "_follow" not in err.value.traceback
+    assert "core/training/train.py" in err.value.traceback and "_follow" not in err.value.traceback
     # The actor is free again: the next job runs there at once.
     r = remote.run("train", TRAIN, tmp_path / "b", arrays={"vertices": V, "faces": F}, timeout=60)
     assert r["info"]["ran_on"]["node"] and Path(r["files"]["field"]).is_file()

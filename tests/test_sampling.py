@@ -2,10 +2,11 @@
 
 import numpy as np
 
-from lipsdf_blender.core import primitives
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.sampling import SampleConfig, make_samples, normalization
-from lipsdf_blender.core.train import train_field
+from lipsdf_blender.core.inputs import primitives
+from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.training.presets import SampleConfig
+from lipsdf_blender.core.training.sampling import make_samples, normalization
+from lipsdf_blender.core.training.train import train_field
 
 
 def normalised(geom):

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-import lipsdf_blender.core.network as network
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.network import LipschitzMLP, sll_scales
-from lipsdf_blender.core.primitives import icosphere
-from lipsdf_blender.core.train import train_field
+import lipsdf_blender.core.fields.network as network
+from lipsdf_blender.core.fields.network import LipschitzMLP, sll_scales
+from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.inputs.primitives import icosphere
+from lipsdf_blender.core.training.train import train_field
 
 
 def test_blocked_cpu_inference_is_the_same_function(monkeypatch):

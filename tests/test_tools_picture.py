@@ -14,12 +14,12 @@ import pytest
 import torch
 from conftest import SPHERE_RADIUS
 
-from lipsdf_blender.core.csg import Union, combine
 from lipsdf_blender.core.errors import BadInputError, CancelledError
-from lipsdf_blender.core.sdf import SphereField
-from lipsdf_blender.core.slicing import slice_image
-from lipsdf_blender.core.surface import remesh
-from lipsdf_blender.core.trace import (
+from lipsdf_blender.core.fields.csg import Union, combine
+from lipsdf_blender.core.fields.sdf import SphereField
+from lipsdf_blender.core.surfaces.remesh import remesh
+from lipsdf_blender.core.tools.slicing import slice_image
+from lipsdf_blender.core.tools.trace import (
     BOX_MARGIN,
     EPS_FRACTION,
     FOOTPRINT_FRACTION,

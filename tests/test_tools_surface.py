@@ -11,21 +11,21 @@ import torch
 from conftest import SPHERE_RADIUS, WORKER_ENV, sphere_cloud
 
 from lipsdf_blender import cli
-from lipsdf_blender.core import primitives
 from lipsdf_blender.core.errors import BadInputError
-from lipsdf_blender.core.field import Field
-from lipsdf_blender.core.io import load_geometry
-from lipsdf_blender.core.meshfield import MeshDistance
-from lipsdf_blender.core.metrics import connected_components, is_watertight, signed_volume
-from lipsdf_blender.core.printing import hollow, thickness
-from lipsdf_blender.core.query import (
+from lipsdf_blender.core.fields.field import Field
+from lipsdf_blender.core.fields.query import (
     evaluate,
     project_safe,
     sample_surface_points,
     spacing,
     value_and_gradient,
 )
-from lipsdf_blender.core.sdf import BoxField, SphereField
+from lipsdf_blender.core.fields.sdf import BoxField, SphereField
+from lipsdf_blender.core.formats.files import load_geometry
+from lipsdf_blender.core.inputs import primitives
+from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
+from lipsdf_blender.core.surfaces.metrics import connected_components, is_watertight, signed_volume
+from lipsdf_blender.core.tools.printing import hollow, thickness
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker.client import WorkerClient, WorkerError
 
@@ -203,7 +203,7 @@ def test_thickness_with_a_gap_keeps_walls_and_reads_creases_by_their_angle():
 
 
 def test_thickness_from_a_trained_field_and_its_remesh(sphere_field, one_thread):
-    from lipsdf_blender.core.surface import remesh
+    from lipsdf_blender.core.surfaces.remesh import remesh
 
     r = remesh(sphere_field, 48)
     md = MeshDistance(r.vertices, r.faces)

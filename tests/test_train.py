@@ -9,14 +9,15 @@ import pytest
 import torch
 from conftest import SPHERE_RADIUS, TINY, random_points
 
-from lipsdf_blender.core import metrics, primitives
-from lipsdf_blender.core.csg import combine
 from lipsdf_blender.core.errors import BadInputError, CancelledError
-from lipsdf_blender.core.extract import extract, extract_levels
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.meshfield import offset_surfaces
-from lipsdf_blender.core.query import value_and_gradient
-from lipsdf_blender.core.train import _Reporter, train_field
+from lipsdf_blender.core.fields.csg import combine
+from lipsdf_blender.core.fields.query import value_and_gradient
+from lipsdf_blender.core.inputs import primitives
+from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces.extract import extract, extract_levels
+from lipsdf_blender.core.surfaces.mesh_distance import offset_surfaces
+from lipsdf_blender.core.training.train import _Reporter, train_field
 
 
 def sphere_distance(P, r=SPHERE_RADIUS, c=(0, 0, 0)):

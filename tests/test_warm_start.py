@@ -1,4 +1,4 @@
-"""Warm start: retraining an edited input from its old field (core/warm.py, the worker's
+"""Warm start: retraining an edited input from its old field (core/training/warm.py, the worker's
 ``init``, the add-on's plans).
 
 A bumped sphere must get its bump in fewer steps; labels kept from the old training must be
@@ -22,17 +22,18 @@ import torch
 from conftest import SPHERE_RADIUS, TINY
 
 import lipsdf_blender.blender.jobs as J
-from lipsdf_blender.core import primitives, warm
-from lipsdf_blender.core.detail import InputSurface
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.sampling import (
-    SampleConfig,
+from lipsdf_blender.core.fields.detail import InputSurface
+from lipsdf_blender.core.inputs import primitives
+from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.training import warm
+from lipsdf_blender.core.training.presets import SampleConfig, get_preset
+from lipsdf_blender.core.training.sampling import (
     WindingNumber,
     make_samples,
     normalization,
     sample_on_geometry,
 )
-from lipsdf_blender.core.train import get_preset, train_field
+from lipsdf_blender.core.training.train import train_field
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker.client import WorkerClient, WorkerError
 

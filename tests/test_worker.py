@@ -16,13 +16,13 @@ import pytest
 import torch
 from conftest import WORKER_ENV, sphere_cloud
 
-from lipsdf_blender.core import primitives
-from lipsdf_blender.core.extract import extract_levels
-from lipsdf_blender.core.field import Field
-from lipsdf_blender.core.geometry import Geometry
-from lipsdf_blender.core.meshfield import offset_surfaces
-from lipsdf_blender.core.sampling import SampleConfig
-from lipsdf_blender.core.train import train_field
+from lipsdf_blender.core.fields.field import Field
+from lipsdf_blender.core.inputs import primitives
+from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.surfaces.extract import extract_levels
+from lipsdf_blender.core.surfaces.mesh_distance import offset_surfaces
+from lipsdf_blender.core.training.presets import SampleConfig
+from lipsdf_blender.core.training.train import train_field
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker.client import (
     JobCancelledError,

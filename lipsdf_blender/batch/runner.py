@@ -2,8 +2,8 @@
 
 ``python -m lipsdf_blender batch INPUTS... --out DIR`` comes here (:func:`run_batch`).
 
-- Inputs are files, folders (searched recursively for the formats :mod:`core.io` reads) or
-  glob patterns; nothing under ``DIR`` is ever taken as an input.
+- Inputs are files, folders (searched recursively for the formats
+  :mod:`core.formats` reads) or glob patterns; nothing under ``DIR`` is ever taken as an input.
 - Each shape runs :func:`.shape.run_shape` in a worker process (``--jobs N``: N processes,
   the cores shared out, or one GPU each) or in a Ray task (``--ray``, :mod:`.ray_tasks`).
 - A shape that fails, or whose process dies, is recorded and tried once more, after the

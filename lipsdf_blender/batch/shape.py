@@ -27,7 +27,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-#: Output mesh formats (what core.io.save_mesh writes).
+from ..core.training.presets import DEFAULT_PRESET
+
+#: Output mesh formats (what core.formats.files.save_mesh writes).
 FORMATS = ("obj", "ply", "stl", "off")
 #: The row written for each shape; the CSV table has these columns in this order.
 COLUMNS = (
@@ -62,7 +64,7 @@ RESULT = "result.json"
 class Settings:
     """What is done to every shape. :meth:`key` names the settings that change the outputs."""
 
-    preset: str = "fast"
+    preset: str = DEFAULT_PRESET
     mode: str | None = None  # None: signed, unsigned for curves
     seed: int = 0
     steps: int | None = None
@@ -173,7 +175,7 @@ def run_shape(
     Parameters
     ----------
     path : path
-        The input (any format :func:`core.io.load_geometry` reads).
+        The input (any format :func:`core.formats.files.load_geometry` reads).
     folder : path
         Where the outputs go (made if missing). ``result.json`` is written last.
     settings : Settings
@@ -218,11 +220,12 @@ def _work(path: Path, folder: Path, settings: Settings, row: dict, progress, can
 
     from ..core.device import pick_device
     from ..core.errors import BadInputError
-    from ..core.io import load_geometry, save_mesh
-    from ..core.meshfield import offset_surfaces
-    from ..core.metrics import connected_components, is_watertight, signed_volume
-    from ..core.surface import remesh
-    from ..core.train import get_preset, train_with
+    from ..core.formats.files import load_geometry, save_mesh
+    from ..core.surfaces.mesh_distance import offset_surfaces
+    from ..core.surfaces.metrics import connected_components, is_watertight, signed_volume
+    from ..core.surfaces.remesh import remesh
+    from ..core.training.presets import resolution_for
+    from ..core.training.train import train_with
 
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
@@ -237,13 +240,12 @@ def _work(path: Path, folder: Path, settings: Settings, row: dict, progress, can
 
     with _timed(row, "train"):
         device = pick_device(settings.device)
-        preset = get_preset(settings.preset)
         field = train_with(
             geom, settings, progress=lambda p: say(p.phase, p.step, p.total), cancel=cancel
         )
     row["device"] = field.record.get("device", str(device))
 
-    res = settings.resolution or preset.resolution
+    res = resolution_for(settings.resolution, [field.record])
     kw = dict(device=device, cancel=cancel, detail=settings.detail, sharp=settings.sharp)
     with _timed(row, "remesh"):
         surface = remesh(field, res, progress=phase("remesh"), **kw)
@@ -262,7 +264,7 @@ def _work(path: Path, folder: Path, settings: Settings, row: dict, progress, can
                 **kw,
             )
         if settings.faces:
-            from ..core.simplify import decimate_results
+            from ..core.surfaces.simplify import decimate_results
 
             decimate_results([surface], settings.faces)
             decimate_results(shells, settings.faces)

@@ -31,7 +31,7 @@ import bpy
 import numpy as np
 
 from ..core.errors import BadInputError
-from ..core.transform import similarity_scales
+from ..core.fields.transform import similarity_scales
 from .jobs import Source
 
 SUPPORTED_TYPES = {"MESH", "CURVE", "SURFACE", "META", "FONT", "POINTCLOUD", "CURVES"}
@@ -172,7 +172,7 @@ def object_source(obj, depsgraph, field_file: str | None = None) -> Source:
 def check_uniform_scale(obj, why: str) -> None:
     """Refuse an object whose world transform stretches distances unevenly.
 
-    The same test as the worker's (:func:`~..core.transform.similarity_scales`), made here
+    The same test as the worker's (:func:`~..core.fields.transform.similarity_scales`), made here
     so the user hears it before any training.
 
     Raises

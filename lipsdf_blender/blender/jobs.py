@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import BadInputError, CancelledError, LipSDFError
-from ..core.geometry import Geometry
+from ..core.inputs.geometry import Geometry
+from ..core.training.presets import DEFAULT_PRESET
 from ..worker import protocol as P
 from ..worker.client import WorkerClient, WorkerError, raise_for
 
@@ -47,11 +48,12 @@ class Settings:
     (0: all); ``normals`` (point clouds) is ``auto`` (the cloud's own when it has them) or
     ``estimate``; ``noise`` (point clouds) is their noise level in object units, ``None``:
     estimated; ``warm_start``: a stale object's stored field starts its retraining
-    (:mod:`..core.warm`); ``overrides`` are :class:`~..core.train.Preset` fields (``steps``,
-    ``width``, ...) for scripts and tests.
+    (:mod:`..core.training.warm`); ``overrides`` are
+    :class:`~..core.training.presets.Preset` fields (``steps``, ``width``,
+    ...) for scripts and tests.
     """
 
-    preset: str = "fast"
+    preset: str = DEFAULT_PRESET
     mode: str = "auto"
     thickness: float = 0.01
     resolution: int = 0
@@ -368,7 +370,7 @@ def plan_thickness(
 ) -> Plan:
     """Train where needed, then the wall thickness of each source at ``points[name]`` (its own
     vertices, object units; balls may stand ``gap`` off the surface, see
-    :func:`..core.printing.thickness`): ``arrays[name]["thickness"]``."""
+    :func:`..core.tools.printing.thickness`): ``arrays[name]["thickness"]``."""
     outcome = Outcome()
     files = yield from _fields(sources, s, outcome)
     for src in sources:

@@ -12,10 +12,21 @@ from bpy.props import (
     StringProperty,
 )
 
-PRESET_ITEMS = (
-    ("fast", "Fast", "About 30 s on a 2-core CPU: 8 x 64 network, 192³ extraction"),
-    ("balanced", "Balanced", "A few minutes on a CPU: 12 x 96 network, 256³ extraction"),
-    ("high", "High", "For a GPU: 20 x 128 network, 384³ extraction"),
+from ..core.training.presets import DEFAULT_PRESET, PRESETS
+
+#: What each preset is for; its sizes are read from the preset itself.
+_PRESET_USE = {
+    "fast": "About 30 s on a 2-core CPU",
+    "balanced": "A few minutes on a CPU",
+    "high": "For a GPU",
+}
+PRESET_ITEMS = tuple(
+    (
+        name,
+        name.title(),
+        f"{_PRESET_USE.get(name, name)}: {p.depth} x {p.width} network, {p.resolution}³ extraction",
+    )
+    for name, p in PRESETS.items()
 )
 MODE_ITEMS = (
     ("auto", "Auto", "Signed for surfaces and point clouds, unsigned for curves"),
@@ -45,7 +56,7 @@ OP_ITEMS = (
 def settings_properties() -> dict:
     """The training settings shared by the scene group and every operator."""
     return {
-        "preset": EnumProperty(name="Preset", items=PRESET_ITEMS, default="fast"),
+        "preset": EnumProperty(name="Preset", items=PRESET_ITEMS, default=DEFAULT_PRESET),
         "mode": EnumProperty(name="Mode", items=MODE_ITEMS, default="auto"),
         "thickness": FloatProperty(
             name="Thickness",

@@ -1,6 +1,6 @@
 """OpenVDB level sets from a field's narrow band, written by the add-on for Blender's SDF grids.
 
-The worker samples the band (:func:`lipsdf_blender.core.grid.narrow_band`, job ``grid``) and
+The worker samples the band (:func:`lipsdf_blender.core.tools.grid.narrow_band`, job ``grid``) and
 writes arrays; this module, on the Blender side, turns them into a ``.vdb`` with the
 ``openvdb`` module of Blender's own Python (Blender 5.0 and later ship it; some older builds
 called it ``pyopenvdb``). It imports only numpy and openvdb: never torch, and ``bpy`` only
@@ -183,7 +183,7 @@ def write_level_set(
 
     Examples
     --------
-    >>> from lipsdf_blender.core.grid import narrow_band  # the worker's side  # doctest: +SKIP
+    >>> from lipsdf_blender.core.tools.grid import narrow_band  # worker side  # doctest: +SKIP
     >>> ijk, values = narrow_band(SphereField(radius=1.0), voxel=0.05)  # doctest: +SKIP
     >>> write_level_set("sphere.vdb", ijk, values, voxel=0.05, band=3.0)["active_voxels"]
     ... # doctest: +SKIP

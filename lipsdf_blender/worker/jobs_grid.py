@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from ..core.errors import BadInputError
-from ..core.grid import band_index_range, narrow_band
+from ..core.tools.grid import band_index_range, narrow_band
 from . import params as par
 from . import protocol as P
 

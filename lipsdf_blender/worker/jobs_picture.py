@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.csg import OPERATIONS, combine, placed
 from ..core.device import describe
 from ..core.errors import BadInputError
-from ..core.query import DEFAULT_BATCH, field_device
-from ..core.slicing import slice_image
-from ..core.trace import render
+from ..core.fields.csg import OPERATIONS, combine, placed
+from ..core.fields.query import DEFAULT_BATCH, field_device
+from ..core.tools.slicing import slice_image
+from ..core.tools.trace import render
 from . import params as par
 from . import protocol as P
 

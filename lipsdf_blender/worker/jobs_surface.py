@@ -13,10 +13,16 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..core.csg import placed
 from ..core.errors import BadInputError, CancelledError
-from ..core.printing import hollow, thickness
-from ..core.query import evaluate, project_safe, sample_surface_points, spacing, value_and_gradient
+from ..core.fields.csg import placed
+from ..core.fields.query import (
+    evaluate,
+    project_safe,
+    sample_surface_points,
+    spacing,
+    value_and_gradient,
+)
+from ..core.tools.printing import hollow, thickness
 from . import params as par
 from . import protocol as P
 
@@ -134,7 +140,7 @@ class SurfaceJobs:
         par.remesh_checks(job.params)
         name = p.get("field")
         field = self._field(job, name, info)
-        res = self._resolution(job, [field])
+        res = par.resolution(job.params, [field])
         exact = self._exact(job, name, field, info)
         V, F, shell = self._extract_with(
             job,

@@ -13,12 +13,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..core.cloud import NORMALS_CHOICES
 from ..core.errors import BadInputError
-from ..core.field import Field, read_npz
-from ..core.geometry import Geometry
-from ..core.sampling import SampleConfig
-from ..core.train import PRESETS, Preset
+from ..core.fields.field import read_npz
+from ..core.inputs.cloud import NORMALS_CHOICES
+from ..core.inputs.geometry import Geometry
+from ..core.training.presets import (
+    DEFAULT_PRESET,
+    PRESETS,
+    RESOLUTION_RANGE,
+    Preset,
+    SampleConfig,
+    resolution_for,
+)
 
 if TYPE_CHECKING:
     from .server import _Job
@@ -38,7 +44,7 @@ def usable_path(name) -> bool:
 
 #: Accepted ranges of the size-setting params: a request may not make the worker allocate or
 #: loop without bound (the add-on's own resolution slider stops at 2048).
-RESOLUTION = (2, 4096)
+RESOLUTION = RESOLUTION_RANGE
 MAX_POINTS = 10_000_000
 MAX_ITERATIONS = 1000
 MAX_LIST = 256
@@ -124,12 +130,13 @@ def matrices(value, n: int) -> list[np.ndarray] | None:
     return [np.asarray(m, dtype=np.float64) for m in value]
 
 
-def trained_resolution(field: Field) -> int:
-    """The resolution a field's preset suggests (256 when its record has no usable one)."""
-    settings = field.record.get("settings")
-    res = settings.get("resolution") if isinstance(settings, dict) else None
-    ok = isinstance(res, int) and not isinstance(res, bool)
-    return res if ok and RESOLUTION[0] <= res <= RESOLUTION[1] else 256
+def resolution(params: dict, fields) -> int:
+    """The job's ``resolution`` (checked), else the largest the fields' records ask for
+    (:func:`~..core.training.presets.resolution_for`)."""
+    given = None
+    if params.get("resolution") is not None:
+        given = whole(params, "resolution", 0, *RESOLUTION)
+    return resolution_for(given, [f.record for f in fields])
 
 
 def warm_info(ws: dict | None) -> dict | None:
@@ -287,7 +294,7 @@ def overrides(ov: dict) -> dict:
         raise BadInputError(
             f"unknown preset settings {sorted(unknown)}; use some of {sorted(_PRESET_FIELDS)}"
         )
-    defaults = PRESETS["fast"]
+    defaults = PRESETS[DEFAULT_PRESET]
     out = {}
     for k, v in ov.items():
         if k == "samples":

@@ -33,13 +33,14 @@ import torch
 from .. import __version__
 from ..core.device import describe, describe_why_cpu, pick_device
 from ..core.errors import BadInputError, CancelledError, FieldFileError
-from ..core.extract import extract_levels
-from ..core.field import Field
-from ..core.meshfield import MeshDistance, offset_surfaces
-from ..core.simplify import decimate_results
-from ..core.summary import record_summary
-from ..core.surface import combine_surfaces, remesh
-from ..core.train import Progress, get_preset, train_field
+from ..core.fields.field import Field
+from ..core.surfaces.extract import extract_levels
+from ..core.surfaces.mesh_distance import MeshDistance, offset_surfaces
+from ..core.surfaces.remesh import combine_surfaces, remesh
+from ..core.surfaces.simplify import decimate_results
+from ..core.training.presets import DEFAULT_PRESET, get_preset
+from ..core.training.summary import record_summary
+from ..core.training.train import Progress, train_field
 from . import params as par
 from . import protocol as P
 from .jobs_grid import GridJobs
@@ -492,7 +493,7 @@ class Server(SurfaceJobs, PictureJobs, GridJobs):
         overrides = par.overrides(p.get("overrides") or {})
         normals, noise = par.cloud_params(p)
         init = self._init_field(job)
-        preset = par.text(p, "preset", "balanced")
+        preset = par.text(p, "preset", DEFAULT_PRESET)
         base = get_preset(preset, **overrides)
         device = par.text(p, "device", "auto")
         pick_device(device)
@@ -562,7 +563,7 @@ class Server(SurfaceJobs, PictureJobs, GridJobs):
     def _exact(self, job: _Job, name, field: Field, info: dict) -> MeshDistance:
         """The exact signed distance to ``field``'s remesh (the surface ``extract [0]`` gives
         with the job's ``resolution``, ``detail`` and ``sharp``), kept for the next jobs."""
-        res = self._resolution(job, [field])
+        res = par.resolution(job.params, [field])
         detail = par.flag(job.params, "detail", True)
         sharp = par.flag(job.params, "sharp", True)
         key = (FieldCache.key(job.field_path(name).resolve()), res, detail, sharp)
@@ -583,11 +584,6 @@ class Server(SurfaceJobs, PictureJobs, GridJobs):
         while len(self.surfaces) > SURFACES_KEPT:
             self.surfaces.popitem(last=False)
         return exact
-
-    def _resolution(self, job: _Job, fields) -> int:
-        if job.params.get("resolution") is None:
-            return max((par.trained_resolution(f) for f in fields), default=256)
-        return par.whole(job.params, "resolution", 256, *par.RESOLUTION)
 
     def _meshes(self, job: _Job, results, levels, info: dict):
         arrays = {"levels": np.asarray(levels, dtype=np.float64)}
@@ -620,7 +616,7 @@ class Server(SurfaceJobs, PictureJobs, GridJobs):
             raise BadInputError("an extract job needs at least one level")
         sp = par.surface_params(job.params)
         field = self._field(job, job.params.get("field"), info)
-        res = self._resolution(job, [field])
+        res = par.resolution(job.params, [field])
         if levels == [0.0]:
             results = self._extract_with(
                 job, lambda **kw: [remesh(field, res, **sp, **kw)], "extract"
@@ -640,7 +636,7 @@ class Server(SurfaceJobs, PictureJobs, GridJobs):
         exact = par.flag(job.params, "exact", True)
         sp = par.surface_params(job.params)
         field = self._field(job, job.params.get("field"), info)
-        res = self._resolution(job, [field])
+        res = par.resolution(job.params, [field])
 
         def run(batch_size, device, progress, cancel):
             # offset_surfaces has no batch size of its own; the core default is used.
@@ -667,7 +663,7 @@ class Server(SurfaceJobs, PictureJobs, GridJobs):
         matrices = par.matrices(p.get("matrices"), len(names))
         sp = par.surface_params(p)
         fields = [self._field(job, n, info) for n in names]
-        res = self._resolution(job, fields)
+        res = par.resolution(job.params, fields)
 
         def run(**kw):
             return [

@@ -14,7 +14,7 @@ THICKNESS = "lipsdf_thickness"
 THICKNESS_COLOR = "lipsdf_thickness_color"
 #: How far from a vertex its ball may stand, as a share of the minimum wall: a convex crease
 #: (where a ball touching exactly there has no size) reads the ball that fits within it,
-#: over the minimum wall at a right angle, below it at sharp edges (see core.printing).
+#: over the minimum wall at a right angle, below it at sharp edges (see core.tools.printing).
 GAP = 0.25
 
 

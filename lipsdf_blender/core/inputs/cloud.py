@@ -7,7 +7,7 @@ winding number, and a report of what it did, which training stores in the field'
 
 Example
 -------
->>> from lipsdf_blender.core.primitives import torus_points
+>>> from lipsdf_blender.core.inputs.primitives import torus_points
 >>> c = prepare_cloud(torus_points(3000))
 >>> c.report["normals"], len(c.points) == len(c.normals) == len(c.areas)
 ('estimated', True)
@@ -22,9 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from .errors import BadInputError
+from ..errors import BadInputError
+from ..types import Points, Scalars
 from .normals import _knn_areas, estimate_normals, point_areas
-from .types import Points, Scalars
 
 NORMALS_CHOICES = ("auto", "estimate")
 

@@ -13,7 +13,7 @@ number of a point cloud (Barill et al. 2018) needs.
 
 Example
 -------
->>> from lipsdf_blender.core.primitives import torus_points
+>>> from lipsdf_blender.core.inputs.primitives import torus_points
 >>> P = torus_points(2000)
 >>> N = estimate_normals(P)
 >>> A = point_areas(P)
@@ -28,8 +28,8 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
 from scipy.spatial import cKDTree
 
-from .errors import BadInputError
-from .types import Points, Scalars
+from ..errors import BadInputError
+from ..types import Points, Scalars
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ is 1-Lipschitz (a trained field, or the exact distance :class:`~.meshfield.MeshD
 
 Example
 -------
->>> from lipsdf_blender.core.sdf import SphereField
+>>> from lipsdf_blender.core.fields.sdf import SphereField
 >>> ijk, values = narrow_band(SphereField(radius=1.0), voxel=0.05, band=3.0)
 >>> bool(abs(values).max() < 0.15)
 True
@@ -29,8 +29,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .errors import BadInputError, CancelledError
-from .query import field_device
+from ..errors import BadInputError, CancelledError
+from ..fields.query import field_device
 
 __all__ = ["LEAF", "MAX_DIM", "MAX_VOXELS", "band_index_range", "narrow_band"]
 
@@ -205,7 +205,7 @@ def narrow_band(
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import BoxField
+    >>> from lipsdf_blender.core.fields.sdf import BoxField
     >>> ijk, values = narrow_band(BoxField(half_size=(1.0, 0.5, 0.5)), voxel=0.1)
     >>> ijk.dtype, values.dtype
     (dtype('int32'), dtype('float32'))

@@ -13,44 +13,14 @@ import igl
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .cloud import closure_samples, prepare_cloud, settle_unsure
-from .errors import BadInputError, CancelledError
-from .geometry import Geometry
-from .normals import winding_number as points_winding_number
+from ..errors import BadInputError, CancelledError
+from ..inputs.cloud import closure_samples, prepare_cloud, settle_unsure
+from ..inputs.geometry import Geometry
+from ..inputs.normals import winding_number as points_winding_number
+from .presets import SampleConfig
 
 #: Half-side of the sampling box for point clouds (normalised units; meshes use the config's).
 CLOUD_BOX = 1.6
-
-
-@dataclass
-class SampleConfig:
-    """How many training points to draw and where.
-
-    Attributes
-    ----------
-    n_uniform : int
-        Points drawn uniformly in the box ``[-box, box]^3`` (normalised units).
-    n_surface : int
-        Points drawn near the geometry: on it, then moved by Gaussian noise of each width in
-        ``sigmas`` (normalised units), the same number for each width.
-    box : float
-        Half-side of the sampling box in normalised units (the input fills ``[-1, 1]``).
-    sigmas : tuple of float
-        Noise widths for the near-surface points.
-    balance : bool
-        Draw extra uniform points until inside and outside counts match (signed mode).
-    cloud_cell : float
-        Point clouds denser than this (spacing below half of it) are averaged per cube of this
-        side before labelling (:func:`cloud.prepare_cloud`); 0: never. Training sets it to
-        half a cell of the preset's extraction grid.
-    """
-
-    n_uniform: int = 100_000
-    n_surface: int = 200_000
-    box: float = 1.3
-    sigmas: tuple[float, ...] = (0.005, 0.02, 0.08)
-    balance: bool = True
-    cloud_cell: float = 0.0
 
 
 @dataclass

@@ -14,7 +14,7 @@ pixel centres.
 
 Example
 -------
->>> from lipsdf_blender.core.sdf import SphereField
+>>> from lipsdf_blender.core.fields.sdf import SphereField
 >>> M = np.eye(4); M[2, 3] = 4.0  # at z = 4, looking down -z at the origin
 >>> cam = {"matrix": M, "type": "persp", "fov": 0.8, "pixels": [64, 48], "clip": [0.1, 100]}
 >>> out = render(SphereField(), cam)
@@ -29,9 +29,9 @@ import time
 import numpy as np
 import torch
 
-from .errors import BadInputError, CancelledError
-from .query import DEFAULT_BATCH, field_device, value_and_gradient
-from .types import Points, Scalars
+from ..errors import BadInputError, CancelledError
+from ..fields.query import DEFAULT_BATCH, field_device, value_and_gradient
+from ..types import Points, Scalars
 
 #: The bounds box is grown by this fraction of its diagonal before rays are clipped to it,
 #: so a surface lying on the box (an exact field's bounds are tight) is still reached.
@@ -204,7 +204,7 @@ def sphere_trace(
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import SphereField
+    >>> from lipsdf_blender.core.fields.sdf import SphereField
     >>> t, hit, _ = sphere_trace(SphereField(), np.array([[0, 0, 5.0]]), np.array([[0, 0, -1.0]]))
     >>> t, hit  # (array([4.]), array([ True]))
     """
@@ -338,7 +338,7 @@ def render(field, camera: dict, batch_size: int = DEFAULT_BATCH, cancel=None, pr
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import BoxField
+    >>> from lipsdf_blender.core.fields.sdf import BoxField
     >>> cam = {"matrix": np.eye(4), "type": "ortho", "ortho_scale": 4.0, "pixels": [32, 32],
     ...        "clip": [0.0, 10.0]}
     >>> cam["matrix"][2, 3] = 5.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import BadInputError
+from ..errors import BadInputError
 
 #: Singular values of a transform's linear part may differ by this much (relative) and still
 #: count as a uniform scale; Blender stores object matrices in float32, so exact equality is

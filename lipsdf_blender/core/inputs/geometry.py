@@ -22,8 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import BadInputError
-from .types import Edges, Faces, Points
+from ..errors import BadInputError
+from ..types import Edges, Faces, Points
 
 Kind = Literal["mesh", "points", "curve"]
 KINDS: tuple[str, ...] = ("mesh", "points", "curve")

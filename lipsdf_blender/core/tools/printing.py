@@ -10,8 +10,8 @@ values are distance *bounds* and make the measured thickness conservative.
 
 Example
 -------
->>> from lipsdf_blender.core.primitives import icosphere
->>> from lipsdf_blender.core.meshfield import MeshDistance
+>>> from lipsdf_blender.core.inputs.primitives import icosphere
+>>> from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
 >>> ball = MeshDistance(*icosphere(1.0, 4))
 >>> V, F, info = hollow(ball, 0.1, resolution=64)  # info["volume"] ~ 4/3 pi (1 - 0.9^3)
 """
@@ -22,10 +22,10 @@ import math
 
 import numpy as np
 
-from .errors import BadInputError, CancelledError
-from .metrics import is_watertight, signed_volume
-from .query import DEFAULT_BATCH, _check_points, evaluate, value_and_gradient
-from .types import Faces, Points, Scalars
+from ..errors import BadInputError, CancelledError
+from ..fields.query import DEFAULT_BATCH, _check_points, evaluate, value_and_gradient
+from ..surfaces.metrics import is_watertight, signed_volume
+from ..types import Faces, Points, Scalars
 
 #: Steps of the walk onto the surface along the normal (each one never crosses it).
 SURFACE_STEPS = 30
@@ -142,7 +142,7 @@ def thickness(
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import SphereField
+    >>> from lipsdf_blender.core.fields.sdf import SphereField
     >>> thickness(SphereField(radius=1.0), np.array([[1.0, 0.0, 0.0]]))  # ~ [2.]
     """
     P = _check_points(P)
@@ -299,12 +299,12 @@ def hollow(
 
     Examples
     --------
-    >>> from lipsdf_blender.core.primitives import icosphere
-    >>> from lipsdf_blender.core.meshfield import MeshDistance
+    >>> from lipsdf_blender.core.inputs.primitives import icosphere
+    >>> from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
     >>> V, F, info = hollow(MeshDistance(*icosphere(1.0, 4)), 0.2, resolution=64)
     """
-    from .extract import extract_levels
-    from .simplify import decimate
+    from ..surfaces.extract import extract_levels
+    from ..surfaces.simplify import decimate
 
     wall = float(wall)
     if not (math.isfinite(wall) and wall > 0):

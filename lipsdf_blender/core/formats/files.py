@@ -1,4 +1,4 @@
-"""Read geometry files into a :class:`~lipsdf_blender.core.geometry.Geometry`, write meshes out.
+"""Read geometry files into a :class:`~..inputs.geometry.Geometry`, write meshes out.
 
 Formats, chosen by extension (case-insensitive):
 
@@ -52,9 +52,9 @@ from itertools import chain
 
 import numpy as np
 
-from .errors import BadInputError
-from .geometry import Geometry
-from .types import Faces, Points
+from ..errors import BadInputError
+from ..inputs.geometry import Geometry
+from ..types import Faces, Points
 
 READ_EXTENSIONS: tuple[str, ...] = (
     ".obj",

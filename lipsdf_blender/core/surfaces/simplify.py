@@ -13,9 +13,9 @@ import logging
 
 import numpy as np
 
-from .errors import BadInputError
+from ..errors import BadInputError
+from ..types import Faces, Points
 from .metrics import is_watertight
-from .types import Faces, Points
 
 log = logging.getLogger(__name__)
 

@@ -2,12 +2,12 @@
 
 All functions take and return float64 numpy arrays in the field's own units and evaluate the
 field in float32 batches on the field's device (see :func:`field_device`). They work on any
-object following the :class:`~lipsdf_blender.core.sdf.DistanceField` protocol: trained fields,
-CSG combinations and the exact test fields alike.
+object following the :class:`~.sdf.DistanceField` protocol: trained fields, CSG
+combinations and the exact test fields alike.
 
 Example
 -------
->>> from lipsdf_blender.core.sdf import SphereField
+>>> from lipsdf_blender.core.fields.sdf import SphereField
 >>> P = sample_surface_points(SphereField(radius=2.0), 1000)
 >>> d, g = value_and_gradient(SphereField(radius=2.0), P)  # d ~ 0, |g| ~ 1
 """
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from .errors import BadInputError, CancelledError
-from .types import Points, Scalars
+from ..errors import BadInputError, CancelledError
+from ..types import Points, Scalars
 
 DEFAULT_BATCH = 65536
 #: Surface candidates drawn per point returned, before thinning.
@@ -118,7 +118,7 @@ def value_and_gradient(field, P: Points, batch_size: int = DEFAULT_BATCH) -> tup
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import SphereField
+    >>> from lipsdf_blender.core.fields.sdf import SphereField
     >>> d, g = value_and_gradient(SphereField(), np.array([[2.0, 0.0, 0.0]]))
     >>> d, g  # (array([1.]), array([[1., 0., 0.]]))
     """
@@ -182,7 +182,7 @@ def project(
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import SphereField
+    >>> from lipsdf_blender.core.fields.sdf import SphereField
     >>> project(SphereField(radius=1.0), np.array([[3.0, 0.0, 0.0]]))  # [[1., 0., 0.]]
     """
     X = _check_points(P).copy()
@@ -255,7 +255,7 @@ def project_safe(
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import SphereField
+    >>> from lipsdf_blender.core.fields.sdf import SphereField
     >>> Q, ok = project_safe(SphereField(radius=1.0), np.array([[3.0, 0.0, 0.0]]))
     >>> Q, ok  # [[1., 0., 0.]], [True]
     """
@@ -393,7 +393,7 @@ def sample_surface_points(
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import BoxField
+    >>> from lipsdf_blender.core.fields.sdf import BoxField
     >>> P = sample_surface_points(BoxField(half_size=(1, 1, 1)), 600)  # ~100 per face
     """
     n = int(n)

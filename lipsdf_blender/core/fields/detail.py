@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from .errors import BadInputError
-from .geometry import Geometry
+from ..errors import BadInputError
+from ..inputs.geometry import Geometry
 
 #: ``|w - 1/2|`` below this is not trusted for the sign (a hole, an open rim, a soup's gap).
 TRUST = 0.1
@@ -177,7 +177,7 @@ class CloudSurface:
 
     def winding(self, P: np.ndarray) -> np.ndarray:
         """Winding number of the oriented cloud at ``P (k, 3)``, ``(k,)``."""
-        from .normals import winding_number
+        from ..inputs.normals import winding_number
 
         out = np.empty(len(P))
         for a in range(0, len(P), _CHUNK):
@@ -215,7 +215,7 @@ class CloudSurface:
 class DetailField:
     """A field's surface with the input's exact detail near the input (see the module notes).
 
-    Follows the :class:`~lipsdf_blender.core.sdf.DistanceField` protocol for extraction, plus
+    Follows the :class:`~lipsdf_blender.core.fields.sdf.DistanceField` protocol for extraction, plus
     :meth:`prune_bounds` for pruning. Not 1-Lipschitz where its witnesses disagree: use the
     trained field itself for queries and bounds.
 

@@ -16,7 +16,7 @@ import igl
 import numpy as np
 import torch
 
-from .errors import BadInputError
+from ..errors import BadInputError
 
 
 class MeshDistance:
@@ -68,7 +68,7 @@ class MeshDistance:
 
         Examples
         --------
-        >>> from lipsdf_blender.core.primitives import icosphere
+        >>> from lipsdf_blender.core.inputs.primitives import icosphere
         >>> d, g = MeshDistance(*icosphere(1.0, 3)).value_and_gradient(np.array([[2.0, 0, 0]]))
         """
         P = np.ascontiguousarray(np.asarray(P, dtype=np.float64).reshape(-1, 3))
@@ -154,7 +154,7 @@ def offset_surfaces(
         are conservative (at least ``D`` away) but lie farther out where the field's slope
         is below 1.
     device, progress, cancel
-        As for :func:`lipsdf_blender.core.extract.extract_levels`.
+        As for :func:`lipsdf_blender.core.surfaces.extract.extract_levels`.
     detail : bool
         Measure from the surface with the input's detail (:func:`.surface.remesh`), the
         same surface a remesh gives.
@@ -172,8 +172,8 @@ def offset_surfaces(
     list of ExtractResult, one per distance, in the order given.
     """
     from .extract import extract_levels
+    from .remesh import remesh
     from .simplify import decimate_results
-    from .surface import remesh
 
     kw = dict(resolution=resolution, progress=progress, cancel=cancel)
     if not exact:

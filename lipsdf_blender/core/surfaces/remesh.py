@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .csg import combine
-from .detail import BAND, has_detail, surface_field
-from .errors import BadInputError
+from ..errors import BadInputError
+from ..fields.csg import combine
+from ..fields.detail import BAND, has_detail, surface_field
 from .extract import ExtractResult, cell_size, extract
 from .metrics import component_labels, is_watertight
 from .simplify import decimate_results
@@ -56,7 +56,7 @@ def remesh(
         Use the input surface stored with the field (:mod:`.detail`); False extracts the
         network's own zero level set.
     device, progress, cancel, batch_size
-        As for :func:`lipsdf_blender.core.extract.extract_levels`.
+        As for :func:`lipsdf_blender.core.surfaces.extract.extract_levels`.
     faces : int
         Target face count (:func:`.simplify.decimate`); 0 keeps every triangle.
     sharp : bool
@@ -164,14 +164,14 @@ def combine_surfaces(
     faces: int = 0,
     sharp: bool = True,
 ) -> ExtractResult:
-    """The closed surface of a CSG of fields (see :func:`lipsdf_blender.core.csg.combine`).
+    """The closed surface of a CSG of fields (see :func:`lipsdf_blender.core.fields.csg.combine`).
 
     With ``detail``, each operand that carries its input surface is remeshed first
     (:func:`remesh`) and enters the CSG as the exact signed distance to that closed mesh.
     ``faces`` is a target face count for the result (0: every triangle); ``sharp`` uses
     dual contouring for the operands and the result, so seams between them stay sharp.
     """
-    from .meshfield import MeshDistance
+    from .mesh_distance import MeshDistance
 
     combine(op, fields, blend=blend, matrices=matrices, names=names)  # refuse before any work
     operands = []

@@ -10,7 +10,7 @@ draw them.
 
 Example
 -------
->>> from lipsdf_blender.core.sdf import SphereField
+>>> from lipsdf_blender.core.fields.sdf import SphereField
 >>> plane = np.diag([1.5, 1.5, 1.0, 1.0])  # the square [-1.5, 1.5]^2 in z = 0
 >>> pic = slice_image(SphereField(radius=1.0), plane, pixels=(64, 64), spacing=0.25)
 >>> pic["rgba"].shape, pic["min"]  # ((64, 64, 4), about -0.98)
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import BadInputError, CancelledError
-from .query import DEFAULT_BATCH, value_and_gradient
+from ..errors import BadInputError, CancelledError
+from ..fields.query import DEFAULT_BATCH, value_and_gradient
 
 #: Gradient norms above this are drawn in pure red: the field would break its Lipschitz bound.
 BOUND_TOLERANCE = 1e-4
@@ -220,7 +220,7 @@ def slice_image(
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import SphereField
+    >>> from lipsdf_blender.core.fields.sdf import SphereField
     >>> pic = slice_image(SphereField(), np.diag([2.0, 2.0, 1.0, 1.0]), (32, 32))
     """
     M = _plane(plane)

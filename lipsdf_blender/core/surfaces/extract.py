@@ -25,11 +25,11 @@ import igl
 import numpy as np
 import torch
 
+from ..errors import BadInputError, CancelledError
+from ..fields.sdf import DistanceField
+from ..types import Faces, Points
 from .contour import dual_contour
-from .errors import BadInputError, CancelledError
 from .metrics import is_watertight
-from .sdf import DistanceField
-from .types import Faces, Points
 
 __all__ = ["ExtractResult", "ExtractStats", "cell_size", "extract", "extract_levels"]
 
@@ -571,7 +571,7 @@ def extract_levels(
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import SphereField
+    >>> from lipsdf_blender.core.fields.sdf import SphereField
     >>> shell, inner = extract_levels(SphereField(radius=1.0), [0.0, -0.5], resolution=64)
     >>> shell.vertices.shape[1], inner.faces.dtype
     (3, dtype('int64'))
@@ -688,7 +688,7 @@ def extract(field: DistanceField, level: float = 0.0, **kw) -> ExtractResult:
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import BoxField
+    >>> from lipsdf_blender.core.fields.sdf import BoxField
     >>> mesh = extract(BoxField(half_size=(1.0, 0.5, 0.25)), level=0.1, resolution=64)
     >>> mesh.vertices.dtype, mesh.level
     (dtype('float64'), 0.1)

@@ -1,6 +1,6 @@
 """Constructive solid geometry on distance fields: transforms, offsets, booleans, blends.
 
-Every class here follows the :class:`~lipsdf_blender.core.sdf.DistanceField` protocol itself
+Every class here follows the :class:`~lipsdf_blender.core.fields.sdf.DistanceField` protocol itself
 (``field(x)`` on ``(n, 3)`` float32 tensors, ``field.bounds()``), so results compose freely and
 can be extracted, queried or combined again. Each operation keeps the 1-Lipschitz bound:
 
@@ -16,7 +16,7 @@ the true distance with the right sign everywhere.
 
 Example
 -------
->>> from lipsdf_blender.core.sdf import SphereField
+>>> from lipsdf_blender.core.fields.sdf import SphereField
 >>> a, b = SphereField((0, 0, 0), 1.0), SphereField((1, 0, 0), 1.0)
 >>> blob = combine("union", [a, b], blend=0.2)
 >>> lo, hi = blob.bounds()
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .errors import BadInputError
+from ..errors import BadInputError
 from .query import field_device
 from .sdf import DistanceField
 from .transform import UNIFORM_SCALE_RTOL, similarity_scales  # noqa: F401 - re-exported
@@ -161,7 +161,7 @@ class Transformed(_Node):
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import SphereField
+    >>> from lipsdf_blender.core.fields.sdf import SphereField
     >>> M = np.diag([2.0, 2.0, 2.0, 1.0]); M[:3, 3] = (1.0, 0.0, 0.0)
     >>> big = Transformed(SphereField(radius=1.0), M, name="Sphere")  # radius 2 at (1, 0, 0)
     """
@@ -438,7 +438,7 @@ def combine(
 
     Examples
     --------
-    >>> from lipsdf_blender.core.sdf import BoxField, SphereField
+    >>> from lipsdf_blender.core.fields.sdf import BoxField, SphereField
     >>> cut = combine("difference", [BoxField(), SphereField(radius=1.2)], blend=0.1)
     """
     if op not in OPERATIONS:

@@ -7,7 +7,7 @@ A *distance field* here is any object with
   (``|f(x) - f(y)| <= |x - y|``), so ``|f(x)|`` never exceeds the true distance to the zero set;
 - ``bounds()``: ``(lo, hi)``, two float64 arrays of shape ``(3,)`` bounding the zero level set.
 
-Trained fields (:class:`lipsdf_blender.core.field.Field`), CSG combinations and offsets all
+Trained fields (:class:`lipsdf_blender.core.fields.field.Field`), CSG combinations and offsets all
 follow it, so extraction, queries and CSG work on any of them.
 """
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import BadInputError, FieldFileError
 from .detail import CloudSurface, InputSurface
-from .errors import BadInputError, FieldFileError
 from .network import LipschitzMLP
 
 FORMAT = "lipsdf"
@@ -34,7 +34,7 @@ class Field:
 
     ``f(x) = net((x - center) * scale) / scale``: the network works in a normalised box, and
     dividing by ``scale`` brings distances back to object units while keeping the bound.
-    Follows the :class:`~lipsdf_blender.core.sdf.DistanceField` protocol.
+    Follows the :class:`~lipsdf_blender.core.fields.sdf.DistanceField` protocol.
 
     Parameters
     ----------

@@ -35,9 +35,10 @@ from dataclasses import asdict, dataclass
 import igl
 import numpy as np
 
-from .errors import CancelledError
-from .geometry import Geometry
-from .sampling import SampleConfig, Samples, WindingNumber, _balance, sample_on_geometry
+from ..errors import CancelledError
+from ..inputs.geometry import Geometry
+from .presets import SampleConfig
+from .sampling import Samples, WindingNumber, _balance, sample_on_geometry
 
 log = logging.getLogger("lipsdf.train")
 

@@ -5,7 +5,7 @@ All distances are in the meshes' own units. Mesh arguments are ``V (n,3) float``
 
 Example
 -------
->>> from lipsdf_blender.core.primitives import icosphere
+>>> from lipsdf_blender.core.inputs.primitives import icosphere
 >>> VA, FA = icosphere(1.0, 3)
 >>> VB, FB = icosphere(1.01, 3)
 >>> round(chamfer_hausdorff(VA, FA, VB, FB)["chamfer_l1"], 3)
@@ -18,8 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components as _cc
 
-from .errors import BadInputError
-from .types import Faces, Points
+from ..errors import BadInputError
+from ..types import Faces, Points
 
 
 def _mesh(V, F) -> tuple[Points, Faces]:
@@ -572,7 +572,7 @@ def surface_report(V_in, F_in, V_out, F_out, n: int = 200_000, seed: int = 0) ->
 
     Example
     -------
-    >>> from lipsdf_blender.core.primitives import icosphere
+    >>> from lipsdf_blender.core.inputs.primitives import icosphere
     >>> r = surface_report(*icosphere(1.0, 3), *icosphere(1.01, 3), n=5000)
     >>> round(r["iou"], 2), r["watertight"], r["self_intersections"]
     (0.97, True, 0)

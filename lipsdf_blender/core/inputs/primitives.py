@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .types import Edges, Faces, Points
+from ..types import Edges, Faces, Points
 
 
 def icosphere(
