@@ -4,7 +4,7 @@
 For every reference mesh and every cloud made from it (``cloud_inputs.py``: clean with and
 without normals, noisy, sparse, partial, scanned from a few cameras, with outliers), one row per
 tool, measured against the *mesh* the cloud came from by the mesh benchmark's own metrics
-(``core.surfaces.metrics.surface_report``):
+(``core.surfaces.reports.surface_report``):
 
 - **ours**: ``python -m lipsdf_blender remesh CLOUD.ply -o OUT.obj --preset P --device D`` plus
   ``--ours-args``, the wall time of the CLI process (bench_peers.run_ours).
@@ -53,9 +53,9 @@ from bench_common import (  # noqa: E402
 from bench_peers import SIGNED_COLUMNS, run_ours  # noqa: E402
 from cloud_inputs import CLOUDS, REFERENCES, diagonal, load_reference, make_cloud  # noqa: E402
 from cloud_peers import trimmed_path  # noqa: E402
+from reports import surface_report  # noqa: E402
 
 from lipsdf_blender.core.formats.files import save_points  # noqa: E402
-from lipsdf_blender.core.surfaces import metrics  # noqa: E402
 
 PEER_JOBS = Path(__file__).resolve().parent / "cloud_peers.py"
 DEFAULT_JSON = PROJECT / "benchmarks" / "results" / "clouds.json"
@@ -147,7 +147,7 @@ def measure(V_ref, F_ref, row: dict, samples: int, seed: int) -> dict:
     V, F = row.pop("V"), row.pop("F")
     if len(F) == 0:
         return {**row, "error": "empty result", "faces": 0}
-    row.update(metrics.surface_report(V_ref, F_ref, V, F, n=samples, seed=seed))
+    row.update(surface_report(V_ref, F_ref, V, F, n=samples, seed=seed))
     return row
 
 

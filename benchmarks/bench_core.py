@@ -49,7 +49,7 @@ import torch
 from lipsdf_blender.core.device import DEVICES, describe, pick_device
 from lipsdf_blender.core.fields.query import value_and_gradient
 from lipsdf_blender.core.formats.files import load_geometry
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import metrics, topology
 from lipsdf_blender.core.surfaces.extract import extract
 from lipsdf_blender.core.training.presets import PRESETS
 from lipsdf_blender.core.training.train import train_field
@@ -187,8 +187,8 @@ def surface_quality(V, F, Vo, Fo, seed: int) -> dict:
         "hausdorff_in_out_percent": 100.0 * ch["a_to_b_max"] / diag,
         "hausdorff_out_in_percent": 100.0 * ch["b_to_a_max"] / diag,
         "normal_consistency": metrics.normal_consistency(V, F, Vo, Fo, n=N_SURFACE, seed=seed),
-        "watertight": metrics.is_watertight(Fo),
-        "components": metrics.connected_components(Fo),
+        "watertight": topology.is_watertight(Fo),
+        "components": topology.connected_components(Fo),
     }
 
 

@@ -1,7 +1,7 @@
 """Offsets at exact distances: how far from the asked distance to the *input* they lie (issue 9).
 
 Trains a fast field on a mesh (or loads one), offsets it by +-2 % of the diagonal at the preset's
-resolution (``meshfield.offset_surfaces``: the detailed remesh, then the levels of its exact
+resolution (``surfaces.remesh.offset_surfaces``: the detailed remesh, then the levels of its exact
 distance) and measures, on 100k samples of each offset plus its vertices, the signed distance
 to the input (exact, libigl; sign by the input's winding number) minus the asked distance, in %
 of the diagonal. Prints a table and writes JSON.
@@ -21,8 +21,8 @@ import numpy as np
 
 from lipsdf_blender.core.fields.field import Field
 from lipsdf_blender.core.formats.files import load_geometry
-from lipsdf_blender.core.surfaces import metrics
-from lipsdf_blender.core.surfaces.mesh_distance import offset_surfaces
+from lipsdf_blender.core.surfaces import metrics, topology
+from lipsdf_blender.core.surfaces.remesh import offset_surfaces
 from lipsdf_blender.core.training.train import train_field
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -57,8 +57,8 @@ def main() -> None:
                 "max |err| %": float(np.abs(e).max()),
                 "p5 %": float(np.percentile(e, 5)),
                 "p95 %": float(np.percentile(e, 95)),
-                "watertight": metrics.is_watertight(s.faces),
-                "parts": metrics.connected_components(s.faces),
+                "watertight": topology.is_watertight(s.faces),
+                "parts": topology.connected_components(s.faces),
             }
         )
     print(f"{Path(args.mesh).stem}, resolution {args.resolution}, {seconds:.1f} s for both")

@@ -1,7 +1,7 @@
 """Side by side: LipSDF's remesh against Blender's voxel remesh and MeshFix (issue 9).
 
 One run gives one table per kind of input, from one implementation of the metrics
-(``core.surfaces.metrics.surface_report`` and ``thickness_report``):
+(``core.surfaces.reports.surface_report`` and ``thickness_report``):
 
 - **Signed** inputs (the shared meshes and shapes made in code: a cube, a block with a thin
   fin, an L-bracket, a stepped block, a soup of intersecting open parts). Rows: each ``--ours``
@@ -59,9 +59,9 @@ from bench_common import (  # noqa: E402
     tail,
 )
 from peer_shapes import SHAPES  # noqa: E402
+from reports import surface_report, thickness_report  # noqa: E402
 
 from lipsdf_blender.core.formats.files import load_geometry, save_mesh  # noqa: E402
-from lipsdf_blender.core.surfaces import metrics  # noqa: E402
 
 SHARED = ("spot", "fandisk", "stanford-bunny", "suzanne")
 ALL_INPUTS = SHARED + tuple(SHAPES)
@@ -245,10 +245,10 @@ def measure(inp: dict, row: dict, samples: int, seed: int) -> dict:
     if len(F) == 0:
         return {**row, "error": "empty result", "faces": 0}
     if inp["kind"] == "mesh":
-        row.update(metrics.surface_report(inp["V"], inp["S"], V, F, n=samples, seed=seed))
+        row.update(surface_report(inp["V"], inp["S"], V, F, n=samples, seed=seed))
     else:
         T = THICKNESS[inp["name"]]
-        rep = metrics.thickness_report(inp["V"], inp["S"], V, F, T, n=samples, seed=seed)
+        rep = thickness_report(inp["V"], inp["S"], V, F, T, n=samples, seed=seed)
         row.update(thickness=T, **rep)
     return row
 

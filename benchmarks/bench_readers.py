@@ -153,17 +153,14 @@ def _write_scan_ply(path: Path, P, N, colours, quality, ascii: bool) -> None:
 
 
 def old_module(rev: str, folder: Path) -> Path:
-    """``lipsdf_blender/core/formats/files.py`` at ``rev``, written to ``folder``; its path."""
-    text = subprocess.run(
-        ["git", "show", f"{rev}:lipsdf_blender/core/formats/files.py"],
-        cwd=PROJECT,
-        check=True,
-        capture_output=True,
-        text=True,
+    """The package ``lipsdf_blender`` at ``rev``, unpacked under ``folder``; the folder above it."""
+    root = folder / f"rev-{rev}"
+    root.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", rev, "lipsdf_blender"], cwd=PROJECT, check=True, capture_output=True
     ).stdout
-    path = folder / f"io_{rev}.py"
-    path.write_text(text)
-    return path
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    return root
 
 
 # -- one measurement (runs in its own process) ------------------------------------------------
@@ -196,13 +193,14 @@ def child(reader: str, path: str, old_path: str | None) -> dict:
     import numpy as np
 
     if reader == "old":
-        import importlib.util
+        import importlib
 
-        # a module of lipsdf_blender.core, so its relative imports (.errors, .geometry) work
-        spec = importlib.util.spec_from_file_location("lipsdf_blender.core._io_old", old_path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
+        # the whole package as it was at that revision, ahead of this one on the path
+        sys.path.insert(0, old_path)
+        try:  # the readers' home since the package was grouped by stage
+            mod = importlib.import_module("lipsdf_blender.core.formats.files")
+        except ModuleNotFoundError:
+            mod = importlib.import_module("lipsdf_blender.core.io")
         load = mod.load_geometry
     elif reader == "new":
         # trimesh is imported only by the glTF/GLB/3MF reader, none of these cases

@@ -35,7 +35,7 @@ from lipsdf_blender.core.fields.query import (
     value_and_gradient,
 )
 from lipsdf_blender.core.formats.files import load_geometry
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import topology
 from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
 from lipsdf_blender.core.surfaces.remesh import remesh
 from lipsdf_blender.core.tools.grid import narrow_band
@@ -156,7 +156,7 @@ def bench_mesh(name: str, args) -> tuple[list[dict], dict]:
         f"watertight {info['watertight']}")  # fmt: skip
     hollow_row = dict(mesh=name, tool="LipSDF hollow", size=f"{wall:.4g}", seconds=t,
                       volume=info["volume"], watertight=bool(info["watertight"]),
-                      self_intersections=metrics.self_intersections(HV, HF))  # fmt: skip
+                      self_intersections=topology.self_intersections(HV, HF))  # fmt: skip
 
     c = 0.5 * (lo + hi)
     half = 0.6 * (hi - lo)
@@ -209,9 +209,9 @@ def main() -> None:
                     peer["mesh"] = name
                     if "V" in peer:
                         V, F = np.load(peer.pop("V")), np.load(peer.pop("F"))
-                        peer["self_intersections"] = metrics.self_intersections(V, F)
-                        peer["watertight"] = bool(metrics.is_watertight(F))
-                        peer["volume"] = metrics.signed_volume(V, F)
+                        peer["self_intersections"] = topology.self_intersections(V, F)
+                        peer["watertight"] = bool(topology.is_watertight(F))
+                        peer["volume"] = topology.signed_volume(V, F)
                     peers.append(peer)
                 if "error" in res:
                     print(f"{name}: Blender peers failed: {res['error']}", file=sys.stderr)

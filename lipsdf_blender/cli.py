@@ -286,7 +286,7 @@ def _report(results) -> None:
 
 def _offsets(field, distances, resolution, bar, device="cpu", detail=True, faces=0, sharp=True):
     from .core.device import pick_device
-    from .core.surfaces.mesh_distance import offset_surfaces
+    from .core.surfaces.remesh import offset_surfaces
 
     results = offset_surfaces(
         field,

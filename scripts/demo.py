@@ -35,7 +35,7 @@ from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
 from lipsdf_blender.core.formats.files import save_mesh
 from lipsdf_blender.core.inputs.geometry import Geometry
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import metrics, topology
 from lipsdf_blender.core.surfaces.extract import extract_levels
 from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
 from lipsdf_blender.core.training.presets import PRESETS
@@ -100,8 +100,8 @@ def describe(name: str, V, F) -> dict:
     return {
         "name": name,
         "faces": len(F),
-        "watertight": metrics.is_watertight(F),
-        "components": metrics.connected_components(F),
+        "watertight": topology.is_watertight(F),
+        "components": topology.connected_components(F),
     }
 
 
@@ -127,7 +127,7 @@ def light_direction() -> np.ndarray:
 
 def shade(V, F, color, back_color=None) -> np.ndarray:
     """Per-face RGB from Lambert shading; faces seen from behind get ``back_color``."""
-    N, _ = metrics.face_normals(V, F)
+    N, _ = topology.face_normals(V, F)
     facing = N @ view_direction(**VIEW) >= 0
     lambert = np.abs(N @ light_direction())  # two-sided: open surfaces are lit on both sides
     base = np.where(facing[:, None], color, color if back_color is None else back_color)
@@ -258,8 +258,8 @@ def main(argv=None) -> int:
     geom = Geometry.mesh(V, F)
     diag = geom.diagonal()
     print(
-        f"input: {len(V)} vertices, {len(F)} faces, {metrics.connected_components(F)} parts, "
-        f"{len(metrics.boundary_edges(F))} boundary edges",
+        f"input: {len(V)} vertices, {len(F)} faces, {topology.connected_components(F)} parts, "
+        f"{len(topology.boundary_edges(F))} boundary edges",
         flush=True,
     )
     field = train(geom, args)

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from lipsdf_blender.batch.runner import expand_inputs
 from lipsdf_blender.batch.shape import Settings, file_hash, folder_name
+from lipsdf_blender.batch.tasks import expand_inputs
 from lipsdf_blender.core.errors import BadInputError
 from lipsdf_blender.core.fields.field import Field
 from lipsdf_blender.core.formats.files import load_geometry, save_mesh
 from lipsdf_blender.core.inputs import primitives
-from lipsdf_blender.core.surfaces.metrics import is_watertight, signed_volume
+from lipsdf_blender.core.surfaces.topology import is_watertight, signed_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 RADIUS, HALF = 0.7, 0.5

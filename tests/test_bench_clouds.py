@@ -22,7 +22,7 @@ SPHERE = icosphere(1.0, 4)
 
 
 def _distance_to(V, F, P) -> np.ndarray:
-    return metrics._point_mesh_distance(P, V, F)[0]
+    return metrics.point_mesh_distance(P, V, F)[0]
 
 
 def test_noise_has_the_asked_std():

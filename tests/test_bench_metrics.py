@@ -1,15 +1,21 @@
-"""The side-by-side report (metrics.surface_report, thickness_report) on known answers.
+"""The side-by-side report (reports.surface_report, thickness_report) on known answers.
 
 Numpy and libigl only: the benchmark's peers (bpy, pymeshfix) are not needed here.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from lipsdf_blender.core.inputs.primitives import box_mesh, curve_circle, icosphere
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import metrics, topology
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import reports  # noqa: E402
 
 
 def _join(*meshes):
@@ -24,7 +30,7 @@ def _join(*meshes):
 def test_a_slightly_larger_sphere():
     V, F = icosphere(1.0, 4)
     Vo, Fo = icosphere(1.01, 4)
-    r = metrics.surface_report(V, F, Vo, Fo, n=20000)
+    r = reports.surface_report(V, F, Vo, Fo, n=20000)
     diag = 2.0 * np.sqrt(3.0) * np.abs(V).max(axis=0).max()  # ~ the box of the unit sphere
     gap = 100.0 * 0.01 / diag
     assert r["chamfer_percent"] == pytest.approx(gap, rel=0.05)
@@ -37,7 +43,7 @@ def test_a_slightly_larger_sphere():
 
 def test_an_inverted_result_is_180_degrees_off_and_empty_inside():
     V, F = icosphere(1.0, 3)
-    r = metrics.surface_report(V, F, V, F[:, ::-1], n=5000)
+    r = reports.surface_report(V, F, V, F[:, ::-1], n=5000)
     assert r["chamfer_percent"] < 1e-9
     assert r["normal_error_mean_deg"] > 179.0
     assert r["iou"] == 0.0
@@ -48,34 +54,34 @@ def test_input_orientation_comes_from_its_solid():
     a, b = icosphere(1.0, 3), icosphere(1.0, 3, center=(3.0, 0.0, 0.0))
     good = _join(a, b)
     bad = _join(a, (b[0], b[1][:, ::-1]))
-    r = metrics.surface_report(*bad, *good, n=5000)
+    r = reports.surface_report(*bad, *good, n=5000)
     assert r["input_normals_flipped_percent"] == pytest.approx(50, abs=3)
     assert r["normal_error_p95_deg"] < 1e-3
 
 
 def test_topology_columns():
     V, F = box_mesh(1.0)
-    assert not metrics.surface_report(V, F, V, F[2:], n=2000)["watertight"]  # a face missing
+    assert not reports.surface_report(V, F, V, F[2:], n=2000)["watertight"]  # a face missing
     two = _join(icosphere(1.0, 2), icosphere(1.0, 2, center=(3.0, 0.0, 0.0)))
-    r = metrics.surface_report(*two, *two, n=2000)
+    r = reports.surface_report(*two, *two, n=2000)
     assert r["components"] == 2 and r["watertight"] and r["self_intersections"] == 0
 
 
 def test_self_intersections():
-    assert metrics.self_intersections(*icosphere(1.0, 3)) == 0
-    assert metrics.self_intersections(*box_mesh(1.0)) == 0
+    assert topology.self_intersections(*icosphere(1.0, 3)) == 0
+    assert topology.self_intersections(*box_mesh(1.0)) == 0
     # an unwelded copy of a clean mesh (each face its own corners) is still clean
     V, F = icosphere(1.0, 2)
     assert (
-        metrics.self_intersections(V[F].reshape(-1, 3), np.arange(3 * len(F)).reshape(-1, 3)) == 0
+        topology.self_intersections(V[F].reshape(-1, 3), np.arange(3 * len(F)).reshape(-1, 3)) == 0
     )
     soup = _join(box_mesh(1.0), box_mesh(1.0, center=(0.5, 0.5, 0.5)))
-    assert metrics.self_intersections(*soup) > 0
+    assert topology.self_intersections(*soup) > 0
     apart = _join(box_mesh(1.0), box_mesh(1.0, center=(2.0 + 1e-6, 0.0, 0.0)))
-    assert metrics.self_intersections(*apart) == 0
+    assert topology.self_intersections(*apart) == 0
     # coplanar overlap counts; two boxes that only share a face plane do not cross
     flat = _join(box_mesh([1.0, 1.0, 0.0]), box_mesh([1.0, 1.0, 0.0], center=(0.5, 0.5, 0.0)))
-    assert metrics.self_intersections(*flat) > 0
+    assert topology.self_intersections(*flat) > 0
 
 
 def test_triangle_cross_matches_known_pairs():
@@ -87,7 +93,7 @@ def test_triangle_cross_matches_known_pairs():
             [[1.0, 0.0, 0.0], [1.0, 0.0, 1], [2.0, 0.0, 1]],  # touches A at a corner only
         ]
     )
-    np.testing.assert_array_equal(metrics._triangles_cross(A, B, 1e-12), [True, False, False])
+    np.testing.assert_array_equal(topology._triangles_cross(A, B, 1e-12), [True, False, False])
 
 
 # Neighbouring faces of remeshes (dual contouring on flat stretches of the cow; marching
@@ -196,7 +202,7 @@ def test_nearly_parallel_neighbours_do_not_cross():
     for A, B, eps in NEIGHBOURS:
         A, B = np.array([A]), np.array([B])
         assert not _exactly_meet(A[0], B[0])
-        assert not metrics._triangles_cross(A, B, eps)[0]
+        assert not topology._triangles_cross(A, B, eps)[0]
         # ... but B moved onto A's centre and turned by 1e-3 rad about a line in A's plane
         # through it crosses A
         c = A[0].mean(axis=0)
@@ -205,7 +211,7 @@ def test_nearly_parallel_neighbours_do_not_cross():
         R = np.eye(3) + np.sin(1e-3) * K + (1 - np.cos(1e-3)) * K @ K
         turned = (B[0] - B[0].mean(axis=0)) @ R.T + c
         assert _exactly_meet(A[0], turned)
-        assert metrics._triangles_cross(A, turned[None], eps)[0]
+        assert topology._triangles_cross(A, turned[None], eps)[0]
 
 
 def test_triangle_cross_agrees_with_exact_predicates():
@@ -229,7 +235,7 @@ def test_triangle_cross_agrees_with_exact_predicates():
     n = np.cross(A[k, 1] - A[k, 0], A[k, 2] - A[k, 0])
     n /= np.linalg.norm(n, axis=1, keepdims=True)
     B[k] += (angle * rng.uniform(-1, 1, size=200))[:, None, None] * n[:, None]
-    got = metrics._triangles_cross(A, B, 1e-12)
+    got = topology._triangles_cross(A, B, 1e-12)
     want = np.array([_exactly_meet(a, b) for a, b in zip(A, B, strict=True)])
     assert 30 < want.sum() < 570  # both answers are well represented
     assert want[k].sum() > 20 and (~want[k]).sum() > 20
@@ -243,23 +249,23 @@ def test_thickness_report_of_exact_shells():
     T = 0.05
     Vc, E = curve_circle(256, 1.0)
     Vt, Ft = torus_mesh(1.0, T, 256, 64)
-    r = metrics.thickness_report(Vc, E, Vt, Ft, T, n=20000)
+    r = reports.thickness_report(Vc, E, Vt, Ft, T, n=20000)
     assert r["thickness_error_percent"] == pytest.approx(0.0, abs=1.0)
     assert r["p95_thickness_error"] < 0.02 * T
     assert r["input_inside_percent"] == 100.0 and r["within_bound"]
     assert r["watertight"] and r["components"] == 1
     # a thicker tube is measured thicker
     Vt, Ft = torus_mesh(1.0, 1.24 * T, 256, 64)
-    r = metrics.thickness_report(Vc, E, Vt, Ft, T, n=20000)
+    r = reports.thickness_report(Vc, E, Vt, Ft, T, n=20000)
     assert r["thickness_error_percent"] == pytest.approx(24.0, abs=1.5)
     # a square sheet in a box of half-height T: the faces at T, the rim farther
     Vs = np.array([[-1.0, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]])
     Fs = np.array([[0, 1, 2], [0, 2, 3]])
     Vb, Fb = box_mesh([1.0, 1.0, T])
-    r = metrics.thickness_report(Vs, Fs, Vb, Fb, T, n=20000)
+    r = reports.thickness_report(Vs, Fs, Vb, Fb, T, n=20000)
     assert r["median_thickness"] == pytest.approx(T, rel=1e-6)
     assert r["input_inside_percent"] > 99.0 and r["within_bound"]
     # a result that lost half the sheet: the input is not inside and the bound fails
     Vh, Fh = box_mesh([0.5, 1.0, T], center=(-0.5, 0.0, 0.0))
-    r = metrics.thickness_report(Vs, Fs, Vh, Fh, T, n=20000)
+    r = reports.thickness_report(Vs, Fs, Vh, Fh, T, n=20000)
     assert r["input_inside_percent"] < 60.0 and not r["within_bound"]

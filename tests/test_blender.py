@@ -33,7 +33,7 @@ from conftest import TINY
 from lipsdf_blender.core.fields.field import Field
 from lipsdf_blender.core.formats.files import load_geometry
 from lipsdf_blender.core.inputs.geometry import Geometry
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import metrics, topology
 from lipsdf_blender.core.surfaces.remesh import remesh
 from lipsdf_blender.core.training.presets import SampleConfig
 from lipsdf_blender.core.training.train import train_field
@@ -506,7 +506,7 @@ def test_remesh_is_a_new_closed_object_near_the_source_which_is_left_alone(scene
     assert facts["state_untrained"] == "none" and m["state_trained"] == "fresh"
     src = np.load(out / "monkey_source.npz")
     r = np.load(out / "monkey_remesh_local.npz")
-    assert metrics.is_watertight(r["F"])
+    assert topology.is_watertight(r["F"])
     # Suzanne is open (eyes, neck): the remesh closes it, so measure source -> remesh only.
     d = metrics.chamfer_hausdorff(src["vertices"], src["faces"], r["V"], r["F"], n=20_000)
     diag = np.linalg.norm(src["vertices"].max(0) - src["vertices"].min(0))
@@ -542,7 +542,7 @@ def test_offsets_of_a_cube_lie_at_the_asked_distance(scene):
     assert facts["box_inner"]["name"] == "Box.offset-0.2"
     for key, want in (("box_outer", 0.2), ("box_inner", -0.2)):
         V, F = _load(out, key)
-        assert metrics.is_watertight(F)
+        assert topology.is_watertight(F)
         d = _box_sdf(V, np.array([4.0, 0, 0]), 1.0)
         # The tiny test network rounds the cube's edges a little: the median is tight, the
         # tail (near edges and corners) is measured at 2 % of the cube's size.
@@ -566,7 +566,7 @@ def test_csg_of_two_spheres_matches_the_analytic_answer_in_world_space(scene):
         ("difference", lambda a, b: np.maximum(a, -b)),
     ):
         V, F = _load(out, key)
-        assert metrics.is_watertight(F) and metrics.connected_components(F) == 1
+        assert topology.is_watertight(F) and topology.connected_components(F) == 1
         err = np.abs(sdf(*_spheres(V)))
         assert np.median(err) < 0.01 and np.quantile(err, 0.99) < 0.04, (key, err.max())
     # The smooth union fills the crease: a point of it lies outside both spheres.
@@ -580,7 +580,7 @@ def test_point_clouds_and_loose_vertices_become_closed_spheres(scene):
     assert facts["Loose_type"] == ["MESH", "points"] and not facts["Loose_has_normals"]
     for key, centre in (("cloud", [0, -4, 0]), ("loose", [0, -6, 0])):
         V, F = _load(out, key)
-        assert metrics.is_watertight(F) and metrics.connected_components(F) == 1
+        assert topology.is_watertight(F) and topology.connected_components(F) == 1
         r = np.linalg.norm(V - centre, axis=1)
         assert abs(np.median(r) - 0.7) < 0.015 and np.abs(r - 0.7).max() < 0.06, key
 
@@ -589,7 +589,7 @@ def test_a_curve_becomes_a_tube_of_the_given_thickness(scene):
     facts, out, _ = scene
     assert facts["tube_field"] == ["curve", "unsigned"]
     V, F = _load(out, "tube")
-    assert metrics.is_watertight(F) and metrics.genus(V, F) == 1
+    assert topology.is_watertight(F) and topology.genus(V, F) == 1
     p = V - [0, 4, 0]
     d = np.hypot(np.hypot(p[:, 0], p[:, 1]) - 1.0, p[:, 2])
     # Within 5 % of the asked thickness at the median (the tube follows Blender's evaluated
@@ -801,7 +801,7 @@ def test_operators_run_unchanged_on_a_ray_cluster(ray_head, extension_zip, tmp_p
     assert facts["handshake"]["remote"]["address"] == ray_head["client"]
     V, F = _load(tmp_path, "cluster_remesh")
     r = np.linalg.norm(V - np.array([3.0, 0.0, 0.0]), axis=1)
-    assert np.abs(r - 1.0).max() < 0.03 and metrics.is_watertight(F)
+    assert np.abs(r - 1.0).max() < 0.03 and topology.is_watertight(F)
     assert facts["ran_on"] and facts["ran_on"]["cluster"]
     assert facts["sample_files"] == ["points"]
     assert facts["step_seen"] >= 20 and facts["state"] == "cancelled"
@@ -830,7 +830,7 @@ def test_the_batch_example_script_runs(extension_zip, tmp_path):
     assert "Suzanne.remesh" in proc.stdout and "Suzanne.offset+0.05" in proc.stdout
     assert "train " in proc.stdout  # progress lines while it blocks
     geom = load_geometry(obj)
-    assert metrics.is_watertight(geom.faces) and metrics.connected_components(geom.faces) == 2
+    assert topology.is_watertight(geom.faces) and topology.connected_components(geom.faces) == 2
     assert obj.with_suffix(".blend").exists()
 
 
@@ -942,7 +942,7 @@ def test_a_scanned_ply_cloud_keeps_its_normals_and_says_what_was_done(extension_
     assert facts["bad_normals"]["unchanged"] and facts["bad_noise"]["unchanged"]
 
     V, F = _load(out, "scan_remesh")
-    assert metrics.is_watertight(F) and metrics.connected_components(F) == 1
+    assert topology.is_watertight(F) and topology.connected_components(F) == 1
     r = np.linalg.norm(V - [2, 0, 0], axis=1)
     assert abs(np.median(r) - 0.7) < 0.02
 

@@ -17,7 +17,7 @@ import torch
 from test_blender import RES, extension_zip, pytestmark, run_blender  # noqa: F401
 
 from lipsdf_blender.core.fields.field import Field
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import topology
 from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
 from lipsdf_blender.core.surfaces.remesh import remesh
 
@@ -292,9 +292,9 @@ def test_hollow_sphere_is_closed_with_the_analytic_volume(tools):
     facts, out, _ = tools
     a = _load(out, "hollow")
     assert facts["hollow"]["same_matrix"]
-    assert metrics.is_watertight(a["F"])
-    assert metrics.connected_components(a["F"]) == 2
-    vol = metrics.signed_volume(a["local"], a["F"])
+    assert topology.is_watertight(a["F"])
+    assert topology.connected_components(a["F"]) == 2
+    vol = topology.signed_volume(a["local"], a["F"])
     want = 4.0 / 3.0 * np.pi * (R_LOCAL**3 - (R_LOCAL - 0.2) ** 3)
     assert abs(vol - want) < 0.02 * want, (vol, want)
     bad = facts["hollow_too_thick"]

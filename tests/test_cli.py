@@ -13,7 +13,7 @@ from conftest import sphere_cloud, write_scan_ply
 
 from lipsdf_blender.core.formats.files import load_geometry, save_mesh
 from lipsdf_blender.core.inputs import primitives
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import topology
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def test_train_info_remesh_offset_csg(trained):
     )
     assert "network evaluations" in out.stdout
     g = load_geometry(d / "r.obj")
-    assert metrics.is_watertight(g.faces)
+    assert topology.is_watertight(g.faces)
     assert np.abs(np.linalg.norm(g.vertices, axis=1) - 1).max() < 0.05
 
     cli(
@@ -92,7 +92,7 @@ def test_train_info_remesh_offset_csg(trained):
         "--resolution",
         "48",
     )
-    assert metrics.is_watertight(load_geometry(d / "u.ply").faces)
+    assert topology.is_watertight(load_geometry(d / "u.ply").faces)
 
 
 def test_user_errors_are_one_line_and_nonzero(trained, tmp_path):
@@ -149,7 +149,7 @@ def test_a_cloud_says_what_was_done_to_its_normals_and_the_dense_grid_is_named(s
     corners, n = int(m.group(1)), [int(g) for g in m.groups()[1:]]
     assert n[0] == max(n) == 48 and n[2] < n[1] < 48
     assert corners == np.prod(np.array(n) + 1)
-    assert metrics.is_watertight(load_geometry(d / "r.obj").faces)
+    assert topology.is_watertight(load_geometry(d / "r.obj").faces)
     info = cli("info", d / "scan.lipsdf").stdout
     assert "cloud: normals: the input's for 2,000 points" in info and "labelling" in info
 

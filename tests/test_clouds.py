@@ -12,7 +12,7 @@ from conftest import TINY
 from lipsdf_blender.core.inputs import primitives
 from lipsdf_blender.core.inputs.cloud import apss_distance, estimate_noise, prepare_cloud
 from lipsdf_blender.core.inputs.geometry import Geometry
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import metrics, topology
 from lipsdf_blender.core.surfaces.remesh import remesh
 from lipsdf_blender.core.training.train import train_field
 
@@ -54,9 +54,9 @@ def test_noisy_torus_is_one_genus_one_part():
     cloud = field.record["cloud"]
     assert cloud["normals"] == "estimated" and cloud["used"] < cloud["points"]
     assert 0.8 * sigma < cloud["noise"] < 1.2 * sigma
-    assert metrics.is_watertight(F)
-    assert metrics.connected_components(F) == 1
-    assert metrics.genus(V, F) == 1
+    assert topology.is_watertight(F)
+    assert topology.connected_components(F) == 1
+    assert topology.genus(V, F) == 1
     Q = np.random.default_rng(2).uniform(-1.5, 1.5, size=(200_000, 3))
     Q[:, 2] *= 0.4
     iou = metrics.volume_iou(torus_inside(Q), metrics.winding_inside(V, F, Q))
@@ -72,8 +72,8 @@ def test_two_thin_parallel_plates_stay_apart():
         [metrics.sample_surface(V, F, 15000, seed=i)[0] for i, (V, F) in enumerate(parts)]
     )
     _, V, F = cloud_surface(P, resolution=128)
-    assert metrics.is_watertight(F)
-    assert metrics.connected_components(F) == 2
+    assert topology.is_watertight(F)
+    assert topology.connected_components(F) == 2
     # the gap between them is outside, the plates inside
     probe = np.array([[0.0, 0.0, 0.0], [0.5, -0.3, 0.0], [0.0, 0.0, 0.07], [0.4, 0.4, -0.07]])
     assert metrics.winding_inside(V, F, probe).tolist() == [False, False, True, True]
@@ -84,9 +84,9 @@ def test_sphere_missing_its_bottom_third_comes_out_closed_and_round():
     P = P[P[:, 2] > -1.0 / 3.0]
     # Wider and longer than TINY (as the sphere fixture is): within 3 % of the radius.
     _, V, F = cloud_surface(P, width=48, steps=1500)
-    assert metrics.is_watertight(F)
-    assert metrics.connected_components(F) == 1
-    assert metrics.signed_volume(V, F) > 0
+    assert topology.is_watertight(F)
+    assert topology.connected_components(F) == 1
+    assert topology.signed_volume(V, F) > 0
     radius = np.linalg.norm(V, axis=1)
     assert np.abs(radius - 1.0).max() <= 0.03, np.abs(radius - 1.0).max()
 
@@ -99,8 +99,8 @@ def test_stray_points_add_no_blobs(share):
     c = prepare_cloud(np.vstack([P, stray]))
     assert 0.85 * len(stray) <= c.report["outliers"] <= 1.01 * len(stray)
     field, V, F = cloud_surface(np.vstack([P, stray]))
-    assert metrics.is_watertight(F)
-    assert metrics.connected_components(F) == 1
+    assert topology.is_watertight(F)
+    assert topology.connected_components(F) == 1
     assert np.abs(np.linalg.norm(V, axis=1) - 1.0).max() < 0.03
 
 

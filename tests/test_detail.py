@@ -25,9 +25,13 @@ from lipsdf_blender.core.fields.field import Field
 from lipsdf_blender.core.fields.sdf import BoxField, SphereField
 from lipsdf_blender.core.inputs import primitives
 from lipsdf_blender.core.inputs.geometry import Geometry
-from lipsdf_blender.core.surfaces import metrics
-from lipsdf_blender.core.surfaces.mesh_distance import offset_surfaces
-from lipsdf_blender.core.surfaces.remesh import combine_surfaces, drop_specks, remesh
+from lipsdf_blender.core.surfaces import metrics, topology
+from lipsdf_blender.core.surfaces.remesh import (
+    combine_surfaces,
+    drop_specks,
+    offset_surfaces,
+    remesh,
+)
 from lipsdf_blender.core.surfaces.simplify import decimate
 from lipsdf_blender.core.training.train import train_field
 
@@ -55,7 +59,7 @@ def test_cube_keeps_corners_and_edges_sharp(cube):
     V, F, field = cube
     r = remesh(field, resolution=64)
     diag = float(np.sqrt(3.0))
-    assert metrics.is_watertight(r.faces) and metrics.connected_components(r.faces) == 1
+    assert topology.is_watertight(r.faces) and topology.connected_components(r.faces) == 1
     # Every result vertex lies on the true cube ...
     dev = BoxField(half_size=(0.5,) * 3)(torch.from_numpy(r.vertices)).abs().max().item()
     assert dev <= 0.005 * diag
@@ -73,7 +77,7 @@ def test_cube_keeps_corners_and_edges_sharp(cube):
 def test_flat_face_comes_out_flat(cube):
     _, _, field = cube
     r = remesh(field, resolution=64)
-    N, area = metrics.face_normals(r.vertices, r.faces)
+    N, area = topology.face_normals(r.vertices, r.faces)
     c = r.vertices[r.faces].mean(axis=1)
     cell = r.stats.cell_size
     # Faces of the top (z = 0.5) more than two cells from its edges.
@@ -111,10 +115,10 @@ def test_suzanne_eye_sockets_stay_open(suzanne):
     V, F = suzanne
     field = train_field(Geometry.mesh(V, F), "fast", device="cpu", seed=0, **QUICK)
     r = remesh(field, resolution=128)
-    assert metrics.is_watertight(r.faces) and metrics.connected_components(r.faces) == 1
+    assert topology.is_watertight(r.faces) and topology.connected_components(r.faces) == 1
     # The eyes are Suzanne's two small parts; the sockets are what lies around them, outside
     # Suzanne (winding number near 0) yet close to her surface.
-    _, vlabel = metrics.component_labels(F, len(V))
+    _, vlabel = topology.component_labels(F, len(V))
     label = vlabel[F[:, 0]]
     sizes = np.bincount(label)
     eyes = np.flatnonzero(sizes < 0.2 * sizes.max())
@@ -143,11 +147,11 @@ def test_open_mesh_comes_out_closed_with_holes_capped():
     # Two holes: drop the faces around both poles.
     c = V[F].mean(axis=1)
     F_open = F[np.abs(c[:, 2]) < 0.6]
-    assert not metrics.is_watertight(F_open)
+    assert not topology.is_watertight(F_open)
     field = train_field(Geometry.mesh(V, F_open), "fast", device="cpu", seed=0, **QUICK)
     r = remesh(field, resolution=64)
-    assert metrics.is_watertight(r.faces)
-    assert metrics.connected_components(r.faces) == 1
+    assert topology.is_watertight(r.faces)
+    assert topology.connected_components(r.faces) == 1
     # The caps: just inside each hole's rim (|z| = 0.6) the result is solid, as it would be
     # with the hole closed, and the solid still ends inside the sphere.
     P = np.array([[0, 0, 0.55], [0, 0, -0.55], [0.2, 0.1, 0.5], [-0.1, 0.2, -0.5]])
@@ -165,7 +169,7 @@ def test_unsigned_curve_has_the_asked_thickness():
         Geometry.curve(V, E), "fast", mode="unsigned", device="cpu", thickness=t, **QUICK
     )
     r = remesh(field, resolution=96)
-    assert metrics.is_watertight(r.faces) and metrics.connected_components(r.faces) == 1
+    assert topology.is_watertight(r.faces) and topology.connected_components(r.faces) == 1
     P, _ = metrics.sample_surface(r.vertices, r.faces, 20_000)
     surface = InputSurface(V, E)
     d = surface.distance(P)
@@ -190,7 +194,7 @@ def test_csg_of_detailed_fields_keeps_their_corners(cube):
     M = np.eye(4)
     M[:3, 3] = (0.5, 0.5, 0.5)  # the second cube's corner at the first one's centre
     r = combine_surfaces("union", [field, field], matrices=[np.eye(4), M], resolution=64)
-    assert metrics.is_watertight(r.faces) and metrics.connected_components(r.faces) == 1
+    assert topology.is_watertight(r.faces) and topology.connected_components(r.faces) == 1
     diag = np.sqrt(3) * 1.5
     convex = np.array([[-0.5, -0.5, -0.5], [1.0, 1.0, 1.0], [0.5, -0.5, 0.5], [1.0, 0.0, 0.0]])
     assert _mesh_distance(convex, r.vertices, r.faces).max() <= 0.005 * diag
@@ -204,7 +208,7 @@ def test_decimation_keeps_the_surface_closed_and_close():
     r = remesh(SphereField(radius=1.0), resolution=64)
     V, F = decimate(r.vertices, r.faces, 2000)
     assert abs(len(F) - 2000) <= 20
-    assert metrics.is_watertight(F) and metrics.connected_components(F) == 1
+    assert topology.is_watertight(F) and topology.connected_components(F) == 1
     assert np.abs(np.linalg.norm(V, axis=1) - 1.0).max() < 0.02
     assert decimate(r.vertices, r.faces, 0)[1] is r.faces
     with pytest.raises(BadInputError):
@@ -217,7 +221,7 @@ def test_specks_below_the_grid_are_dropped():
     V = np.concatenate([V1, V2 + 3.0])
     F = np.concatenate([F1, F2 + len(V1)])
     V3, F3 = drop_specks(V, F, 0.05)
-    assert metrics.connected_components(F3) == 1 and len(F3) == len(F1)
+    assert topology.connected_components(F3) == 1 and len(F3) == len(F1)
     assert np.allclose(V3, V1)
 
 

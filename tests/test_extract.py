@@ -14,12 +14,8 @@ from scipy.sparse.csgraph import connected_components
 
 from lipsdf_blender.core.errors import BadInputError, CancelledError
 from lipsdf_blender.core.fields.sdf import BoxField, SphereField
-from lipsdf_blender.core.surfaces.extract import (
-    CUBE_CORNERS,
-    ExtractResult,
-    extract,
-    extract_levels,
-)
+from lipsdf_blender.core.surfaces.cube import CUBE_CORNERS
+from lipsdf_blender.core.surfaces.extract import ExtractResult, extract, extract_levels
 
 # ---------------------------------------------------------------- helpers
 

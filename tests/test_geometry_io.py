@@ -25,7 +25,7 @@ from lipsdf_blender.core.inputs.primitives import (
     torus_mesh,
     torus_points,
 )
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import topology
 
 
 def test_core_does_not_import_bpy():
@@ -110,10 +110,10 @@ def test_stl_round_trip_merges_corners(tmp_path):
     save_mesh(tmp_path / "t.stl", V, F)
     g = load_geometry(tmp_path / "t.stl")
     assert g.vertices.shape == V.shape and g.faces.shape == F.shape
-    assert metrics.is_watertight(g.faces)
-    assert metrics.genus(g.vertices, g.faces) == 1
-    assert metrics.signed_volume(g.vertices, g.faces) == pytest.approx(
-        metrics.signed_volume(V, F), rel=1e-5
+    assert topology.is_watertight(g.faces)
+    assert topology.genus(g.vertices, g.faces) == 1
+    assert topology.signed_volume(g.vertices, g.faces) == pytest.approx(
+        topology.signed_volume(V, F), rel=1e-5
     )
 
 
@@ -129,14 +129,14 @@ def test_ascii_stl_and_binary_stl_that_starts_with_solid(tmp_path):
     (tmp_path / "a.stl").write_text("\n".join(lines))
     g = load_geometry(tmp_path / "a.stl")
     assert g.vertices.shape == (8, 3) and g.faces.shape == (12, 3)
-    assert metrics.signed_volume(g.vertices, g.faces) == pytest.approx(8.0)
+    assert topology.signed_volume(g.vertices, g.faces) == pytest.approx(8.0)
 
     save_mesh(tmp_path / "b.stl", V, F)
     data = bytearray((tmp_path / "b.stl").read_bytes())
     data[:80] = b"solid but binary".ljust(80)
     (tmp_path / "b.stl").write_bytes(bytes(data))
     g = load_geometry(tmp_path / "b.stl")
-    assert metrics.is_watertight(g.faces) and len(g.vertices) == 8
+    assert topology.is_watertight(g.faces) and len(g.vertices) == 8
 
 
 @pytest.mark.parametrize("blank", [b"\n", b" \t\r\n"])
@@ -404,7 +404,7 @@ def test_open_monkey_round_trip_keeps_boundaries(tmp_path):
     save_mesh(tmp_path / "m.ply", V, F)
     g = load_geometry(tmp_path / "m.ply")
     np.testing.assert_array_equal(g.faces, F)
-    assert len(metrics.boundary_edges(g.faces)) > 0
+    assert len(topology.boundary_edges(g.faces)) > 0
 
 
 # -- bad files --------------------------------------------------------------------------------
@@ -499,10 +499,10 @@ def test_primitives_are_what_they_claim():
     V, F = icosphere(2.0, 2, center=(1.0, 0.0, 0.0))
     assert V.shape == (162, 3) and F.shape == (320, 3)
     np.testing.assert_allclose(np.linalg.norm(V - [1.0, 0.0, 0.0], axis=1), 2.0)
-    assert metrics.signed_volume(V, F) > 0
+    assert topology.signed_volume(V, F) > 0
 
     V, F = torus_mesh(1.0, 0.25, 64, 32)
-    assert metrics.signed_volume(V, F) == pytest.approx(2 * np.pi**2 * 0.25**2, rel=0.02)
+    assert topology.signed_volume(V, F) == pytest.approx(2 * np.pi**2 * 0.25**2, rel=0.02)
 
     P = torus_points(500, 1.0, 0.25, seed=3)
     tube = np.hypot(np.linalg.norm(P[:, :2], axis=1) - 1.0, P[:, 2])
@@ -516,9 +516,9 @@ def test_primitives_are_what_they_claim():
 
 def test_open_monkey_like_is_awkward():
     V, F = open_monkey_like()
-    assert not metrics.is_watertight(F)
-    assert len(metrics.boundary_edges(F)) > 0
-    assert metrics.connected_components(F) == 5  # head, two eyes, two ears
+    assert not topology.is_watertight(F)
+    assert len(topology.boundary_edges(F)) > 0
+    assert topology.connected_components(F) == 5  # head, two eyes, two ears
     # the eyes poke through the head: some eye vertices are inside the unit head, some outside
     eyes = V[np.abs(V[:, 1] + 0.9) < 0.31]
     r = np.linalg.norm(eyes, axis=1)
@@ -565,7 +565,8 @@ def _scene():
         mesh = trimesh.Trimesh(V, F, process=False)
         scene.add_geometry(mesh, node_name=f"n{i}", geom_name=name, transform=T)
     triangles = np.concatenate([trimesh.transform_points(V, T)[F] for _, V, F, T in parts])
-    volume = 8.0 + 8 * metrics.signed_volume(ball_V, ball_F) + metrics.signed_volume(ball_V, ball_F)
+    ball = topology.signed_volume(ball_V, ball_F)
+    volume = 8.0 + 8 * ball + ball
     return scene, triangles, volume
 
 
@@ -594,9 +595,9 @@ def test_scene_files_are_flattened_with_each_node_transform(tmp_path, ext):
     np.testing.assert_allclose(
         _sorted_triangles(g.vertices[g.faces]), _sorted_triangles(triangles), atol=1e-5
     )
-    assert metrics.signed_volume(g.vertices, g.faces) == pytest.approx(volume, rel=1e-5)
+    assert topology.signed_volume(g.vertices, g.faces) == pytest.approx(volume, rel=1e-5)
     # each part stays a closed mesh of its own: vertices are not split or merged across parts
-    assert metrics.is_watertight(g.faces) and metrics.connected_components(g.faces) == 3
+    assert topology.is_watertight(g.faces) and topology.connected_components(g.faces) == 3
 
 
 def test_glb_point_cloud_reads_as_points(tmp_path):

@@ -23,7 +23,8 @@ from lipsdf_blender.core.fields.query import evaluate
 from lipsdf_blender.core.fields.sdf import BoxField, SphereField
 from lipsdf_blender.core.inputs import primitives
 from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
-from lipsdf_blender.core.surfaces.metrics import chamfer_hausdorff, is_watertight
+from lipsdf_blender.core.surfaces.metrics import chamfer_hausdorff
+from lipsdf_blender.core.surfaces.topology import is_watertight
 from lipsdf_blender.core.tools import grid
 from lipsdf_blender.core.tools.grid import band_index_range, narrow_band
 from lipsdf_blender.worker import protocol as P

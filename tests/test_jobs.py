@@ -16,7 +16,7 @@ from conftest import TINY
 import lipsdf_blender.blender.jobs as J  # no bpy: the module must import without it
 from lipsdf_blender.core.errors import BadInputError, CancelledError
 from lipsdf_blender.core.inputs import primitives
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import topology
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker.client import WorkerClient, WorkerError
 
@@ -102,7 +102,7 @@ def test_a_plan_trains_then_offsets_and_hands_back_bytes_and_meshes(tmp_path):
     trained = outcome.trained["Ball"]
     assert trained.data == b"field bytes" and trained.input_hash == src.input_hash
     (V0, F0, l0), (V1, F1, l1) = outcome.meshes["Ball"]
-    assert (l0, l1) == (0.1, -0.1) and metrics.is_watertight(F0) and len(V1) == len(V0)
+    assert (l0, l1) == (0.1, -0.1) and topology.is_watertight(F0) and len(V1) == len(V0)
     assert job.logs == ["fell back to the CPU"] and job.state == J.DONE
 
 
@@ -213,7 +213,7 @@ def test_a_real_worker_runs_a_remesh_plan():
         client.shutdown()
     assert "bpy" not in sys.modules
     Vr, Fr, level = outcome.meshes["Ball"][0]
-    assert level == 0.0 and metrics.is_watertight(Fr)
+    assert level == 0.0 and topology.is_watertight(Fr)
     r = np.linalg.norm(Vr, axis=1)
     assert abs(np.median(r) - 0.8) < 0.03
     assert outcome.trained["Ball"].data[:2] == b"PK"  # the .lipsdf file (a zip) itself

@@ -5,8 +5,9 @@ import torch
 
 from lipsdf_blender.core.fields.sdf import BoxField
 from lipsdf_blender.core.inputs import primitives
-from lipsdf_blender.core.surfaces import metrics
-from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance, offset_surfaces
+from lipsdf_blender.core.surfaces import topology
+from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
+from lipsdf_blender.core.surfaces.remesh import offset_surfaces
 
 
 def test_mesh_distance_matches_the_sphere():
@@ -30,6 +31,6 @@ def test_exact_offsets_of_a_box_follow_the_rounded_box():
     h = outer.stats.cell_size
     assert np.abs(d_out - 0.1).max() < h
     assert np.median(np.abs(d_out - 0.1)) < 0.05 * h
-    assert metrics.is_watertight(outer.faces) and metrics.is_watertight(inner.faces)
+    assert topology.is_watertight(outer.faces) and topology.is_watertight(inner.faces)
     lo, hi = inner.vertices.min(0), inner.vertices.max(0)
     np.testing.assert_allclose(hi - lo, [0.8, 0.4, 0.2], atol=0.02)

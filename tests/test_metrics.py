@@ -7,7 +7,7 @@ import pytest
 
 from lipsdf_blender.core.errors import BadInputError
 from lipsdf_blender.core.inputs.primitives import box_mesh, icosphere, open_monkey_like, torus_mesh
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import metrics, topology
 
 
 def test_chamfer_between_concentric_spheres_is_the_radius_gap():
@@ -65,43 +65,43 @@ def test_normal_consistency():
 
 def test_watertight():
     V, F = box_mesh()
-    assert metrics.is_watertight(F)
-    assert metrics.is_watertight(icosphere(1.0, 2)[1])
-    assert metrics.is_watertight(torus_mesh()[1])
-    assert not metrics.is_watertight(open_monkey_like()[1])
+    assert topology.is_watertight(F)
+    assert topology.is_watertight(icosphere(1.0, 2)[1])
+    assert topology.is_watertight(torus_mesh()[1])
+    assert not topology.is_watertight(open_monkey_like()[1])
     flipped = F.copy()
     flipped[0] = flipped[0, ::-1]
-    assert not metrics.is_watertight(flipped)
-    assert not metrics.is_watertight(F[1:])
-    assert not metrics.is_watertight(np.vstack([F, F[:2], F[:2, ::-1]]))  # non-manifold edge
-    assert not metrics.is_watertight(np.zeros((0, 3), dtype=int))
-    assert len(metrics.boundary_edges(F)) == 0
-    assert len(metrics.boundary_edges(F[1:])) == 3
+    assert not topology.is_watertight(flipped)
+    assert not topology.is_watertight(F[1:])
+    assert not topology.is_watertight(np.vstack([F, F[:2], F[:2, ::-1]]))  # non-manifold edge
+    assert not topology.is_watertight(np.zeros((0, 3), dtype=int))
+    assert len(topology.boundary_edges(F)) == 0
+    assert len(topology.boundary_edges(F[1:])) == 3
 
 
 def test_topology_counts():
     V, F = torus_mesh(1.0, 0.3, 24, 12)
-    assert metrics.euler_characteristic(V, F) == 0
-    assert metrics.genus(V, F) == 1
+    assert topology.euler_characteristic(V, F) == 0
+    assert topology.genus(V, F) == 1
     Vs, Fs = icosphere(1.0, 2)
-    assert metrics.euler_characteristic(Vs, Fs) == 2
-    assert metrics.genus(Vs, Fs) == 0
+    assert topology.euler_characteristic(Vs, Fs) == 2
+    assert topology.genus(Vs, Fs) == 0
     # two tori and a sphere: three components, total genus 2
     V3 = np.vstack([V, V + [3, 0, 0], Vs + [0, 3, 0], [[9, 9, 9]]])  # plus a loose vertex
     F3 = np.vstack([F, F + len(V), Fs + 2 * len(V)])
-    assert metrics.connected_components(F3) == 3
-    assert metrics.genus(V3, F3) == 2
-    assert metrics.connected_components(open_monkey_like()[1]) == 5
+    assert topology.connected_components(F3) == 3
+    assert topology.genus(V3, F3) == 2
+    assert topology.connected_components(open_monkey_like()[1]) == 5
     with pytest.raises(BadInputError, match="closed"):
-        metrics.genus(*open_monkey_like())
+        topology.genus(*open_monkey_like())
 
 
 def test_signed_volume_and_iou():
     V, F = box_mesh(1.0, center=(5.0, 0.0, 0.0))
-    assert metrics.signed_volume(V, F) == pytest.approx(8.0)
-    assert metrics.signed_volume(V, F[:, ::-1]) == pytest.approx(-8.0)
+    assert topology.signed_volume(V, F) == pytest.approx(8.0)
+    assert topology.signed_volume(V, F[:, ::-1]) == pytest.approx(-8.0)
     Vs, Fs = icosphere(1.0, 4)
-    assert metrics.signed_volume(Vs, Fs) == pytest.approx(4 / 3 * np.pi, rel=0.01)
+    assert topology.signed_volume(Vs, Fs) == pytest.approx(4 / 3 * np.pi, rel=0.01)
     a = np.array([1, 1, 0, 0], bool)
     b = np.array([0, 1, 1, 0], bool)
     assert metrics.volume_iou(a, b) == pytest.approx(1 / 3)

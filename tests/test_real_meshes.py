@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lipsdf_blender.core.formats.files import load_geometry
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import metrics, topology
 from lipsdf_blender.core.surfaces.extract import extract
 from lipsdf_blender.core.training.train import train_field
 
@@ -32,7 +32,7 @@ def test_fast_preset_quality(name):
     V, F = geom.vertices, geom.faces
     diag = np.linalg.norm(V.max(0) - V.min(0))
     ch = metrics.chamfer_hausdorff(V, F, out.vertices, out.faces, n=50_000)
-    assert metrics.is_watertight(out.faces)
+    assert topology.is_watertight(out.faces)
     assert ch["chamfer_l1"] / diag <= 0.0035
     # Input -> output: nothing of the input is missed by more than 2 % of the diagonal. (The
     # other direction also measures the caps over the bunny's holes, 3-5 % wide.)
@@ -50,8 +50,8 @@ def test_fast_preset_quality(name):
 
 def test_open_suzanne_becomes_one_closed_surface():
     _, out = remesh("suzanne")
-    assert metrics.is_watertight(out.faces)
-    assert metrics.signed_volume(out.vertices, out.faces) > 0
+    assert topology.is_watertight(out.faces)
+    assert topology.signed_volume(out.vertices, out.faces) > 0
 
 
 def test_deep_high_preset_network_keeps_its_slope():

@@ -24,7 +24,7 @@ from lipsdf_blender.core.fields.sdf import BoxField, SphereField
 from lipsdf_blender.core.formats.files import load_geometry
 from lipsdf_blender.core.inputs import primitives
 from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
-from lipsdf_blender.core.surfaces.metrics import connected_components, is_watertight, signed_volume
+from lipsdf_blender.core.surfaces.topology import connected_components, is_watertight, signed_volume
 from lipsdf_blender.core.tools.printing import hollow, thickness
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker.client import WorkerClient, WorkerError

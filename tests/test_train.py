@@ -14,9 +14,9 @@ from lipsdf_blender.core.fields.csg import combine
 from lipsdf_blender.core.fields.query import value_and_gradient
 from lipsdf_blender.core.inputs import primitives
 from lipsdf_blender.core.inputs.geometry import Geometry
-from lipsdf_blender.core.surfaces import metrics
+from lipsdf_blender.core.surfaces import topology
 from lipsdf_blender.core.surfaces.extract import extract, extract_levels
-from lipsdf_blender.core.surfaces.mesh_distance import offset_surfaces
+from lipsdf_blender.core.surfaces.remesh import offset_surfaces
 from lipsdf_blender.core.training.train import _Reporter, train_field
 
 
@@ -72,8 +72,8 @@ def test_remeshed_sphere_within_one_percent(sphere_field):
     r = extract(sphere_field, 0.0, resolution=128)
     radius = np.linalg.norm(r.vertices, axis=1)
     assert np.abs(radius - SPHERE_RADIUS).max() <= 0.01 * SPHERE_RADIUS
-    assert metrics.is_watertight(r.faces)
-    assert metrics.signed_volume(r.vertices, r.faces) > 0
+    assert topology.is_watertight(r.faces)
+    assert topology.signed_volume(r.vertices, r.faces) > 0
 
 
 def test_offsets_are_nested_at_the_right_radii(sphere_field):
@@ -83,7 +83,7 @@ def test_offsets_are_nested_at_the_right_radii(sphere_field):
         assert np.abs(r - (SPHERE_RADIUS + level)).max() <= 0.01 * (SPHERE_RADIUS + level)
     assert radii[0].max() < radii[1].min(), "offsets must be nested"
     for r in results:
-        assert metrics.is_watertight(r.faces)
+        assert topology.is_watertight(r.faces)
     # Inward too.
     (inner,) = offset_surfaces(sphere_field, [-0.2], resolution=96)
     rin = np.linalg.norm(inner.vertices, axis=1)
@@ -129,28 +129,28 @@ def test_csg_of_two_spheres_matches_analytic(sphere_field, op):
     near = np.abs(exact) < 0.03
     assert np.abs(f[near] - exact[near]).max() <= m + 0.03
     mesh = extract(target, 0.0, resolution=96)
-    assert metrics.is_watertight(mesh.faces)
+    assert topology.is_watertight(mesh.faces)
     # Every vertex of the result lies on the analytic surface.
     assert np.abs(two_spheres_exact(op, mesh.vertices)).max() <= 0.02
 
 
 def test_open_self_intersecting_input_gives_one_closed_surface():
     V, F = primitives.open_monkey_like()
-    assert not metrics.is_watertight(F)
+    assert not topology.is_watertight(F)
     field = train_field(Geometry.mesh(V, F), "fast", device="cpu", seed=0, **TINY)
     r = extract(field, 0.0, resolution=96)
-    assert metrics.is_watertight(r.faces)
-    assert metrics.connected_components(r.faces) == 1
-    assert metrics.signed_volume(r.vertices, r.faces) > 0
+    assert topology.is_watertight(r.faces)
+    assert topology.connected_components(r.faces) == 1
+    assert topology.signed_volume(r.vertices, r.faces) > 0
 
 
 def test_torus_point_cloud_without_normals_gives_genus_one():
     P = primitives.torus_points(4000, R=1.0, r=0.35, seed=0)
     field = train_field(Geometry.points(P), "fast", device="cpu", seed=0, **TINY)
     r = extract(field, 0.0, resolution=96)
-    assert metrics.is_watertight(r.faces)
-    assert metrics.connected_components(r.faces) == 1
-    assert metrics.genus(r.vertices, r.faces) == 1
+    assert topology.is_watertight(r.faces)
+    assert topology.connected_components(r.faces) == 1
+    assert topology.genus(r.vertices, r.faces) == 1
     # And it lies on the torus.
     assert np.abs(distance_to_unit_circle(r.vertices) - 0.35).max() < 0.05
 
@@ -161,8 +161,8 @@ def test_unsigned_field_of_a_curve_is_a_thin_tube():
         Geometry.curve(V, E), "fast", mode="unsigned", device="cpu", thickness=0.05, **TINY
     )
     r = extract(field, 0.0, resolution=96)
-    assert metrics.is_watertight(r.faces)
-    assert metrics.genus(r.vertices, r.faces) == 1
+    assert topology.is_watertight(r.faces)
+    assert topology.genus(r.vertices, r.faces) == 1
     assert np.abs(distance_to_unit_circle(r.vertices) - 0.05).max() < 0.04
 
 

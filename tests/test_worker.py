@@ -20,7 +20,7 @@ from lipsdf_blender.core.fields.field import Field
 from lipsdf_blender.core.inputs import primitives
 from lipsdf_blender.core.inputs.geometry import Geometry
 from lipsdf_blender.core.surfaces.extract import extract_levels
-from lipsdf_blender.core.surfaces.mesh_distance import offset_surfaces
+from lipsdf_blender.core.surfaces.remesh import offset_surfaces
 from lipsdf_blender.core.training.presets import SampleConfig
 from lipsdf_blender.core.training.train import train_field
 from lipsdf_blender.worker import protocol as P

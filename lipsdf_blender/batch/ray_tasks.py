@@ -23,8 +23,8 @@ from pathlib import Path
 
 from ..worker import cluster
 from ..worker.protocol import save_bytes
-from .runner import Task, crashed_row, settle
 from .shape import Settings, write_result
+from .tasks import Task, crashed_row, settle
 
 #: Ray's own retries of a task whose process or node was lost.
 RAY_RETRIES = 1

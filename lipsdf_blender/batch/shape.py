@@ -221,9 +221,8 @@ def _work(path: Path, folder: Path, settings: Settings, row: dict, progress, can
     from ..core.device import pick_device
     from ..core.errors import BadInputError
     from ..core.formats.files import load_geometry, save_mesh
-    from ..core.surfaces.mesh_distance import offset_surfaces
-    from ..core.surfaces.metrics import connected_components, is_watertight, signed_volume
-    from ..core.surfaces.remesh import remesh
+    from ..core.surfaces.remesh import offset_surfaces, remesh
+    from ..core.surfaces.topology import connected_components, is_watertight, signed_volume
     from ..core.training.presets import resolution_for
     from ..core.training.train import train_with
 

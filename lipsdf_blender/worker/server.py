@@ -35,8 +35,8 @@ from ..core.device import describe, describe_why_cpu, pick_device
 from ..core.errors import BadInputError, CancelledError, FieldFileError
 from ..core.fields.field import Field
 from ..core.surfaces.extract import extract_levels
-from ..core.surfaces.mesh_distance import MeshDistance, offset_surfaces
-from ..core.surfaces.remesh import combine_surfaces, remesh
+from ..core.surfaces.mesh_distance import MeshDistance
+from ..core.surfaces.remesh import combine_surfaces, offset_surfaces, remesh
 from ..core.surfaces.simplify import decimate_results
 from ..core.training.presets import DEFAULT_PRESET, get_preset
 from ..core.training.summary import record_summary

@@ -54,7 +54,7 @@ def field_device(field: object) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_points(P, what: str = "points") -> np.ndarray:
+def check_points(P, what: str = "points") -> np.ndarray:
     P = np.asarray(P, dtype=np.float64)
     if P.ndim != 2 or P.shape[1] != 3:
         raise BadInputError(f"{what} must be an (n, 3) array, got shape {P.shape}")
@@ -86,7 +86,7 @@ def evaluate(field, P: Points, batch_size: int = DEFAULT_BATCH) -> Scalars:
     (n,) float64
         Signed distance bounds, in the field's units (negative inside).
     """
-    P = _check_points(P)
+    P = check_points(P)
     batch_size = _check_batch(batch_size)
     device = field_device(field)
     out = np.empty(len(P), dtype=np.float64)
@@ -122,7 +122,7 @@ def value_and_gradient(field, P: Points, batch_size: int = DEFAULT_BATCH) -> tup
     >>> d, g = value_and_gradient(SphereField(), np.array([[2.0, 0.0, 0.0]]))
     >>> d, g  # (array([1.]), array([[1., 0., 0.]]))
     """
-    P = _check_points(P)
+    P = check_points(P)
     batch_size = _check_batch(batch_size)
     device = field_device(field)
     values = np.empty(len(P), dtype=np.float64)
@@ -185,7 +185,7 @@ def project(
     >>> from lipsdf_blender.core.fields.sdf import SphereField
     >>> project(SphereField(radius=1.0), np.array([[3.0, 0.0, 0.0]]))  # [[1., 0., 0.]]
     """
-    X = _check_points(P).copy()
+    X = check_points(P).copy()
     level = float(level)
     if tol is None:
         tol = _default_tol(field)
@@ -259,7 +259,7 @@ def project_safe(
     >>> Q, ok = project_safe(SphereField(radius=1.0), np.array([[3.0, 0.0, 0.0]]))
     >>> Q, ok  # [[1., 0., 0.]], [True]
     """
-    X = _check_points(P).copy()
+    X = check_points(P).copy()
     level = float(level)
     iterations = int(iterations)
     if iterations < 0:
@@ -305,7 +305,7 @@ def spacing(P: Points) -> dict[str, float]:
     --------
     >>> spacing(np.array([[0.0, 0, 0], [1.0, 0, 0], [3.0, 0, 0]]))  # mean 4/3, min 1
     """
-    P = _check_points(P)
+    P = check_points(P)
     if len(P) < 2:
         return {"mean": float("nan"), "min": float("nan"), "cv": float("nan")}
     d = cKDTree(P).query(P, k=2)[0][:, 1]

@@ -24,7 +24,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import BadInputError
 from ..types import Points, Scalars
-from .normals import _knn_areas, estimate_normals, point_areas
+from .normals import estimate_normals, knn_areas, point_areas
 
 NORMALS_CHOICES = ("auto", "estimate")
 
@@ -146,7 +146,7 @@ def prepare_cloud(
         # About one point per cell: the density is even, and areas from the neighbours'
         # distances do as well as tangent-plane Voronoi cells, at a tenth of the cost.
         tree = cKDTree(P)  # kept: labelling asks the prepared cloud for its tree again
-        A = _knn_areas(tree.query(P, k=min(17, len(P)), workers=-1)[0][:, 1:])
+        A = knn_areas(tree.query(P, k=min(17, len(P)), workers=-1)[0][:, 1:])
     else:
         A = point_areas(P, N)
     report = {
@@ -343,16 +343,16 @@ def check_parts(P, N):
     """
     from scipy.sparse.csgraph import connected_components
 
-    from .normals import _knn, _knn_areas, orientation_score
+    from .normals import knn, knn_areas, orientation_score
 
     N = np.array(N, dtype=np.float64)
     if len(P) < 20:
         return N, 0
-    dist, idx = _knn(P, 8)
+    dist, idx = knn(P, 8)
     rows = np.repeat(np.arange(len(P)), idx.shape[1])
     G = sp.coo_matrix((np.ones(len(rows)), (rows, idx.ravel())), shape=(len(P),) * 2)
     n_comp, labels = connected_components(G, directed=False)
-    A = _knn_areas(dist)
+    A = knn_areas(dist)
     flipped = 0
     for c in range(n_comp):
         members = np.flatnonzero(labels == c)

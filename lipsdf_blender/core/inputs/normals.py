@@ -51,7 +51,7 @@ def _check_points(P, name: str = "points", min_points: int = 4) -> Points:
     return np.ascontiguousarray(P)
 
 
-def _knn(P: Points, k: int) -> tuple[np.ndarray, np.ndarray]:
+def knn(P: Points, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Distances and indices of the ``k`` nearest other points, each ``(n, k)``."""
     k = min(k, len(P) - 1)
     d, idx = cKDTree(P).query(P, k=k + 1)
@@ -73,7 +73,7 @@ def pca_normals(P, k: int = 16) -> Points:
         Unit vectors with arbitrary sign.
     """
     P = _check_points(P)
-    _, idx = _knn(P, k)
+    _, idx = knn(P, k)
     return _pca(P, idx)
 
 
@@ -127,7 +127,7 @@ def estimate_normals(
     P = _check_points(P)
     n = len(P)
     k = int(max(3, min(k, n - 1)))
-    dist, idx = _knn(P, k)
+    dist, idx = knn(P, k)
     N = _pca(P, idx)
 
     rows = np.repeat(np.arange(n), idx.shape[1])
@@ -161,7 +161,7 @@ def estimate_normals(
 
     flipped = 0
     if check_winding and n >= 20:
-        A = _knn_areas(dist)
+        A = knn_areas(dist)
         by_part = np.argsort(labels, kind="stable")
         splits = np.flatnonzero(np.diff(labels[by_part])) + 1
         for members in np.split(by_part, splits):
@@ -263,7 +263,7 @@ def point_areas(P, N=None, k: int = 16, chunk: int = 20000) -> Scalars:
     True
     """
     P = _check_points(P, min_points=3)
-    dist, idx = _knn(P, int(max(3, k)))
+    dist, idx = knn(P, int(max(3, k)))
     if N is None:
         N = _pca(P, idx)
     N = np.asarray(N, dtype=np.float64)
@@ -342,7 +342,7 @@ def _voronoi_cells(P, N, NB, R, sides: int = 8, scale: float = 0.75) -> Scalars:
     return 0.5 * np.abs(np.where(valid, cr, 0.0).sum(1))
 
 
-def _knn_areas(dist: np.ndarray) -> Scalars:
+def knn_areas(dist: np.ndarray) -> Scalars:
     """Cheap areas from neighbour distances alone: ``pi r_j^2 ~ j / density``, fitted over j.
 
     Exact in expectation for random samples, within ~10% for regular ones; used where only

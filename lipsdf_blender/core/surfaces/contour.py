@@ -15,7 +15,7 @@ input's detail (:mod:`.detail`) those are the input's own faces.
 Where a cell holds two or more sheets of surface (a part thinner than a cell), one vertex per
 cell would glue them together. As in manifold dual contouring (Schaefer et al. 2007) a cell gets
 one vertex per sheet instead: the sheets are the connected pieces of marching cubes' own
-triangulation of that cell's sign pattern (:func:`_edge_components`), so the result has the
+triangulation of that cell's sign pattern (:func:`edge_components`), so the result has the
 topology of the marching-cubes mesh. Extraction still checks the result and keeps marching
 cubes for a level where it is not a closed manifold.
 """
@@ -25,62 +25,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# The 12 edges of a cube as pairs of corner slots (``extract.CUBE_CORNERS`` order) and their
-# axis: slot 0 is the corner with the smaller coordinate.
-_EDGES = np.array(
-    [
-        [0, 1], [3, 2], [4, 5], [7, 6],  # along x
-        [0, 3], [1, 2], [4, 7], [5, 6],  # along y
-        [0, 4], [1, 5], [2, 6], [3, 7],  # along z
-    ]
-)  # fmt: skip
-_AXIS = np.repeat(np.arange(3), 4)
-# Slot of the edge along axis a at (pu, pv) in {0, 1}^2 of a cell, with u = a + 1, v = a + 2
-# (mod 3), matching _EDGES.
-_SLOT = np.array(
-    [
-        [[0, 2], [1, 3]],  # x: u = y, v = z
-        [[4, 5], [6, 7]],  # y: u = z, v = x
-        [[8, 11], [9, 10]],  # z: u = x, v = y
-    ]
-)  # _SLOT[a, pu, pv]
-_COMPONENTS = None
+from .cube import EDGE_AXIS, EDGE_SLOT, EDGES, edge_components
+
 # Weight of the pull towards the crossings' mean: keeps the QEF solvable on flat parts.
 _REGULARISE = 0.05
-
-
-def _edge_components() -> np.ndarray:
-    """``(256, 12)``: for each sign pattern of a cube's corners (bit i: corner i inside), the
-    sheet of marching cubes' surface each crossed edge belongs to (0..3), -1 if uncrossed.
-
-    Read off libigl's own marching cubes on one cube per pattern, so the sheets are exactly
-    the ones the marching-cubes mesh would have.
-    """
-    global _COMPONENTS
-    if _COMPONENTS is not None:
-        return _COMPONENTS
-    import igl
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    from .extract import CUBE_CORNERS
-
-    corners = CUBE_CORNERS.astype(np.float64)
-    mids = 0.5 * (corners[_EDGES[:, 0]] + corners[_EDGES[:, 1]])
-    table = np.full((256, 12), -1, dtype=np.int64)
-    gi = np.arange(8, dtype=np.int64)[None]
-    for cfg in range(1, 255):
-        values = np.where((cfg >> np.arange(8)) & 1, -1.0, 1.0)
-        V, F = igl.marching_cubes(values, corners, gi, 0.0)[:2]
-        edge = np.argmin(np.linalg.norm(V[:, None, :] - mids[None], axis=2), axis=1)
-        e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]]])
-        _, label = connected_components(
-            coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(V), len(V))),
-            directed=False,
-        )
-        table[cfg, edge] = label
-    _COMPONENTS = table
-    return table
 
 
 def _gradients(field, P: np.ndarray, step: float, batch: int, device) -> np.ndarray:
@@ -138,12 +86,12 @@ def dual_contour(
     ckey_sorted = ckey[order]
 
     # Crossed edges of every cell, and the unique grid edges among them.
-    a_idx = cells_gi[:, _EDGES[:, 0]]  # (C, 12)
-    b_idx = cells_gi[:, _EDGES[:, 1]]
+    a_idx = cells_gi[:, EDGES[:, 0]]  # (C, 12)
+    b_idx = cells_gi[:, EDGES[:, 1]]
     crossed = inside[a_idx] != inside[b_idx]
     cell_of, slot = np.nonzero(crossed)
     ea, eb = a_idx[cell_of, slot], b_idx[cell_of, slot]
-    axis = _AXIS[slot]
+    axis = EDGE_AXIS[slot]
     ekey = ea * 3 + axis
     uniq, inv = np.unique(ekey, return_inverse=True)
     ua, uaxis = uniq // 3, uniq % 3
@@ -158,7 +106,7 @@ def dual_contour(
     # One vertex per sheet of each cell (usually one sheet).
     bits = (1 << np.arange(8, dtype=np.int64))[None, :]
     cfg = np.sum(inside[cells_gi] * bits, axis=1)
-    table = _edge_components()
+    table = edge_components()
     sheet = table[cfg[cell_of], slot]
     vkey = cell_of * 4 + sheet
     vid_of = np.full(C * 4, -1, dtype=np.int64)
@@ -206,7 +154,7 @@ def dual_contour(
         cell = order[pos]
         # The sheet of that cell this edge belongs to: the edge sits at the cell's low side
         # along u (v) when the cell's offset is 0, at its high side when it is -1.
-        sl = _SLOT[uaxis, -du, -dv]
+        sl = EDGE_SLOT[uaxis, -du, -dv]
         quad[:, q] = vid_of[cell * 4 + table[cfg[cell], sl]]
     if np.any(quad < 0):
         return None

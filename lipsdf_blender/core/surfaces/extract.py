@@ -29,33 +29,13 @@ from ..errors import BadInputError, CancelledError
 from ..fields.sdf import DistanceField
 from ..types import Faces, Points
 from .contour import dual_contour
-from .metrics import is_watertight
+from .cube import CHILDREN, CUBE_CORNERS, LATTICE
+from .topology import is_watertight
 
 __all__ = ["ExtractResult", "ExtractStats", "cell_size", "extract", "extract_levels"]
 
 log = logging.getLogger(__name__)
 
-#: Corner offsets of a cube in the order ``igl.marching_cubes`` expects for its ``GI`` rows
-#: (Paul Bourke's convention: the bottom face counter-clockwise, then the top face). Checked
-#: in ``tests/test_extract.py``: with any other order the cut points leave the cube's edges.
-CUBE_CORNERS = np.array(
-    [
-        [0, 0, 0],
-        [1, 0, 0],
-        [1, 1, 0],
-        [0, 1, 0],
-        [0, 0, 1],
-        [1, 0, 1],
-        [1, 1, 1],
-        [0, 1, 1],
-    ],
-    dtype=np.int64,
-)
-
-_CHILDREN = np.array([[i, j, k] for k in (0, 1) for j in (0, 1) for i in (0, 1)], dtype=np.int64)
-_LATTICE = np.array(
-    [[i, j, k] for k in (0, 1, 2) for j in (0, 1, 2) for i in (0, 1, 2)], dtype=np.int64
-)
 # Rows of cells processed at once when building corner indices; bounds temporary memory.
 _CHUNK = 1 << 18
 _MIN_RESOLUTION = 16
@@ -244,7 +224,7 @@ def _touches_boundary(cells: np.ndarray, size: int, n: np.ndarray) -> np.ndarray
 
 def _children(cells: np.ndarray, child_size: int, n: np.ndarray) -> np.ndarray:
     """The (up to) 8 children of each cell that lie inside the grid."""
-    kids = (2 * cells[:, None, :] + _CHILDREN[None, :, :]).reshape(-1, 3)
+    kids = (2 * cells[:, None, :] + CHILDREN[None, :, :]).reshape(-1, 3)
     return kids[np.all(kids * child_size < n, axis=1)]
 
 
@@ -331,7 +311,7 @@ def _corner_keys(grid: _Grid, parents: np.ndarray) -> np.ndarray:
     parts = []
     per = _CHUNK // 32
     for s in range(0, len(parents), per):
-        lat = (2 * parents[s : s + per, None, :] + _LATTICE[None]).reshape(-1, 3)
+        lat = (2 * parents[s : s + per, None, :] + LATTICE[None]).reshape(-1, 3)
         lat = lat[np.all(lat <= grid.n, axis=1)]  # corners of children outside the grid
         parts.append(_unique(grid.corner_keys(lat)))
     return _unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)
@@ -408,7 +388,7 @@ def _t_children(cells: torch.Tensor, child_size: int, n: torch.Tensor) -> torch.
     return kids[(kids * child_size < n).all(dim=1)]
 
 
-_T_CHILDREN = torch.from_numpy(_CHILDREN)
+_T_CHILDREN = torch.from_numpy(CHILDREN)
 
 
 def _t_evaluate(field, points: torch.Tensor) -> torch.Tensor:
@@ -470,7 +450,7 @@ def _levels_on_device(field, grid: _Grid, lv: np.ndarray, batch_size, dev, track
 
     # Corners of all children of the surviving 2h cells: the 3x3x3 lattice of each parent.
     tracker.stage(0.3, 0.9)
-    lattice = torch.from_numpy(_LATTICE).to(dev)
+    lattice = torch.from_numpy(LATTICE).to(dev)
     lat = (2 * cells[:, None, :] + lattice[None]).reshape(-1, 3)
     sx, sy = int(grid.stride[0]), int(grid.stride[1])
     outside = (lat > n).any(dim=1)
@@ -493,7 +473,7 @@ def _levels_on_device(field, grid: _Grid, lv: np.ndarray, batch_size, dev, track
 
     # Children (8 per parent) and their 8 corners as lattice indices i + 3 j + 9 k.
     tracker.stage(0.9, 0.95)
-    child = torch.from_numpy(_CHILDREN).to(dev)  # (8, 3)
+    child = torch.from_numpy(CHILDREN).to(dev)  # (8, 3)
     corner = torch.from_numpy(CUBE_CORNERS).to(dev)  # (8, 3)
     lat_of = child[:, None, :] + corner[None, :, :]  # (8 children, 8 corners, 3)
     lat_idx = (lat_of[..., 0] + 3 * lat_of[..., 1] + 9 * lat_of[..., 2]).reshape(-1)

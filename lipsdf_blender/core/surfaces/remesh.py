@@ -1,13 +1,14 @@
-"""The surfaces a user gets: remesh, and CSG built on the remeshed operands.
+"""The surfaces a user gets: remesh, offsets and CSG, all built on the remeshed surface.
 
-Every surface LipSDF hands out starts here, so remesh, offsets (:mod:`.meshfield`) and CSG share
-one zero level set and one fidelity:
+Every surface LipSDF hands out starts here, so remesh, offsets and CSG share one zero level set
+and one fidelity:
 
 - :func:`remesh` extracts the zero level set of :func:`.detail.surface_field` (the input's own
   distances near the input, the trained field elsewhere);
 - :func:`combine_surfaces` remeshes each operand that way and combines the exact signed
-  distances of those closed meshes (:class:`.meshfield.MeshDistance`), so a union keeps each
-  part's creases and detail; fields without an input surface are combined as they are.
+  distances of those closed meshes (:class:`.mesh_distance.MeshDistance`), so a union keeps each
+  part's creases and detail; fields without an input surface are combined as they are;
+- :func:`offset_surfaces` extracts the levels of the exact signed distance of the remesh.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import numpy as np
 from ..errors import BadInputError
 from ..fields.csg import combine
 from ..fields.detail import BAND, has_detail, surface_field
-from .extract import ExtractResult, cell_size, extract
-from .metrics import component_labels, is_watertight
+from .extract import ExtractResult, cell_size, extract, extract_levels
+from .mesh_distance import MeshDistance
 from .simplify import decimate_results
+from .topology import component_labels, is_watertight
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +173,6 @@ def combine_surfaces(
     ``faces`` is a target face count for the result (0: every triangle); ``sharp`` uses
     dual contouring for the operands and the result, so seams between them stay sharp.
     """
-    from .mesh_distance import MeshDistance
-
     combine(op, fields, blend=blend, matrices=matrices, names=names)  # refuse before any work
     operands = []
     for i, f in enumerate(fields):
@@ -199,3 +199,61 @@ def combine_surfaces(
         sharp=sharp and target_detailed,
     )
     return decimate_results([r], faces)[0]
+
+
+def offset_surfaces(
+    field,
+    distances: Sequence[float],
+    resolution: int = 256,
+    exact: bool = True,
+    device=None,
+    progress=None,
+    cancel=None,
+    detail: bool = True,
+    faces: int = 0,
+    sharp: bool = True,
+    surface=None,
+):
+    """Surfaces at signed distances from a field's surface, in object units.
+
+    Parameters
+    ----------
+    field : DistanceField
+    distances : sequence of float
+        Object units; negative offsets go inward.
+    resolution : int
+        Marching-cubes cells along the longest side, for the surface and each offset.
+    exact : bool
+        True: measure distances exactly from the field's zero level set (extracted at
+        ``resolution``). False: extract the field's own level sets ``f = D`` directly, which
+        are conservative (at least ``D`` away) but lie farther out where the field's slope
+        is below 1.
+    device, progress, cancel
+        As for :func:`lipsdf_blender.core.surfaces.extract.extract_levels`.
+    detail : bool
+        Measure from the surface with the input's detail (:func:`remesh`), the
+        same surface a remesh gives.
+    surface : ExtractResult, optional
+        That surface, when the caller remeshed already (with the same ``resolution``,
+        ``detail`` and ``sharp``): it is not extracted again.
+    faces : int
+        Target face count of each offset surface (0: every triangle).
+    sharp : bool
+        Dual contouring for the surface and the offsets (creases of inward offsets stay
+        sharp; outward ones are round, as true offsets are).
+
+    Returns
+    -------
+    list of ExtractResult, one per distance, in the order given.
+    """
+    kw = dict(resolution=resolution, progress=progress, cancel=cancel)
+    if not exact:
+        return decimate_results(extract_levels(field, list(distances), device=device, **kw), faces)
+    if surface is None:
+        surface = remesh(field, device=device, detail=detail, sharp=sharp, **kw)
+    if len(surface.faces) == 0:
+        raise BadInputError("the field has no surface (its zero level set is empty)")
+    shells = extract_levels(
+        MeshDistance(surface.vertices, surface.faces), list(distances), sharp=sharp, **kw
+    )
+    return decimate_results(shells, faces)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import BadInputError
 from ..types import Faces, Points
-from .metrics import is_watertight
+from .topology import is_watertight
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ zero than ``band * voxel`` plus the block's half-diagonal, so the band is found 
 blocks from coarse to fine (OpenVDB's leaves of 8^3 voxels, then 4^3 and 2^3 blocks inside
 them) and evaluating voxel by voxel only in the blocks that remain: the cost grows with the
 surface area, not with the volume of the grid. Nothing is lost by the pruning when the field
-is 1-Lipschitz (a trained field, or the exact distance :class:`~.meshfield.MeshDistance`).
+is 1-Lipschitz (a trained field, or the exact distance
+:class:`~..surfaces.mesh_distance.MeshDistance`).
 
 Example
 -------

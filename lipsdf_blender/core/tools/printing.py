@@ -5,7 +5,8 @@ the largest empty ball touching the surface there), so an artist sees where a pr
 too thin; :func:`hollow` turns a solid into a shell of a given wall, to save material.
 
 Both measure with a distance field: the exact signed distance to a mesh
-(:class:`~.meshfield.MeshDistance`, e.g. of a field's remesh) or any 1-Lipschitz field, whose
+(:class:`~..surfaces.mesh_distance.MeshDistance`, e.g. of a field's remesh) or any 1-Lipschitz
+field, whose
 values are distance *bounds* and make the measured thickness conservative.
 
 Example
@@ -23,8 +24,8 @@ import math
 import numpy as np
 
 from ..errors import BadInputError, CancelledError
-from ..fields.query import DEFAULT_BATCH, _check_points, evaluate, value_and_gradient
-from ..surfaces.metrics import is_watertight, signed_volume
+from ..fields.query import DEFAULT_BATCH, check_points, evaluate, value_and_gradient
+from ..surfaces.topology import is_watertight, signed_volume
 from ..types import Faces, Points, Scalars
 
 #: Steps of the walk onto the surface along the normal (each one never crosses it).
@@ -83,8 +84,8 @@ def thickness(
     overlap the walls by ``rel_tol * r`` (a thickness up to ``rel_tol / 2`` too large).
 
     Normals: when the test's distance can give the surface's own normals (``exact`` a
-    :class:`~.meshfield.MeshDistance`: the smooth and the flat normal of the mesh at the
-    closest point, where the point is moved; the larger of the two balls is kept, both being
+    :class:`~..surfaces.mesh_distance.MeshDistance`: the smooth and the flat normal of the mesh at
+    the closest point, where the point is moved; the larger of the two balls is kept, both being
     empty balls touching the point), those are used; a network's gradient, a few degrees off the
     facets of its remesh, makes the balls cross the facets next to ``p`` (on a trained
     sphere's remesh the median reads 40 % low with it). Otherwise each point is moved onto
@@ -145,7 +146,7 @@ def thickness(
     >>> from lipsdf_blender.core.fields.sdf import SphereField
     >>> thickness(SphereField(radius=1.0), np.array([[1.0, 0.0, 0.0]]))  # ~ [2.]
     """
-    P = _check_points(P)
+    P = check_points(P)
     rel_tol = float(rel_tol)
     if not 0.0 < rel_tol < 0.5:
         raise BadInputError(f"rel_tol must be between 0 and 0.5, got {rel_tol}")
@@ -173,7 +174,7 @@ def thickness(
     elif normals is None:
         _, g = _gradients(field, P, batch_size)
     else:
-        g = _check_points(normals, "normals")
+        g = check_points(normals, "normals")
         if len(g) != len(P):
             raise BadInputError(f"got {len(g)} normals for {len(P)} points; give one per point")
     gnorm = np.linalg.norm(g, axis=1)

@@ -220,7 +220,7 @@ def make_samples(
             X = np.clip(X, -cfg.box, cfg.box)
             P, y = np.concatenate([P, X]), np.concatenate([y, np.where(inside, -1.0, 1.0)])
         if cfg.balance:
-            P, y = _balance(P, y, wn, cfg, rng, cancel, pool)
+            P, y = balance(P, y, wn, cfg, rng, cancel, pool)
     else:
         raise BadInputError(f"unknown mode {mode!r}; use 'signed' or 'unsigned'")
     if not (y < 0).any() or not (y > 0).any():
@@ -232,7 +232,7 @@ def make_samples(
     return Samples(P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0, prepared)
 
 
-def _balance(P, y, wn, cfg: SampleConfig, rng, cancel, pool=None, rounds: int = 8):
+def balance(P, y, wn, cfg: SampleConfig, rng, cancel, pool=None, rounds: int = 8):
     """Draw more uniform points of the rarer class until both classes have the same count.
 
     ``pool``: labelled candidates ``(points, labels, lo, hi)`` drawn uniformly in the box

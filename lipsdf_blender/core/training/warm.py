@@ -38,7 +38,7 @@ import numpy as np
 from ..errors import CancelledError
 from ..inputs.geometry import Geometry
 from .presets import SampleConfig
-from .sampling import Samples, WindingNumber, _balance, sample_on_geometry
+from .sampling import Samples, WindingNumber, balance, sample_on_geometry
 
 log = logging.getLogger("lipsdf.train")
 
@@ -302,7 +302,7 @@ def relabel(
     P2 = np.concatenate([P[keep].astype(np.float64), extra])
     y2 = np.concatenate([y[keep].astype(np.float64), y_extra])
     if cfg.balance:
-        P2, y2 = _balance(P2, y2, wn, cfg, rng, cancel)
+        P2, y2 = balance(P2, y2, wn, cfg, rng, cancel)
     stats.update(
         relabelled=int(len(again) + len(extra)),
         flipped=int((y[again] != old.labels[again]).sum()),
