@@ -2,6 +2,6 @@
 
 import sys
 
-from lipsdf_blender.cli import main
+from lipsdf_blender.cli.main import main
 
 sys.exit(main())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lipsdf_blender.core.inputs.primitives import box_mesh, curve_circle, icosphere
-from lipsdf_blender.core.surfaces import metrics, topology
+from lipsdf_blender.core.surfaces import topology
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import reports  # noqa: E402

@@ -187,7 +187,7 @@ class _Terminal(io.StringIO):
 
 
 def test_the_progress_bar_shows_no_eta_until_the_step_rate_is_known():
-    from lipsdf_blender.cli import ProgressBar
+    from lipsdf_blender.cli.progress import ProgressBar
     from lipsdf_blender.core.training.train import _Reporter
 
     term, clock = _Terminal(), [0.0]
@@ -202,7 +202,7 @@ def test_the_progress_bar_shows_no_eta_until_the_step_rate_is_known():
 
 
 def test_input_formats_are_listed_and_a_broken_scene_is_one_line(tmp_path):
-    from lipsdf_blender.cli import INPUT_FORMATS
+    from lipsdf_blender.cli.parser import INPUT_FORMATS
     from lipsdf_blender.core.formats.files import READ_EXTENSIONS
 
     # the help names every extension the reader takes

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import SPHERE_RADIUS, WORKER_ENV, sphere_cloud
 
-from lipsdf_blender import cli
+from lipsdf_blender.cli import main as cli
 from lipsdf_blender.core.errors import BadInputError
 from lipsdf_blender.core.fields.field import Field
 from lipsdf_blender.core.fields.query import (
