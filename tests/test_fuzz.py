@@ -976,7 +976,7 @@ WORKER_MODULES = (running, build, surface, picture, grid)
 @pytest.fixture(scope="module")
 def stand_ins():
     mp = pytest.MonkeyPatch()
-    # Each core call is replaced in every worker module that imports it (the job mixins too).
+    # Each core call is replaced in every worker module that imports it (the job modules too).
     for name in ("remesh", "extract_levels", "offset_surfaces", "combine_surfaces",
                  "sample_surface_points", "project", "train_field", "project_safe",
                  "thickness", "hollow", "slice_image", "render", "narrow_band"):  # fmt: skip
