@@ -42,7 +42,7 @@ SURFACES_KEPT = 4
 EXTRACT_BATCH = 65536
 MIN_EXTRACT_BATCH = 1024
 
-OOM_TYPES = tuple(
+_OOM_TYPES = tuple(
     t for t in (getattr(torch.cuda, "OutOfMemoryError", None), MemoryError) if t is not None
 )
 
@@ -53,7 +53,7 @@ class OutOfMemory(Exception):
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for CUDA / MPS / host out-of-memory errors."""
-    return isinstance(exc, OOM_TYPES) or (
+    return isinstance(exc, _OOM_TYPES) or (
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
     )
 
@@ -78,7 +78,7 @@ class FieldCache:
 
     def __init__(self, size: int = 8):
         self.size = size
-        self.items: collections.OrderedDict = collections.OrderedDict()
+        self._items: collections.OrderedDict = collections.OrderedDict()
 
     @staticmethod
     def key(path: Path):
@@ -95,9 +95,9 @@ class FieldCache:
             key = self.key(path)
         except OSError as exc:
             raise FieldFileError(f"cannot read the field file {path.name}: {exc}") from None
-        if key in self.items:
-            self.items.move_to_end(key)
-            return self.items[key], True
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key], True
         field = Field.load(path)
         self.put(path, field, key)
         return field, False
@@ -106,10 +106,10 @@ class FieldCache:
         """Keep ``field`` as the one at ``path`` (a field the worker has just written)."""
         path = Path(path).resolve()
         key = key or self.key(path)
-        self.items[key] = field
-        self.items.move_to_end(key)
-        while len(self.items) > self.size:
-            self.items.popitem(last=False)
+        self._items[key] = field
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
 
 
 class ExactSurfaces:
@@ -122,7 +122,7 @@ class ExactSurfaces:
 
     def __init__(self, size: int = SURFACES_KEPT):
         self.size = size
-        self.items: collections.OrderedDict = collections.OrderedDict()
+        self._items: collections.OrderedDict = collections.OrderedDict()
 
     def get(self, job: Job, name, field: Field, info: dict) -> MeshDistance:
         """The exact distance to ``field``'s remesh (``name`` is the field's file in the
@@ -131,18 +131,18 @@ class ExactSurfaces:
         detail = par.flag(job.params, "detail", True)
         sharp = par.flag(job.params, "sharp", True)
         key = (FieldCache.key(job.field_path(name).resolve()), res, detail, sharp)
-        if key in self.items:
-            self.items.move_to_end(key)
+        if key in self._items:
+            self._items.move_to_end(key)
             info["surface_cached"] = True
-            return self.items[key]
+            return self._items[key]
         r = on_device(job, "surface", remesh, field, res, detail=detail, sharp=sharp)
         if len(r.faces) == 0:
             raise BadInputError("the field has no surface (its zero level set is empty)")
         exact = MeshDistance(r.vertices, r.faces)
         info["surface_cached"] = False
-        self.items[key] = exact
-        while len(self.items) > self.size:
-            self.items.popitem(last=False)
+        self._items[key] = exact
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
         return exact
 
 
