@@ -9,6 +9,8 @@ by :func:`register`.
 import sys
 
 __version__ = "0.1.0"
+#: The same, by a public name for the modules that report it (the worker's handshake).
+VERSION = __version__
 
 #: The name scripts import the add-on by, whatever Blender calls the installed package
 #: (an extension is ``bl_ext.<repository>.lipsdf_blender``).

@@ -55,9 +55,10 @@ from lipsdf_blender.core.fields.field import Field, _digest
 from lipsdf_blender.core.fields.network import LipschitzMLP
 from lipsdf_blender.core.formats.files import load_geometry
 from lipsdf_blender.core.inputs.geometry import Geometry
-from lipsdf_blender.worker import jobs_grid, jobs_picture, jobs_surface
 from lipsdf_blender.worker import protocol as P
+from lipsdf_blender.worker import running
 from lipsdf_blender.worker import server as S
+from lipsdf_blender.worker.jobs import build, grid, picture, surface
 
 SAMPLE = settings.get_profile("lipsdf-fuzz-sample")
 SLOW = settings.get_profile("lipsdf-fuzz-slow")
@@ -969,20 +970,20 @@ class StandIns:
         return tiny_field()
 
 
-WORKER_MODULES = (S, jobs_surface, jobs_picture, jobs_grid)
+WORKER_MODULES = (running, build, surface, picture, grid)
 
 
 @pytest.fixture(scope="module")
 def stand_ins():
     mp = pytest.MonkeyPatch()
-    # Each core call is replaced in every worker module that imports it (the job mixins too).
+    # Each core call is replaced in every worker module that imports it (the job modules too).
     for name in ("remesh", "extract_levels", "offset_surfaces", "combine_surfaces",
                  "sample_surface_points", "project", "train_field", "project_safe",
                  "thickness", "hollow", "slice_image", "render", "narrow_band"):  # fmt: skip
         for module in WORKER_MODULES:
             if hasattr(module, name):
                 mp.setattr(module, name, getattr(StandIns, name))
-    mp.setattr(S, "decimate_results", lambda results, faces: None)
+    mp.setattr(build, "decimate_results", lambda results, faces: None)
     yield
     mp.undo()
 

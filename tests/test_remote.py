@@ -195,7 +195,7 @@ def test_errors_on_the_cluster_keep_their_kind_and_message(remote, client, tmp_p
 
 def test_the_files_a_request_names_are_collected(tmp_path):
     from lipsdf_blender.worker import remote as R
-    from lipsdf_blender.worker.server import _Job
+    from lipsdf_blender.worker.running import Job
 
     (tmp_path / "job" / "sub").mkdir(parents=True)
     (tmp_path / "job" / "input.npz").write_bytes(b"in")
@@ -213,10 +213,10 @@ def test_the_files_a_request_names_are_collected(tmp_path):
         "other": str(tmp_path / "secret.npz"),  # absolute, not a field
         "preset": "fast",
     }
-    job = _Job({"id": "1", "type": "csg", "params": params, "job_dir": str(tmp_path / "job")})
+    job = Job({"id": "1", "type": "csg", "params": params, "job_dir": str(tmp_path / "job")})
     inputs, fields, refs = R.collect_files(job)
     assert inputs == {"input.npz": b"in", "sub/p.npz": b"pts"}
-    a, b = (R._stored_name(x, ".lipsdf") for x in (b"field a", b"field b"))
+    a, b = (R.stored_name(x, ".lipsdf") for x in (b"field a", b"field b"))
     assert fields == {a: b"field a", b: b"field b"}
     assert refs == [("fields", 0, a), ("fields", 1, b), ("fields", 2, a)]
 

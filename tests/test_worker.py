@@ -422,16 +422,16 @@ def test_out_of_memory_on_a_gpu_falls_back_to_the_cpu(monkeypatch):
     # No GPU needed: the device choice is faked, the fall-back logic is the real one.
     import io
 
-    from lipsdf_blender.worker import server
+    from lipsdf_blender.worker import running, server
 
     def fake_pick(name="auto"):
         return torch.device("cuda" if name == "cuda" else "cpu")
 
-    monkeypatch.setattr(server, "pick_device", fake_pick)
+    monkeypatch.setattr(running, "pick_device", fake_pick)
     monkeypatch.delenv("LIPSDF_WORKER_FAKE_OOM", raising=False)
     out = io.StringIO()
     srv = server.Server(io.BytesIO(), out, parent_pid=os.getppid())
-    job = server._Job({"id": "7", "type": "train", "params": {}})
+    job = srv.make_job({"id": "7", "type": "train", "params": {}})
     calls = []
 
     def attempt(scale, dev):
@@ -440,7 +440,7 @@ def test_out_of_memory_on_a_gpu_falls_back_to_the_cpu(monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
         return "done"
 
-    assert srv.with_fallbacks(job, attempt, "cuda") == "done"
+    assert running.with_fallbacks(job, attempt, "cuda") == "done"
     assert calls == [(1.0, "cuda"), (0.5, "cuda"), (0.5, "cpu")]
     logs = [P.decode(line) for line in out.getvalue().splitlines()]
     assert [m["type"] for m in logs] == [P.LOG, P.LOG]

@@ -22,9 +22,13 @@ def main() -> int:
     if threads:
         torch.set_num_threads(int(threads))
     share = FairShare() if fair_share_wanted() else None
+    from .remote import from_environment
     from .server import Server
 
-    return Server(sys.stdin.buffer, out, share=share).serve()
+    server = Server(sys.stdin.buffer, out, share=share)
+    # Jobs go to a Ray cluster when the environment names one (see .remote).
+    server.forwarder = from_environment(server)
+    return server.serve()
 
 
 if __name__ == "__main__":

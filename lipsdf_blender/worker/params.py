@@ -1,7 +1,9 @@
 """Checks of a request's params: every value's type and range, before any work.
 
 Each function raises :class:`~..core.errors.BadInputError` with a one-line message that names
-the param, so a bad request is answered as ``bad_input`` and never reaches the core.
+the param, so a bad request is answered as ``bad_input`` and never reaches the core. Files
+the params name are read by the job (:class:`.running.Job`); this module imports only the
+core.
 """
 
 from __future__ import annotations
@@ -9,12 +11,10 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import fields as dataclass_fields
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..core.errors import BadInputError
-from ..core.fields.field import read_npz
 from ..core.inputs.cloud import NORMALS_CHOICES
 from ..core.inputs.geometry import Geometry
 from ..core.training.presets import (
@@ -25,9 +25,6 @@ from ..core.training.presets import (
     SampleConfig,
     resolution_for,
 )
-
-if TYPE_CHECKING:
-    from .server import _Job
 
 
 def usable_path(name) -> bool:
@@ -60,6 +57,7 @@ def short(value) -> str:
 
 
 def whole(params: dict, key: str, default: int, lo: int, hi: int) -> int:
+    """``params[key]`` (else ``default``): a whole number from ``lo`` to ``hi``."""
     v = params.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         raise BadInputError(f"{key} must be a whole number from {lo} to {hi}, got {short(v)}")
@@ -67,10 +65,12 @@ def whole(params: dict, key: str, default: int, lo: int, hi: int) -> int:
 
 
 def is_number(v) -> bool:
+    """A finite int or float (not a bool)."""
     return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
 
 
 def number(params: dict, key: str, default: float, lo: float = -math.inf) -> float:
+    """``params[key]`` (else ``default``): a finite number ``>= lo``, as a float."""
     v = params.get(key, default)
     if not is_number(v) or v < lo or abs(v) > 1e30:
         bound = "" if lo == -math.inf else f" >= {lo:g}"
@@ -79,6 +79,7 @@ def number(params: dict, key: str, default: float, lo: float = -math.inf) -> flo
 
 
 def numbers(params: dict, key: str, default: list) -> list[float]:
+    """``params[key]`` (else ``default``): a list of at most :data:`MAX_LIST` finite numbers."""
     v = params.get(key, default)
     if (
         not isinstance(v, list)
@@ -92,6 +93,7 @@ def numbers(params: dict, key: str, default: list) -> list[float]:
 
 
 def flag(params: dict, key: str, default: bool) -> bool:
+    """``params[key]`` (else ``default``): true or false."""
     v = params.get(key, default)
     if not isinstance(v, bool):
         raise BadInputError(f"{key} must be true or false, got {short(v)}")
@@ -99,6 +101,7 @@ def flag(params: dict, key: str, default: bool) -> bool:
 
 
 def text(params: dict, key: str, default: str) -> str:
+    """``params[key]`` (else ``default``): a string."""
     v = params.get(key, default)
     if not isinstance(v, str):
         raise BadInputError(f"{key} must be a string, got {short(v)}")
@@ -106,6 +109,7 @@ def text(params: dict, key: str, default: str) -> str:
 
 
 def choice(params: dict, key: str, default: str, choices: tuple[str, ...]) -> str:
+    """``params[key]`` (else ``default``): one of ``choices``."""
     v = params.get(key, default)
     if not isinstance(v, str) or v not in choices:
         raise BadInputError(f"{key} must be one of {', '.join(choices)}, got {short(v)}")
@@ -176,19 +180,9 @@ def surface_params(params: dict) -> dict:
     }
 
 
-def load_input(job: _Job, name, what: str) -> dict:
-    path = job.path(name, what)
-    if not path.is_file():
-        raise BadInputError(f"{what} file {path.name} does not exist in the job folder")
-    try:
-        return read_npz(path, MAX_INPUT_BYTES)
-    except (ValueError, OSError) as exc:
-        raise BadInputError(f"{what} file {path.name} is not a readable .npz: {exc}") from None
-
-
 def remesh_checks(params: dict) -> None:
     """``resolution``, ``detail`` and ``sharp`` of a job that may remesh, checked before any
-    work (the remesh itself reads them later, in ``Server._exact``)."""
+    work (the remesh itself reads them later, in :class:`.running.ExactSurfaces`)."""
     if params.get("resolution") is not None:
         whole(params, "resolution", 256, *RESOLUTION)
     flag(params, "detail", True)
@@ -201,22 +195,6 @@ def field_names(params: dict, key: str = "fields") -> list:
     if not isinstance(names, list) or not 1 <= len(names) <= MAX_LIST:
         raise BadInputError(f"{key} must be a list of 1 to {MAX_LIST} field files")
     return names
-
-
-def points_input(job: _Job, name, what: str) -> np.ndarray:
-    """The ``points`` array of an input ``.npz``: ``(n, 3)`` finite numbers, as float64."""
-    arrays = load_input(job, name, what)
-    if "points" not in arrays:
-        raise BadInputError(f"{what} file has no array named 'points'")
-    pts = arrays["points"]
-    if (
-        pts.ndim != 2
-        or pts.shape[1:] != (3,)
-        or pts.dtype.kind not in "iuf"
-        or not np.isfinite(pts).all()
-    ):
-        raise BadInputError(f"{what} must be an (n, 3) array of finite numbers")
-    return pts.astype(np.float64)
 
 
 def matrix(params: dict, key: str = "matrix") -> np.ndarray | None:
@@ -233,6 +211,7 @@ def matrix(params: dict, key: str = "matrix") -> np.ndarray | None:
 
 
 def geometry_from(kind: str, a: dict) -> Geometry:
+    """The training input ``a`` (arrays) as a checked core geometry of ``kind``."""
     if "vertices" not in a:
         raise BadInputError("the input has no 'vertices' array")
     if kind == "mesh":
@@ -287,6 +266,7 @@ def setting(key: str, value, default):
 
 
 def overrides(ov: dict) -> dict:
+    """A train job's ``overrides``: known preset (and ``samples``) settings, each checked."""
     if not isinstance(ov, dict):
         raise BadInputError("overrides must be a JSON object of preset settings")
     unknown = set(ov) - _PRESET_FIELDS

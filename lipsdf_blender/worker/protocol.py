@@ -202,6 +202,15 @@ class ProtocolError(ValueError):
     """A line that is not a protocol message."""
 
 
+class RemoteError(Exception):
+    """An error that already has its protocol kind, message and traceback: a forwarded job's
+    own error, or the cluster lost (kind ``remote``). The server sends it unchanged."""
+
+    def __init__(self, kind: str, message: str, tb: str = ""):
+        super().__init__(message)
+        self.kind, self.message, self.traceback = kind, message, tb
+
+
 def _finite(obj):
     """Replace NaN and infinities (not valid JSON) by ``None``, recursively."""
     if isinstance(obj, float):

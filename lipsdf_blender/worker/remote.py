@@ -41,6 +41,7 @@ from pathlib import Path
 
 from ..core.errors import BadInputError, CancelledError
 from . import protocol as P
+from .protocol import RemoteError
 
 log = logging.getLogger("lipsdf.remote")
 
@@ -61,15 +62,6 @@ BLOBS_KEPT = 64
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
-class RemoteError(Exception):
-    """An error that already has its protocol kind, message and traceback: a forwarded job's
-    own error, or the cluster lost (kind ``remote``). The server sends it unchanged."""
-
-    def __init__(self, kind: str, message: str, tb: str = ""):
-        super().__init__(message)
-        self.kind, self.message, self.traceback = kind, message, tb
-
-
 class _Lost(Exception):
     """A Ray call failed because the cluster or the actor is gone."""
 
@@ -87,7 +79,9 @@ def fallback_flag(value: str | None) -> bool:
 
 
 def from_environment(server, environ=None) -> Forwarder | None:
-    """The forwarder a worker's environment asks for, or ``None`` (jobs run here)."""
+    """The forwarder a worker's environment asks for, or ``None`` (jobs run here);
+    ``server`` is the local :class:`.server.Server` whose stream the forwarded jobs'
+    messages go to."""
     environ = os.environ if environ is None else environ
     address = (environ.get(ENV_ADDRESS) or "").strip()
     if not address:
@@ -109,8 +103,10 @@ class ClusterWorker:
         worker = self
 
         class Buffered(Server):
+            """A server whose messages are kept for :meth:`ClusterWorker.messages`."""
+
             def send(self, message: dict) -> None:
-                worker._keep(message)
+                worker.keep(message)
 
         self.root = Path(tempfile.mkdtemp(prefix="lipsdf-remote-"))
         (self.root / "fields").mkdir()
@@ -120,11 +116,12 @@ class ClusterWorker:
         self._messages: list[dict] = []
         self._finals: dict[str, dict] = {}
         self._blobs: collections.OrderedDict = collections.OrderedDict()
-        self.server = Buffered(None, None, parent_pid=0)
-        self.server.forwarder = None  # never forward again from here
+        self.server = Buffered(None, None, parent_pid=0)  # never forwards again from here
         self._jobs = 0
 
-    def _keep(self, message: dict) -> None:
+    def keep(self, message: dict) -> None:
+        """Keep a message of the server's: a final one for :meth:`run`, others for
+        :meth:`messages`."""
         # Messages are sent as JSON by the local worker; encode here so what goes back is
         # exactly what a local worker would write (NaN as null).
         message = P.decode(P.encode(message))
@@ -147,7 +144,8 @@ class ClusterWorker:
         return out
 
     def cancel(self, job_id: str) -> None:
-        self.server._cancel(str(job_id))
+        """Cancel the job ``job_id`` (running or queued)."""
+        self.server.cancel(str(job_id))
 
     def missing(self, names: list[str]) -> list[str]:
         """Which of these stored field names (``<sha256>.lipsdf``) the actor lacks."""
@@ -193,8 +191,7 @@ class ClusterWorker:
                     params[key] = list(params[key])
                     params[key][index] = path
             request = dict(request, params=params, job_dir=str(folder))
-            with self.server._state_lock:  # so a cancel that comes first is not lost
-                self.server._queued.add(job_id)
+            self.server.mark_queued(job_id)  # so a cancel that comes first is not lost
             self.server.run(request)
             with self._lock:
                 final = self._finals.pop(job_id)
@@ -219,14 +216,15 @@ class ClusterWorker:
             data = path.read_bytes()
             out[key] = (path.name, data)
             if path.suffix == ".lipsdf" and path.resolve().is_relative_to(folder.resolve()):
-                field, _ = self.server.fields.get(path)
-                stored = self._blob(_stored_name(data, path.suffix))
+                field, _ = self.server.shared.fields.get(path)
+                stored = self._blob(stored_name(data, path.suffix))
                 os.replace(path, stored)  # keeps the modification time: the cache key holds
-                self.server.fields.put(stored, field)
+                self.server.shared.fields.put(stored, field)
         return out
 
 
-def _stored_name(data: bytes, suffix: str) -> str:
+def stored_name(data: bytes, suffix: str) -> str:
+    """The name a file is stored under on the cluster: its SHA-256 and its suffix."""
     return hashlib.sha256(data).hexdigest() + suffix
 
 
@@ -274,8 +272,7 @@ class Forwarder:
                         "next job tries to connect again)",
                     ) from None
                 self.local = True
-                self.server.log_message(
-                    job,
+                job.log(
                     "warning",
                     f"cannot reach the Ray cluster at {self.address} ({exc}); this job and "
                     "the next ones run on this computer (until the worker restarts)",
@@ -289,7 +286,7 @@ class Forwarder:
     def _connect(self, job) -> None:
         if self._actor is not None:
             return
-        self.server.progress(job, "connect", 0, 1, None, None, self.address)
+        job.progress("connect", 0, 1, None, None, self.address)
         from . import cluster
 
         try:
@@ -351,7 +348,7 @@ class Forwarder:
         ray, actor = self._ray, self._actor
         inputs, fields, refs = collect_files(job)
         # Big inputs take a while to go: the heartbeat repeats this until the cluster answers.
-        self.server.progress(job, "send", 0, 1, None, None, self.address)
+        job.progress("send", 0, 1, None, None, self.address)
         try:
             names = list(fields)
             lacking = set(self._call(ray.get, actor.missing.remote(names), timeout=STALL))
@@ -447,7 +444,7 @@ def collect_files(job) -> tuple[dict, dict, list]:
                 continue
             data = path.read_bytes()
             if path.suffix == ".lipsdf":
-                stored = _stored_name(data, ".lipsdf")
+                stored = stored_name(data, ".lipsdf")
                 fields[stored] = data
                 refs.append((key, i if isinstance(value, list) else None, stored))
             else:
