@@ -99,6 +99,7 @@ class Job:
     """
 
     def __init__(self, client: WorkerClient, plan: Plan, stages: int = 1):
+        """A job not yet started: :meth:`start` or :meth:`poll` submits its first request."""
         self.client = client
         self.plan = plan
         self.status = Status(stages=max(1, stages))
@@ -124,6 +125,8 @@ class Job:
             self._advance(None)
 
     def _advance(self, result: dict | None) -> None:
+        """Send ``result`` to the plan (``None``: start it) and submit its next request;
+        the plan's return value ends the job as done, its error as failed."""
         try:
             request = self.plan.send(result) if result is not None else next(self.plan)
         except StopIteration as stop:
@@ -227,10 +230,12 @@ class Job:
         raise LipSDFError("the job has not finished")
 
     def _fail(self, exc: LipSDFError) -> None:
+        """End the job as failed with ``exc``."""
         self.error = exc
         self._end(FAILED)
 
     def _end(self, state: str) -> None:
+        """End the job in ``state``: close the plan and remove the job's folder."""
         self.state = state
         self._current = None
         self.plan.close()

@@ -87,9 +87,11 @@ class _Progress:
     """Prints progress lines at most once a second (background mode and scripts)."""
 
     def __init__(self, what: str):
+        """``what``: the operator's label, at the start of each line."""
         self.what, self.last, self.text = what, 0.0, ""
 
     def __call__(self, status: Status) -> None:
+        """Print ``status`` when it changed and a second has passed since the last line."""
         text = status.text()
         now = time.monotonic()
         if text != self.text and now - self.last >= 1.0:
@@ -336,6 +338,7 @@ def with_settings(*groups):
     """Give an operator class the shared settings, ``overrides`` and the given property groups."""
 
     def decorate(cls):
+        """Give ``cls`` the properties as annotations (its own last, so they win)."""
         ann = dict(settings_properties())
         for group in groups:
             ann.update(group())
@@ -369,7 +372,7 @@ def stop_job(timeout: float = CANCEL_WAIT) -> None:
 
 @bpy.app.handlers.persistent
 def _on_load_pre(*_args) -> None:
-    # Loading a file drops modal operators: stop their job rather than leave it orphaned.
+    """Loading a file drops modal operators: stop their job rather than leave it orphaned."""
     if busy():
         stop_job()
 
@@ -392,6 +395,7 @@ def field_tool(prefix: str, group):
     ``prefix + key`` (the panel's values; set ones win)."""
 
     def decorate(cls):
+        """Add the properties and say which keys the scene keeps under ``prefix``."""
         cls = with_settings(group)(cls)
         cls.tool_keys = tuple(group())
         cls.scene_prefix = prefix

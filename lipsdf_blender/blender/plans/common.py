@@ -86,6 +86,7 @@ class Source:
     init_file: str | None = None
 
     def __post_init__(self):
+        """Refuse a kind the worker does not train (:class:`BadInputError`)."""
         if self.kind not in KINDS:
             raise BadInputError(f"{self.name}: unknown geometry kind {self.kind!r}")
 
