@@ -9,6 +9,7 @@ progress in a :class:`Status`, cancels, and hands back the plan's return value o
 The same :class:`Job` runs in two ways: :meth:`Job.poll` from a modal operator's timer (the
 interface stays responsive) and :meth:`Job.run`, which blocks (``blender -b``, scripts).
 
+>>> from lipsdf_blender.blender.plans.build import plan_remesh
 >>> job = Job(client, plan_remesh([source], Settings(preset="fast")))
 >>> outcome = job.run(on_progress=lambda status: print(status.text()))
 >>> vertices, faces, level = outcome.meshes["Suzanne"][0]

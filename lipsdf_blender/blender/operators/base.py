@@ -1,4 +1,4 @@
-"""What every LipSDF operator shares: the job it runs, its settings, its progress, its result.
+"""What every LipSDF operator that runs a job shares: the job, its settings, progress, result.
 
 Each operator copies its properties into a :class:`~..plans.common.Settings`, turns the
 selected objects into :class:`~..plans.common.Source` arrays and runs its plan (one of
