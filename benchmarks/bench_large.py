@@ -13,7 +13,8 @@ normals), of which preparing the cloud; training; extraction; total; peak reside
 
 ``--blender``: in a ``bpy`` process, a 1M-vertex point cloud object and the 1.5M-face mesh
 are read as the add-on reads them before a job (``convert.object_source``: evaluated mesh,
-``foreach_get``, triangles, normals) and hashed for the stale check (``jobs.geometry_hash``).
+``foreach_get``, triangles, normals) and hashed for the stale check
+(``plans.common.geometry_hash``).
 
 Run alone on a quiet machine::
 
@@ -117,7 +118,8 @@ def blender_case() -> dict:
     import bpy
     import igl
 
-    from lipsdf_blender.blender import convert, jobs
+    from lipsdf_blender.blender import convert
+    from lipsdf_blender.blender.plans.common import geometry_hash
     from lipsdf_blender.core.formats.files import load_geometry
 
     out = {"blender": bpy.app.version_string}
@@ -147,7 +149,7 @@ def blender_case() -> dict:
         t0 = time.perf_counter()
         src = convert.object_source(obj, dg)
         t1 = time.perf_counter()
-        jobs.geometry_hash(src.kind, src.arrays)
+        geometry_hash(src.kind, src.arrays)
         t2 = time.perf_counter()
         out[name] = {
             "vertices": len(verts),

@@ -46,6 +46,7 @@ NORMALS = ("auto", "estimate")
 
 
 def _split(kwargs: dict) -> tuple[dict, dict]:
+    """``(operator settings, preset overrides)`` from a call's keyword arguments."""
     if "noise" in kwargs:  # noise=None / a number stands for the panel's Auto / Given
         noise = kwargs.pop("noise")
         if noise is None or noise == "auto":
@@ -68,6 +69,7 @@ def _split(kwargs: dict) -> tuple[dict, dict]:
 
 
 def _run(op, objects, active=None, **props) -> list:
+    """Run ``op`` on ``objects`` (``active`` first) and return the objects it made."""
     objects = list(objects)
     if not objects:
         raise LipSDFError("give at least one object")

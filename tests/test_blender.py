@@ -95,7 +95,10 @@ assert bpy.ops.extensions.package_install_files(
     filepath=os.environ["LIPSDF_TEST_ZIP"], repo="user_default", enable_on_install=True
 ) == {"FINISHED"}
 from lipsdf_blender import api
-from lipsdf_blender.blender import convert, fields, jobs, operators, prefs
+from lipsdf_blender.blender import convert, fields, operators, prefs
+from lipsdf_blender.blender.plans.build import plan_remesh
+from lipsdf_blender.blender.plans.common import Settings
+from lipsdf_blender.jobrunner import Job
 FACTS = {"blender": bpy.app.version_string}
 
 
@@ -676,10 +679,10 @@ bpy.ops.mesh.primitive_ico_sphere_add()
 ball = bpy.context.active_object
 select(ball)
 before = sorted(bpy.data.objects.keys())
-settings = jobs.Settings(overrides=dict(TINY, steps=200000))
+settings = Settings(overrides=dict(TINY, steps=200000))
 source = convert.object_source(ball, bpy.context.evaluated_depsgraph_get())
-job = jobs.Job(prefs.client(), jobs.plan_remesh([source], settings), stages=2)
-operators._set_job(job)
+job = Job(prefs.client(), plan_remesh([source], settings), stages=2)
+operators.set_job(job)
 job.start()
 FACTS["poll_busy"] = [bpy.ops.lipsdf.remesh.poll(), bpy.ops.lipsdf.cancel.poll()]
 deadline = time.monotonic() + 120
@@ -697,7 +700,7 @@ FACTS["state"] = job.state
 FACTS["after"] = sorted(bpy.data.objects.keys()) == before
 FACTS["field"] = fields.has_field(ball)
 FACTS["collection"] = "LipSDF" in bpy.data.collections
-operators._set_job(None)
+operators.set_job(None)
 # the worker is still usable afterwards
 (shell,) = api.offset(ball, [0.1], resolution=48, **dict(TINY, steps=100))
 FACTS["after_cancel"] = shell.name
@@ -767,9 +770,9 @@ r = prefs.client().run("sample", {"field": field, "n": 200})
 FACTS["ran_on"] = r["info"].get("ran_on")
 FACTS["sample_files"] = sorted(r["files"])
 # cancel reaches the cluster's job
-settings = jobs.Settings(overrides=dict(TINY, steps=200000))
+settings = Settings(overrides=dict(TINY, steps=200000))
 source = convert.object_source(ball, bpy.context.evaluated_depsgraph_get())
-job = jobs.Job(prefs.client(), jobs.plan_remesh([source], settings), stages=2)
+job = Job(prefs.client(), plan_remesh([source], settings), stages=2)
 job.start()
 deadline = time.monotonic() + 120
 while job.status.step < 20 and time.monotonic() < deadline and not job.done:

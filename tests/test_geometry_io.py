@@ -650,7 +650,8 @@ def test_lying_scene_files_raise_bad_input_error(tmp_path):
 def test_reading_library_is_not_imported_by_io_the_worker_or_the_addon():
     code = (
         "import sys; import lipsdf_blender.core.formats.files, lipsdf_blender.worker.server, "
-        "lipsdf_blender.worker.client, lipsdf_blender.blender.jobs; "
+        "lipsdf_blender.worker.client, lipsdf_blender.jobrunner, "
+        "lipsdf_blender.blender.plans.build; "
         "bad = [m for m in ('trimesh', 'lxml', 'networkx') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -21,7 +21,8 @@ import pytest
 import torch
 from conftest import SPHERE_RADIUS, TINY
 
-import lipsdf_blender.blender.jobs as J
+from lipsdf_blender.blender.plans.build import plan_offset, plan_remesh, plan_train
+from lipsdf_blender.blender.plans.common import Settings, Source, warm_summary
 from lipsdf_blender.core.fields.detail import InputSurface
 from lipsdf_blender.core.inputs import primitives
 from lipsdf_blender.core.inputs.geometry import Geometry
@@ -205,36 +206,36 @@ def _run_plan(plan):
 
 def test_plans_pass_the_stale_field_only_when_warm_start_is_on():
     V, F = primitives.icosphere(1.0, 1)
-    src = J.Source("Ball", "mesh", {"vertices": V, "faces": F}, init_file="/cache/old.lipsdf")
-    sent, outcome = _run_plan(J.plan_train([src], J.Settings()))
+    src = Source("Ball", "mesh", {"vertices": V, "faces": F}, init_file="/cache/old.lipsdf")
+    sent, outcome = _run_plan(plan_train([src], Settings()))
     assert sent[0].type == P.TRAIN and sent[0].params["init"] == "/cache/old.lipsdf"
     assert outcome.trained["Ball"].warm == (
         "warm start from the previous field: 1050 steps, 3 % relabelled"
     )
-    assert "init" not in _run_plan(J.plan_train([src], J.Settings(warm_start=False)))[0][0].params
-    for plan in (J.plan_remesh([src], J.Settings()), J.plan_offset([src], J.Settings(), [0.1])):
+    assert "init" not in _run_plan(plan_train([src], Settings(warm_start=False)))[0][0].params
+    for plan in (plan_remesh([src], Settings()), plan_offset([src], Settings(), [0.1])):
         first = next(plan)
         assert first.type == P.TRAIN and first.params["init"] == "/cache/old.lipsdf"
         plan.close()
     # An up-to-date field is used as it is: nothing to train, no init.
-    fresh = J.Source("Ball", "mesh", src.arrays, field_file="/cache/new.lipsdf")
-    plan = J.plan_remesh([fresh], J.Settings())
+    fresh = Source("Ball", "mesh", src.arrays, field_file="/cache/new.lipsdf")
+    plan = plan_remesh([fresh], Settings())
     assert next(plan).type == P.EXTRACT
     plan.close()
-    plain = J.Source("Ball", "mesh", {"vertices": V, "faces": F})
-    assert "init" not in _run_plan(J.plan_train([plain], J.Settings()))[0][0].params
+    plain = Source("Ball", "mesh", {"vertices": V, "faces": F})
+    assert "init" not in _run_plan(plan_train([plain], Settings()))[0][0].params
 
 
 def test_warm_summary_lines():
-    assert J.warm_summary(None) == ""
-    assert J.warm_summary({"used": False, "reason": "the old field is unsigned"}) == (
+    assert warm_summary(None) == ""
+    assert warm_summary({"used": False, "reason": "the old field is unsigned"}) == (
         "trained from scratch: the old field is unsigned"
     )
-    line = J.warm_summary(
+    line = warm_summary(
         {"used": True, "steps": 280, "samples": 10000, "relabelled": 40, "labels": "reused"}
     )
     assert line == "warm start from the previous field: 280 steps, 0.4 % relabelled"
-    assert J.warm_summary({"used": True, "steps": 9, "labels": "recomputed"}).endswith(
+    assert warm_summary({"used": True, "steps": 9, "labels": "recomputed"}).endswith(
         "all samples labelled"
     )
 

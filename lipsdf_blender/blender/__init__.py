@@ -1,8 +1,9 @@
 """The Blender side of LipSDF: operators, panel, menu, preferences, mesh <-> numpy.
 
 Everything here runs inside Blender and never imports torch; the heavy work runs in the worker
-process (``lipsdf_blender.worker``), driven through :mod:`.jobs`. :mod:`.jobs` itself needs no
-``bpy``, so this file imports the Blender modules only when the add-on registers.
+process (``lipsdf_blender.worker``). Each operator's plan (:mod:`.plans`, no ``bpy``) says
+what it asks of the worker, and :mod:`lipsdf_blender.jobrunner` (outside this package: no
+Blender code) runs it; so this file imports the Blender modules only when the add-on registers.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..core.errors import BadInputError
 from ..core.fields.transform import similarity_scales
-from .jobs import Source
+from .plans.common import Source
 
 SUPPORTED_TYPES = {"MESH", "CURVE", "SURFACE", "META", "FONT", "POINTCLOUD", "CURVES"}
 #: Point attributes read as a cloud's normals, first found wins. ``normal`` is what the PLY

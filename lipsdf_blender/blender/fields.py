@@ -20,7 +20,7 @@ import bpy
 
 from ..core.errors import FieldFileError
 from . import convert
-from .jobs import Trained, geometry_hash
+from .plans.common import Trained, geometry_hash
 
 NONE, FRESH, STALE = "none", "fresh", "stale"
 _state_cache: dict[str, tuple[str, str]] = {}  # object name -> (field sha, state)

@@ -6,7 +6,6 @@ import bpy
 
 from . import convert, fields, operators
 
-OPERATORS = ("lipsdf.train", "lipsdf.remesh", "lipsdf.offset", "lipsdf.csg", "lipsdf.cancel")
 TOOLS = (
     ("lipsdf.surface_points", "POINTCLOUD_DATA"),
     ("lipsdf.project", "MOD_SHRINKWRAP"),

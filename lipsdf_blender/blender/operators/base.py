@@ -1,7 +1,8 @@
-"""What every LipSDF operator shares: the job it runs, its settings, its progress, its result.
+"""What every LipSDF operator that runs a job shares: the job, its settings, progress, result.
 
-Each operator copies its properties into a :class:`~.jobs.Settings`, turns the selected
-objects into :class:`~.jobs.Source` arrays and runs a plan on the worker. ``invoke`` (the
+Each operator copies its properties into a :class:`~..plans.common.Settings`, turns the
+selected objects into :class:`~..plans.common.Source` arrays and runs its plan (one of
+:mod:`..plans`) on the worker as a :class:`~lipsdf_blender.jobrunner.Job`. ``invoke`` (the
 sidebar, menus, F3) runs it as a modal operator: a timer polls the worker, the status bar and
 the panel show progress, Esc or :class:`LIPSDF_OT_cancel` stops it. ``execute`` (scripts,
 ``blender -b``, the redo panel) blocks and prints progress lines. In both, the scene is touched
@@ -16,13 +17,14 @@ import sys
 import time
 
 import bpy
-import numpy as np
 from bpy.props import StringProperty
 
 from ...core.errors import BadInputError, CancelledError, LipSDFError
+from ...jobrunner import Job, Status
 from .. import convert, fields, prefs
-from ..jobs import Job, Settings, Status, count_requests
+from ..plans.common import Settings, count_requests
 from ..props import settings_properties
+from .selection import supported_selected
 
 SETTINGS_KEYS = (
     "preset",
@@ -49,14 +51,17 @@ last_error: str = ""
 
 
 def busy() -> bool:
+    """Is a LipSDF job running in this session?"""
     return _job is not None and not _job.done
 
 
 def current_job() -> Job | None:
+    """The session's job (running or just ended), or ``None``."""
     return _job
 
 
-def _set_job(job: Job | None) -> None:
+def set_job(job: Job | None) -> None:
+    """Make ``job`` the session's job (``None``: forget it)."""
     global _job
     _job = job
 
@@ -78,25 +83,15 @@ def parse_distances(text: str) -> list[float]:
     return values
 
 
-def _selected(context) -> list:
-    return [o for o in getattr(context, "selected_objects", None) or () if convert.supported(o)]
-
-
-def _csg_objects(context) -> list:
-    active = getattr(context, "active_object", None)
-    if not convert.supported(active):
-        return []
-    others = sorted((o for o in _selected(context) if o != active), key=lambda o: o.name)
-    return [active, *others]
-
-
 class _Progress:
     """Prints progress lines at most once a second (background mode and scripts)."""
 
     def __init__(self, what: str):
+        """``what``: the operator's label, at the start of each line."""
         self.what, self.last, self.text = what, 0.0, ""
 
     def __call__(self, status: Status) -> None:
+        """Print ``status`` when it changed and a second has passed since the last line."""
         text = status.text()
         now = time.monotonic()
         if text != self.text and now - self.last >= 1.0:
@@ -105,8 +100,11 @@ class _Progress:
             sys.stdout.flush()
 
 
-class _JobOperator:
-    """What the four job operators share; subclasses set ``objects``, ``plan`` and ``build``."""
+class JobOperator:
+    """What every operator that runs worker jobs shares (all but Cancel): its settings,
+    sources, job, progress and result. A subclass gives ``plan`` (its plan function called
+    with the sources, the settings and its own properties) and ``build`` (the objects it
+    makes), and where needed ``objects``, ``gather`` and ``summary``."""
 
     bl_options = {"REGISTER", "UNDO"}
     #: Does the plan reuse a stored, up-to-date field instead of training again?
@@ -119,6 +117,7 @@ class _JobOperator:
 
     @classmethod
     def poll(cls, context):
+        """Runnable only in Object Mode, with no job running and the objects it needs."""
         if busy():
             cls.poll_message_set("A LipSDF job is running: wait for it or cancel it (Esc)")
             return False
@@ -129,16 +128,19 @@ class _JobOperator:
 
     @classmethod
     def poll_objects(cls, context) -> bool:
-        if not _selected(context):
+        """Are the objects this operator needs selected? (Says what to select when not.)"""
+        if not supported_selected(context):
             cls.poll_message_set("Select a mesh, curve or point cloud object")
             return False
         return True
 
     # -- what a subclass provides ---------------------------------------------------------
     def objects(self, context) -> list:
-        return _selected(context)
+        """The objects whose fields the plan uses (default: the supported selected ones)."""
+        return supported_selected(context)
 
     def plan(self, sources, settings):
+        """The plan to run: a generator of worker requests (see :mod:`..plans`)."""
         raise NotImplementedError
 
     def build(self, context, outcome, made: list) -> None:
@@ -150,6 +152,7 @@ class _JobOperator:
 
     # -- shared machinery -----------------------------------------------------------------
     def settings(self) -> Settings:
+        """The run's :class:`Settings`, copied from the operator's properties."""
         try:
             overrides = json.loads(self.overrides) if self.overrides else {}
         except json.JSONDecodeError as exc:
@@ -173,6 +176,7 @@ class _JobOperator:
         )
 
     def _start(self, context) -> Job:
+        """Read the objects, make the sources and start the plan's job (does not block)."""
         global last_error
         last_error = ""
         last_results.clear()
@@ -200,14 +204,16 @@ class _JobOperator:
         self._names = [o.name for o in objs]
         plan = self.plan(sources, settings)
         job = Job(prefs.client(), plan, stages=self.stages(sources))
-        _set_job(job)
+        set_job(job)
         job.start()
         return job
 
     def stages(self, sources) -> int:
+        """How many worker requests the plan makes (default: training + one per source)."""
         return count_requests(sources)
 
     def invoke(self, context, event):
+        """Take unset properties from the panel's, then run modal (blocking in background)."""
         scene_settings = getattr(context.scene, "lipsdf", None)
         for key in SETTINGS_KEYS + tuple(getattr(self, "scene_keys", ())):
             if scene_settings is not None and not self.properties.is_property_set(key):
@@ -228,6 +234,7 @@ class _JobOperator:
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
+        """Poll the job on each timer tick, show its progress; Esc cancels it."""
         job = self._job
         if event.type == "ESC" and event.value == "PRESS":
             job.cancel()
@@ -250,6 +257,7 @@ class _JobOperator:
         return self._conclude(context, job)
 
     def execute(self, context):
+        """Run the job to its end, printing progress lines (scripts, ``blender -b``)."""
         try:
             job = self._start(context)
         except LipSDFError as exc:
@@ -261,8 +269,9 @@ class _JobOperator:
         return self._conclude(context, job)
 
     def _conclude(self, context, job: Job):
+        """Report the ended job; on success build its objects and store trained fields."""
         if _job is job:
-            _set_job(None)
+            set_job(None)
         for line in job.logs:
             self.report({"WARNING"}, line)
         try:
@@ -298,6 +307,7 @@ class _JobOperator:
         return {"FINISHED"}
 
     def summary(self, outcome, made) -> str:
+        """The closing report line (the status bar shows it)."""
         if not made:
             return "LipSDF: trained " + ", ".join(
                 f"{n} ({t.info.get('seconds') or 0:.1f} s, "
@@ -309,6 +319,7 @@ class _JobOperator:
         )
 
     def _fail(self, exc: Exception, level: str = "ERROR"):
+        """Report ``exc`` (kept as ``last_error``) and cancel the operator."""
         global last_error
         last_error = str(exc)
         self.report({level}, str(exc))
@@ -316,16 +327,18 @@ class _JobOperator:
 
 
 def _redraw(context) -> None:
+    """Redraw the 3D views (the panel's progress) and the status bar."""
     screen = getattr(context, "screen", None)
     for area in screen.areas if screen else ():
         if area.type in ("VIEW_3D", "STATUSBAR"):
             area.tag_redraw()
 
 
-def _with_settings(*groups):
+def with_settings(*groups):
     """Give an operator class the shared settings, ``overrides`` and the given property groups."""
 
     def decorate(cls):
+        """Give ``cls`` the properties as annotations (its own last, so they win)."""
         ann = dict(settings_properties())
         for group in groups:
             ann.update(group())
@@ -354,53 +367,38 @@ def stop_job(timeout: float = CANCEL_WAIT) -> None:
     deadline = time.monotonic() + timeout
     while not job.poll() and time.monotonic() < deadline:
         time.sleep(0.05)
-    _set_job(None)
+    set_job(None)
 
 
 @bpy.app.handlers.persistent
 def _on_load_pre(*_args) -> None:
-    # Loading a file drops modal operators: stop their job rather than leave it orphaned.
+    """Loading a file drops modal operators: stop their job rather than leave it orphaned."""
     if busy():
         stop_job()
 
 
 def register() -> None:
+    """Stop a running job when another file is loaded."""
     if _on_load_pre not in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.append(_on_load_pre)
 
 
 def unregister() -> None:
+    """Undo :func:`register` and stop the running job."""
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
     stop_job()
 
 
-def _tool(prefix: str, group):
-    """A field tool: the shared settings plus ``group``'s, kept in the scene as
+def field_tool(prefix: str, group):
+    """Decorate a field tool: the shared settings plus ``group``'s, kept in the scene as
     ``prefix + key`` (the panel's values; set ones win)."""
 
     def decorate(cls):
-        cls = _with_settings(group)(cls)
+        """Add the properties and say which keys the scene keeps under ``prefix``."""
+        cls = with_settings(group)(cls)
         cls.tool_keys = tuple(group())
         cls.scene_prefix = prefix
         return cls
 
     return decorate
-
-
-def _others(context, types=("MESH",)) -> list:
-    """The selected objects other than the active one, of ``types``, by name."""
-    active = getattr(context, "active_object", None)
-    objs = getattr(context, "selected_objects", None) or ()
-    return sorted((o for o in objs if o != active and o.type in types), key=lambda o: o.name)
-
-
-def _active(context) -> list:
-    active = getattr(context, "active_object", None)
-    return [active] if convert.supported(active) else []
-
-
-def world_to_local(obj, P):
-    """World points ``(n, 3)`` into ``obj``'s own coordinates."""
-    M = np.array(obj.matrix_world, dtype=np.float64)
-    return (np.asarray(P, dtype=np.float64) - M[:3, 3]) @ np.linalg.inv(M[:3, :3]).T

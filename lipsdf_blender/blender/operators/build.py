@@ -1,4 +1,5 @@
-"""Operators that build surfaces: train, remesh, offset, CSG, and cancel."""
+"""Operators that build surfaces: train, remesh, offset, CSG, and cancel (plans:
+:mod:`..plans.build`)."""
 
 from __future__ import annotations
 
@@ -6,41 +7,41 @@ import bpy
 
 from ...core.errors import BadInputError
 from .. import convert
-from ..jobs import CSG_RESULT, count_requests, plan_csg, plan_offset, plan_remesh, plan_train
+from ..plans.build import CSG_RESULT, plan_csg, plan_offset, plan_remesh, plan_train
+from ..plans.common import count_requests
 from ..props import csg_properties, offset_properties
-from .base import _csg_objects, _JobOperator, _with_settings, busy, parse_distances, stop_job
+from .base import JobOperator, busy, parse_distances, stop_job, with_settings
+from .selection import active_first
 
 CSG_SYMBOLS = {"union": "∪", "intersection": "∩", "difference": "∖"}
 
 
-@_with_settings()
-class LIPSDF_OT_train(_JobOperator, bpy.types.Operator):
+@with_settings()
+class LIPSDF_OT_train(JobOperator, bpy.types.Operator):
     """Train a distance field for each selected mesh, point cloud or curve and keep it with
     the object (signed for surfaces and clouds, unsigned for curves)"""
 
     bl_idname = "lipsdf.train"
     bl_label = "Train Field"
     reuse_fields = False
-
-    def plan(self, sources, settings):
-        return plan_train(sources, settings)
+    plan = staticmethod(plan_train)
 
     def stages(self, sources) -> int:
+        """One training per object."""
         return len(sources)
 
 
-@_with_settings()
-class LIPSDF_OT_remesh(_JobOperator, bpy.types.Operator):
+@with_settings()
+class LIPSDF_OT_remesh(JobOperator, bpy.types.Operator):
     """New object from the zero level set of each selected object's field: a clean, closed
     remesh (trains the field first when there is none)"""
 
     bl_idname = "lipsdf.remesh"
     bl_label = "Remesh"
-
-    def plan(self, sources, settings):
-        return plan_remesh(sources, settings)
+    plan = staticmethod(plan_remesh)
 
     def build(self, context, outcome, made):
+        """``<name>.remesh`` per object, with the source's transform."""
         for name in self._names:
             src = bpy.data.objects.get(name)
             V, F, _ = outcome.meshes[name][0]
@@ -48,8 +49,8 @@ class LIPSDF_OT_remesh(_JobOperator, bpy.types.Operator):
             made.append(convert.new_mesh_object(context, f"{name}.remesh", V, F, matrix, src))
 
 
-@_with_settings(offset_properties)
-class LIPSDF_OT_offset(_JobOperator, bpy.types.Operator):
+@with_settings(offset_properties)
+class LIPSDF_OT_offset(JobOperator, bpy.types.Operator):
     """New objects at one or several distances from each selected object's surface, in object
     units (negative = inward; trains the field first when there is none)"""
 
@@ -59,9 +60,11 @@ class LIPSDF_OT_offset(_JobOperator, bpy.types.Operator):
     scene_keys = ("distances", "exact")
 
     def plan(self, sources, settings):
+        """:func:`~..plans.build.plan_offset` at the distances typed in ``distances``."""
         return plan_offset(sources, settings, parse_distances(self.distances), self.exact)
 
     def build(self, context, outcome, made):
+        """``<name>.offset<distance>`` per object and distance, with the source's transform."""
         for name in self._names:
             src = bpy.data.objects.get(name)
             matrix = src.matrix_world.copy() if src is not None else None
@@ -71,8 +74,8 @@ class LIPSDF_OT_offset(_JobOperator, bpy.types.Operator):
                 )
 
 
-@_with_settings(csg_properties)
-class LIPSDF_OT_csg(_JobOperator, bpy.types.Operator):
+@with_settings(csg_properties)
+class LIPSDF_OT_csg(JobOperator, bpy.types.Operator):
     """Combine the active object with the other selected ones in world space (union,
     intersection, difference, optionally smooth) into one new object"""
 
@@ -83,7 +86,8 @@ class LIPSDF_OT_csg(_JobOperator, bpy.types.Operator):
 
     @classmethod
     def poll_objects(cls, context) -> bool:
-        if len(_csg_objects(context)) < 2:
+        """Two or more supported objects, one of them active."""
+        if len(active_first(context)) < 2:
             cls.poll_message_set(
                 "Select two or more meshes, curves or point clouds; the active one comes first"
             )
@@ -91,19 +95,23 @@ class LIPSDF_OT_csg(_JobOperator, bpy.types.Operator):
         return True
 
     def objects(self, context):
-        objs = _csg_objects(context)
+        """The active object first, then the other selected ones by name."""
+        objs = active_first(context)
         if len(objs) < 2:
             raise BadInputError("CSG needs the active object and at least one other selected")
         return objs
 
     def plan(self, sources, settings):
+        """:func:`~..plans.build.plan_csg` (``blend`` 0 unless Smooth)."""
         blend = self.blend if self.smooth else 0.0
         return plan_csg(sources, settings, self.operation, blend)
 
     def stages(self, sources) -> int:
+        """Trainings where needed, then one ``csg`` for all."""
         return count_requests(sources, per_source=0, shared=1)
 
     def build(self, context, outcome, made):
+        """One object in world space, named by its operands (``A∪B``, ``.smooth<r>``)."""
         V, F, _ = outcome.meshes[CSG_RESULT][0]
         name = CSG_SYMBOLS[self.operation].join(self._names)
         if self.smooth and self.blend > 0:
@@ -121,12 +129,14 @@ class LIPSDF_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
+        """Only while a job runs."""
         if not busy():
             cls.poll_message_set("No LipSDF job is running")
             return False
         return True
 
     def execute(self, context):
+        """Cancel the running job and wait briefly for the worker to confirm."""
         stop_job()
         self.report({"INFO"}, "LipSDF: the running job was cancelled")
         return {"FINISHED"}

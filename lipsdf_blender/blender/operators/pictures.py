@@ -1,4 +1,5 @@
-"""Operators that draw a field: a slice picture and the sphere-traced preview."""
+"""Operators that draw a field: a slice picture and the sphere-traced preview (plans:
+:mod:`..plans.pictures`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from mathutils import Matrix
 
 from ...core.errors import BadInputError
 from .. import materials
-from ..jobs import PREVIEW, plan_render, plan_slice
+from ..plans.pictures import PREVIEW, plan_render, plan_slice
 from ..props import preview_properties, slice_properties
-from .base import _active, _csg_objects, _JobOperator, _others, _selected, _tool
+from .base import JobOperator, field_tool
+from .selection import active_first, active_supported, other_selected, supported_selected
 
 PREVIEW_IMAGE = "LipSDF Preview"
 #: Share of the object's size added around it on an axis-aligned slice.
@@ -20,6 +22,7 @@ MARGIN = 0.15
 
 
 def _world_box(obj) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)``: the world-space box around ``obj``'s bounding box."""
     M = np.array(obj.matrix_world, dtype=np.float64)
     corners = np.array([tuple(c) for c in obj.bound_box], dtype=np.float64)
     W = corners @ M[:3, :3].T + M[:3, 3]
@@ -112,8 +115,8 @@ def camera_params(scene, longer: int) -> dict:
     return params
 
 
-@_tool("slice_", slice_properties)
-class LIPSDF_OT_slice(_JobOperator, bpy.types.Operator):
+@field_tool("slice_", slice_properties)
+class LIPSDF_OT_slice(JobOperator, bpy.types.Operator):
     """New planes through the active object's field: its distances in colour with isolines,
     and the size of its gradient beside it (at most 1 everywhere: the bound holds)"""
 
@@ -123,7 +126,8 @@ class LIPSDF_OT_slice(_JobOperator, bpy.types.Operator):
 
     @classmethod
     def poll_objects(cls, context) -> bool:
-        if not _active(context):
+        """A supported active object."""
+        if not active_supported(context):
             cls.poll_message_set("Make a mesh, curve or point cloud the active object")
             return False
         return True
@@ -132,18 +136,20 @@ class LIPSDF_OT_slice(_JobOperator, bpy.types.Operator):
         """``([field object], plane)``: with *Selected Plane*, an active flat mesh (a plane)
         is the placement and the other selected object gives the field; else the active
         object gives the field and the other selected mesh is the plane."""
-        active = _active(context)
-        others = _others(context)
+        active = active_supported(context)
+        others = other_selected(context)
         if self.placement == "SELECTED" and active and _flat(active[0]):
-            fields = [o for o in _selected(context) if o != active[0]]
+            fields = [o for o in supported_selected(context) if o != active[0]]
             if fields:
                 return fields[:1], active[0]
         return active, (others[0] if others else None)
 
     def objects(self, context):
+        """The one object whose field is sliced (see ``_roles``)."""
         return self._roles(context)[0]
 
     def gather(self, context, objs) -> None:
+        """Where the slice lies and its pixels (:func:`slice_placement`)."""
         plane = self._roles(context)[1]
         self._frame, hu, hv = slice_placement(
             objs[0], self.placement, context.scene.cursor.location, plane
@@ -152,10 +158,12 @@ class LIPSDF_OT_slice(_JobOperator, bpy.types.Operator):
         self._pixels = picture_size(self.pixels, hu, hv)
 
     def plan(self, sources, settings):
+        """:func:`~..plans.pictures.plan_slice` on the placed plane."""
         plane = self._frame @ np.diag([self._half[0], self._half[1], 1.0, 1.0])
         return plan_slice(sources[0], settings, plane, self._pixels, self.spacing)
 
     def build(self, context, outcome, made):
+        """``<name>.slice`` and ``<name>.slice.gradient``: planes with packed images."""
         name = self._names[0]
         a = outcome.arrays[name]
         self._info = outcome.info[name]
@@ -172,6 +180,7 @@ class LIPSDF_OT_slice(_JobOperator, bpy.types.Operator):
             made.append(obj)
 
     def summary(self, outcome, made) -> str:
+        """The picture's size, range of distances and largest gradient."""
         i = self._info
         w, h = self._pixels
         return (
@@ -180,8 +189,8 @@ class LIPSDF_OT_slice(_JobOperator, bpy.types.Operator):
         )
 
 
-@_tool("preview_", preview_properties)
-class LIPSDF_OT_preview(_JobOperator, bpy.types.Operator):
+@field_tool("preview_", preview_properties)
+class LIPSDF_OT_preview(JobOperator, bpy.types.Operator):
     """Sphere-trace the selected objects' fields (combined, the active one first) from the
     scene camera into the image "LipSDF Preview": steps of the field's value, never through
     a surface"""
@@ -191,16 +200,21 @@ class LIPSDF_OT_preview(_JobOperator, bpy.types.Operator):
     uniform_scale_for = "distances along the rays"
 
     def objects(self, context):
-        return _csg_objects(context) or _selected(context)
+        """The active object first, then the others (or just the selection)."""
+        return active_first(context) or supported_selected(context)
 
     def gather(self, context, objs) -> None:
+        """The scene camera, as the worker's ``render`` takes it."""
         self._camera = camera_params(context.scene, self.size)
 
     def plan(self, sources, settings):
+        """:func:`~..plans.pictures.plan_render` from the camera, fields combined by
+        ``operation``."""
         blend = float(self.blend)
         return plan_render(sources, settings, self._camera, self.operation, blend)
 
     def build(self, context, outcome, made):
+        """The image "LipSDF Preview", shown in an open Image Editor."""
         a = outcome.arrays[PREVIEW]
         self._info = outcome.info[PREVIEW]
         self._image = materials.image_from_rgba(PREVIEW_IMAGE, a["rgba"], replace=True)
@@ -211,6 +225,7 @@ class LIPSDF_OT_preview(_JobOperator, bpy.types.Operator):
                 break
 
     def summary(self, outcome, made) -> str:
+        """The image's size, time and steps a ray."""
         w, h = self._camera["pixels"]
         i = self._info
         return (

@@ -1,4 +1,5 @@
-"""Operators for 3D printing: wall thickness as an attribute and a colour, and hollowing."""
+"""Operators for 3D printing: wall thickness as an attribute and a colour, and hollowing
+(plans: :mod:`..plans.printing`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import bpy
 import numpy as np
 
 from .. import convert, materials
-from ..jobs import plan_hollow, plan_thickness
+from ..plans.printing import plan_hollow, plan_thickness
 from ..props import hollow_properties, thickness_properties
-from .base import _JobOperator, _selected, _tool
+from .base import JobOperator, field_tool
+from .selection import supported_selected
 
 THICKNESS = "lipsdf_thickness"
 THICKNESS_COLOR = "lipsdf_thickness_color"
@@ -19,11 +21,12 @@ GAP = 0.25
 
 
 def _meshes(context) -> list:
-    return [o for o in _selected(context) if o.type == "MESH" and len(o.data.polygons)]
+    """The selected meshes that have faces."""
+    return [o for o in supported_selected(context) if o.type == "MESH" and len(o.data.polygons)]
 
 
-@_tool("thickness_", thickness_properties)
-class LIPSDF_OT_thickness(_JobOperator, bpy.types.Operator):
+@field_tool("thickness_", thickness_properties)
+class LIPSDF_OT_thickness(JobOperator, bpy.types.Operator):
     """Wall thickness at every vertex of the selected meshes: the diameter of the largest
     empty ball inside touching there (attribute lipsdf_thickness, object units), coloured
     red where thinner than the minimum wall"""
@@ -33,21 +36,26 @@ class LIPSDF_OT_thickness(_JobOperator, bpy.types.Operator):
 
     @classmethod
     def poll_objects(cls, context) -> bool:
+        """A selected mesh with faces."""
         if not _meshes(context):
             cls.poll_message_set("Select a mesh with faces")
             return False
         return True
 
     def objects(self, context):
+        """The selected meshes with faces."""
         return _meshes(context)
 
     def gather(self, context, objs) -> None:
+        """Each mesh's own vertices: where the thickness is measured."""
         self._points = {o.name: convert.mesh_vertices(o) for o in objs}
 
     def plan(self, sources, settings):
+        """:func:`~..plans.printing.plan_thickness` at the vertices, balls within ``GAP``."""
         return plan_thickness(sources, self._points, settings, self.exact, GAP * self.min_wall)
 
     def build(self, context, outcome, made):
+        """The thickness attributes (and the material when shown) on each mesh."""
         self._stats = []
         mat = materials.thickness_material(THICKNESS, self.min_wall) if self.show else None
         for name in self._names:
@@ -64,6 +72,7 @@ class LIPSDF_OT_thickness(_JobOperator, bpy.types.Operator):
             self._stats.append((name, finite.min() if len(finite) else np.inf, thin, len(t)))
 
     def summary(self, outcome, made) -> str:
+        """Each mesh's thinnest wall and how many vertices are below the minimum."""
         parts = [
             f"{name}: thinnest wall {low:.4g}, {thin:,} of {n:,} vertices below {self.min_wall:g}"
             for name, low, thin, n in self._stats
@@ -71,8 +80,8 @@ class LIPSDF_OT_thickness(_JobOperator, bpy.types.Operator):
         return "LipSDF: " + "; ".join(parts)
 
 
-@_tool("hollow_", hollow_properties)
-class LIPSDF_OT_hollow(_JobOperator, bpy.types.Operator):
+@field_tool("hollow_", hollow_properties)
+class LIPSDF_OT_hollow(JobOperator, bpy.types.Operator):
     """New closed shell of each selected object with walls of the given thickness (its
     surface minus the inward offset), ready to print; reports the material's volume"""
 
@@ -81,9 +90,11 @@ class LIPSDF_OT_hollow(_JobOperator, bpy.types.Operator):
     uniform_scale_for = "its walls"
 
     def plan(self, sources, settings):
+        """:func:`~..plans.printing.plan_hollow` with walls of ``wall``."""
         return plan_hollow(sources, settings, self.wall)
 
     def build(self, context, outcome, made):
+        """``<name>.hollow<wall>`` per object, with the source's transform."""
         self._volumes = []
         for name in self._names:
             src = bpy.data.objects.get(name)
@@ -95,6 +106,7 @@ class LIPSDF_OT_hollow(_JobOperator, bpy.types.Operator):
             self._volumes.append((obj.name, info.get("volume"), info.get("outer_volume")))
 
     def summary(self, outcome, made) -> str:
+        """The shells made and their material's volume."""
         parts = [
             f"{name} (material {vol:.4g}, {vol / outer:.0%} of the solid)"
             if vol is not None and outer

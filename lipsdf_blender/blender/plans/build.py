@@ -1,0 +1,67 @@
+"""Plans of the build operators: train, remesh, offset and CSG (see :mod:`..operators.build`)."""
+
+from __future__ import annotations
+
+from ...core.errors import BadInputError
+from ...jobrunner import Request
+from ...worker import protocol as P
+from .common import Outcome, Plan, Settings, Source, check_op, remesh_params, train_missing
+
+#: The key of a CSG result in ``Outcome.meshes``.
+CSG_RESULT = "<csg>"
+
+
+def plan_train(sources: list[Source], s: Settings) -> Plan:
+    """Train a field for every source (also those that have one)."""
+    outcome = Outcome()
+    retrain = [Source(x.name, x.kind, x.arrays, init_file=x.init_file) for x in sources]
+    yield from train_missing(retrain, s, outcome)
+    return outcome
+
+
+def plan_remesh(sources: list[Source], s: Settings) -> Plan:
+    """Train where needed, then extract every field's zero level set: ``meshes[name]``."""
+    outcome = Outcome()
+    files = yield from train_missing(sources, s, outcome)
+    for src in sources:
+        params = {"field": files[src.name], "levels": [0.0], "device": s.device}
+        params.update(faces=int(s.faces), **remesh_params(s))
+        result = yield Request(P.EXTRACT, params, label=f"{src.name}: remeshing")
+        outcome.meshes[src.name] = P.load_meshes(result["files"]["meshes"])
+    return outcome
+
+
+def plan_offset(sources: list[Source], s: Settings, distances, exact: bool = True) -> Plan:
+    """Train where needed, then the surfaces at ``distances`` (object units) of every field:
+    ``meshes[name]``, one mesh a distance."""
+    distances = [float(d) for d in distances]
+    if not distances:
+        raise BadInputError("give at least one offset distance")
+    outcome = Outcome()
+    files = yield from train_missing(sources, s, outcome)
+    for src in sources:
+        params = {"field": files[src.name], "distances": distances, "exact": exact}
+        params.update(device=s.device, faces=int(s.faces), **remesh_params(s))
+        result = yield Request(P.OFFSET, params, label=f"{src.name}: offsetting")
+        outcome.meshes[src.name] = P.load_meshes(result["files"]["meshes"])
+    return outcome
+
+
+def plan_csg(sources: list[Source], s: Settings, op: str, blend: float = 0.0) -> Plan:
+    """Train where needed, then combine the fields in world space (``sources[0]`` first):
+    ``meshes[CSG_RESULT]``."""
+    check_op(op)
+    if len(sources) < 2:
+        raise BadInputError("CSG needs two or more objects: the active one and another")
+    outcome = Outcome()
+    files = yield from train_missing(sources, s, outcome)
+    params = {
+        "op": op,
+        "fields": [files[x.name] for x in sources],
+        "blend": float(blend),
+        "matrices": [x.world_matrix for x in sources],
+    }
+    params.update(device=s.device, faces=int(s.faces), **remesh_params(s))
+    result = yield Request(P.CSG, params, label=f"{sources[0].name}: {op}")
+    outcome.meshes[CSG_RESULT] = P.load_meshes(result["files"]["meshes"])
+    return outcome
