@@ -192,9 +192,8 @@ class LIPSDF_OT_setup_worker(bpy.types.Operator):
         _setup.update(lines=[], running=True, error=None, verdict=None)
         folder = private_env()
         prefs = preferences()
-        packages = environment.PINNED
-        if prefs is not None and prefs.run_on == "ray":
-            packages = (*packages, *environment.RAY_PINNED)
+        # The pins for this Python, which makes the venv (3.13 from Blender 5.1 on).
+        packages = environment.pinned(ray=prefs is not None and prefs.run_on == "ray")
         if bpy.app.background:
             self._work(folder, packages)
             return self._done(context)
