@@ -73,6 +73,8 @@ def pinned(python: Sequence[int] | None = None, ray: bool = False) -> tuple[str,
                 break
         out.append(requirement)
     return (*out, *(RAY_PINNED if ray else ()))
+
+
 _MARK = "LIPSDF-CHECK "
 
 # Runs in the candidate interpreter: kept free of newer syntax so an old Python still answers.
