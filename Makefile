@@ -89,13 +89,15 @@ test-blender-%: $(STAMP) .venv-blender-%/.installed
 		$(PY) -m pytest -q $(BLENDER_TESTS)
 
 ## test-blender-all: tests/test_blender.py once per Blender version, one after the other;
-## runs them all, then fails if any failed. BLENDER_VERSIONS="4.2 4.5" picks some.
+## runs them all, then fails if any failed, and says how long each took.
+## BLENDER_VERSIONS="4.2 5.3" picks some.
 BLENDER_VERSIONS ?= 5.0 $(BLENDER_OWN)
 test-blender-all: $(STAMP)
 	@failed=""; \
 	for v in $(BLENDER_VERSIONS); do \
-		echo "== Blender $$v"; \
+		echo "== Blender $$v"; start=$$(date +%s); \
 		$(MAKE) --no-print-directory test-blender-$$v || failed="$$failed $$v"; \
+		echo "== Blender $$v: $$(( $$(date +%s) - start )) s (venv included)"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "test-blender-all: failed on Blender$$failed"; exit 1; fi; \
 	echo "test-blender-all: passed on Blender $(BLENDER_VERSIONS)"

@@ -58,6 +58,7 @@ def corners(obj):
     return world_of(obj, V.reshape(-1, 3))
 
 # -- 1. surface points (trains the field) ----------------------------------------------------
+meshes_before = set(bpy.data.meshes.keys())
 pts = api.surface_points(ball, 1500, resolution=RES, **TINY)
 pc = pts.data
 if pts.type == "POINTCLOUD":
@@ -70,7 +71,8 @@ keep("points", P=P, W=world_of(pts, P), N=N)
 FACTS["points"] = {"type": pts.type, "name": pts.name,
                    "collections": [c.name for c in pts.users_collection],
                    "attributes": sorted(a.name for a in pc.attributes),
-                   "meshes_left": [m.name for m in bpy.data.meshes if m.users == 0]}
+                   "meshes_left": [m.name for m in bpy.data.meshes
+                                   if m.users == 0 and m.name not in meshes_before]}
 with open(os.path.join(OUT, "ball.lipsdf"), "wb") as fh:
     fh.write(api.field_of(ball))
 
