@@ -166,7 +166,7 @@ class LIPSDF_OT_check_worker(bpy.types.Operator):
 
 class LIPSDF_OT_setup_worker(bpy.types.Operator):
     """Make a private Python environment for the worker and install torch, numpy and libigl
-    into it (downloads about 1 GB)"""
+    into it (downloads 1-5 GB: PyPI's torch for Linux is the CUDA build)"""
 
     bl_idname = "lipsdf.setup_worker"
     bl_label = "Set Up Worker"
