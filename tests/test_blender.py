@@ -280,8 +280,11 @@ def _env(out: Path) -> dict:
         BLENDER_USER_RESOURCES=str(out / "user"),
         LIPSDF_WORKER_PYTHON=sys.executable,
         LIPSDF_WORKER_THREADS=str(THREADS),
-        # Python's deprecation warnings are hidden by default; the console must show none.
-        PYTHONWARNINGS="default",
+        # Python hides deprecation warnings by default; the console must show none. (Not
+        # ResourceWarning: the scenarios' own quick writes would raise it, and Blender's
+        # console never shows it.)
+        PYTHONWARNINGS="default::DeprecationWarning,default::PendingDeprecationWarning,"
+        "default::FutureWarning",
     )
     return env
 
