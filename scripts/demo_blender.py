@@ -50,7 +50,8 @@ def install(zip_path: str) -> None:
 
 def material(name: str, rgba, roughness=0.45, alpha=1.0):
     mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    if mat.node_tree is None:  # before 5.0 (5.0+: always nodes, use_nodes deprecated)
+        mat.use_nodes = True
     bsdf = mat.node_tree.nodes["Principled BSDF"]
     bsdf.inputs["Base Color"].default_value = rgba
     bsdf.inputs["Roughness"].default_value = roughness
@@ -155,7 +156,8 @@ def stage_and_render(out: Path, samples: int, size: str) -> Path:
     scene.collection.objects.link(cam)
     scene.camera = cam
     world = bpy.data.worlds.new("World")
-    world.use_nodes = True
+    if world.node_tree is None:  # before 5.0
+        world.use_nodes = True
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.8, 0.85, 0.9, 1)
     world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.6
     scene.world = world

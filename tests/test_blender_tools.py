@@ -58,6 +58,7 @@ def corners(obj):
     return world_of(obj, V.reshape(-1, 3))
 
 # -- 1. surface points (trains the field) ----------------------------------------------------
+meshes_before = set(bpy.data.meshes.keys())
 pts = api.surface_points(ball, 1500, resolution=RES, **TINY)
 pc = pts.data
 if pts.type == "POINTCLOUD":
@@ -68,7 +69,10 @@ else:
 N = attr(pc, "normal", 3)
 keep("points", P=P, W=world_of(pts, P), N=N)
 FACTS["points"] = {"type": pts.type, "name": pts.name,
-                   "collections": [c.name for c in pts.users_collection]}
+                   "collections": [c.name for c in pts.users_collection],
+                   "attributes": sorted(a.name for a in pc.attributes),
+                   "meshes_left": [m.name for m in bpy.data.meshes
+                                   if m.users == 0 and m.name not in meshes_before]}
 with open(os.path.join(OUT, "ball.lipsdf"), "wb") as fh:
     fh.write(api.field_of(ball))
 
@@ -113,7 +117,9 @@ keep("thickness", t=attr(ball.data, "lipsdf_thickness", 1),
      c=attr(ball.data, "lipsdf_thickness_color", 4), after=world(ball)[0], before=ball_before)
 FACTS["thickness"] = {"material": [s.material.name if s.material else None
                                    for s in ball.material_slots],
-                      "links": [s.link for s in ball.material_slots]}
+                      "links": [s.link for s in ball.material_slots],
+                      "nodes": sorted(n.type for s in ball.material_slots
+                                      for n in s.material.node_tree.nodes)}
 
 # -- 5. hollow ------------------------------------------------------------------------------
 shell = api.hollow(ball, wall=0.2, resolution=RES, **TINY)
@@ -236,6 +242,10 @@ def tools(extension_zip, tmp_path_factory):  # noqa: F811
     return facts, out, log
 
 
+def _version(facts) -> tuple[int, ...]:
+    return tuple(int(x) for x in facts["blender"].split()[0].split("."))
+
+
 def _load(out, key):
     return np.load(out / f"{key}.npz")
 
@@ -244,6 +254,14 @@ def test_surface_points_lie_on_the_level_set_and_the_sphere_evenly_spread(tools)
     facts, out, _ = tools
     a = _load(out, "points")
     assert facts["points"]["collections"] == ["LipSDF"] and len(a["W"]) == 1500
+    # A Point Cloud object from 4.3 on (4.2: loose vertices), holding the points and their
+    # normals and nothing else: no hidden selection left by Convert (".select_vert" before
+    # 5.1, ".selection" after; 5.1+ fills the cloud directly) and no orphan mesh.
+    if facts["points"]["type"] == "POINTCLOUD":
+        assert facts["points"]["attributes"] == ["normal", "position"], facts["points"]
+    else:
+        assert _version(facts) < (4, 3) and facts["points"]["type"] == "MESH"
+    assert facts["points"]["meshes_left"] == []
     field = Field.load(out / "ball.lipsdf")
     lo, hi = field.bounds()
     diag = float(np.linalg.norm(np.asarray(hi) - np.asarray(lo)))
@@ -285,6 +303,10 @@ def test_wall_thickness_of_a_solid_sphere_is_its_diameter(tools):
     assert np.abs(t - 2 * R_LOCAL).max() < 0.02 * 2 * R_LOCAL, (t.min(), t.max())
     assert facts["thickness"]["material"] == ["LipSDF Thickness"]
     assert facts["thickness"]["links"] == ["OBJECT"]
+    # its nodes on every Blender (5.0+ gives a new material nodes; before, use_nodes asks)
+    assert {"ATTRIBUTE", "MAP_RANGE", "VALTORGB", "BSDF_PRINCIPLED"} <= set(
+        facts["thickness"]["nodes"]
+    )
     assert np.all(a["c"][:, 1] > a["c"][:, 0])  # 1.6 is far above the 0.5 minimum: green
 
 

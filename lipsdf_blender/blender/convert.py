@@ -243,11 +243,13 @@ def new_mesh_object(context, name: str, vertices, faces, matrix=None, like=None)
 def new_points_object(context, name: str, points, normals=None, matrix=None):
     """A new point cloud object (``normal`` point attribute) in the LipSDF collection.
 
-    Built as a mesh of loose vertices (what a PLY import makes of a scan), then converted to
-    a Point Cloud object where this Blender can (4.3 and later); the add-on reads both as a
-    point cloud.
+    Blender 5.1 and later fill a Point Cloud directly (``PointCloud.resize``); 4.3 to 5.0
+    build a mesh of loose vertices (what a PLY import makes of a scan) and convert it; 4.2
+    keeps that mesh. The add-on reads all three as a point cloud.
     """
     P = np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 3)
+    if hasattr(bpy.types.PointCloud, "resize"):
+        return _new_pointcloud(context, name, P, normals, matrix)
 
     def fill(me):
         me.vertices.add(len(P))
@@ -259,6 +261,25 @@ def new_points_object(context, name: str, points, normals=None, matrix=None):
         me.update()
 
     return _to_pointcloud(context, _new_object(context, name, fill, matrix))
+
+
+def _new_pointcloud(context, name: str, P, normals, matrix):
+    pc = bpy.data.pointclouds.new(name)
+    try:
+        pc.resize(len(P))
+        pc.attributes["position"].data.foreach_set("vector", P.ravel())
+        if normals is not None:
+            attr = pc.attributes.new("normal", "FLOAT_VECTOR", "POINT")
+            N = np.ascontiguousarray(normals, dtype=np.float32).reshape(-1, 3)
+            attr.data.foreach_set("vector", N.ravel())
+        obj = bpy.data.objects.new(name, pc)
+    except Exception:
+        bpy.data.pointclouds.remove(pc)
+        raise
+    if matrix is not None:
+        obj.matrix_world = matrix
+    result_collection(context).objects.link(obj)
+    return obj
 
 
 def _to_pointcloud(context, obj):
@@ -277,8 +298,9 @@ def _to_pointcloud(context, obj):
         return obj
     if obj.type == "POINTCLOUD":
         attrs = obj.data.attributes
-        if attrs.get(".select_vert") is not None:
-            attrs.remove(attrs[".select_vert"])
+        for hidden in (".select_vert", ".selection"):  # the mesh's selection (5.1+: .selection)
+            if attrs.get(hidden) is not None:
+                attrs.remove(attrs[hidden])
         if before.users == 0:
             bpy.data.meshes.remove(before)
     return obj

@@ -28,13 +28,22 @@ def thickness_colors(thickness, min_wall: float) -> np.ndarray:
     return np.stack([np.interp(x, stops, colors[:, k]) for k in range(4)], axis=1)
 
 
+def new_material(name: str):
+    """A new material with its node tree (Principled BSDF and output). Blender 5.0 and later
+    always give one and deprecate ``use_nodes`` (a console warning; gone in 6.0); before 5.0
+    the tree comes only when asked."""
+    mat = bpy.data.materials.new(name)
+    if mat.node_tree is None:
+        mat.use_nodes = True
+    return mat
+
+
 def thickness_material(attribute: str, min_wall: float):
     """The material that colours ``attribute`` (a wall thickness) by :data:`RAMP`; made once,
     its range updated on later runs."""
     mat = bpy.data.materials.get(THICKNESS_MATERIAL)
     if mat is None:
-        mat = bpy.data.materials.new(THICKNESS_MATERIAL)
-        mat.use_nodes = True
+        mat = new_material(THICKNESS_MATERIAL)
         nt = mat.node_tree
         bsdf = next(n for n in nt.nodes if n.type == "BSDF_PRINCIPLED")
         attr = nt.nodes.new("ShaderNodeAttribute")
@@ -87,8 +96,7 @@ def image_from_rgba(name: str, rgba, replace: bool = False):
 
 def image_material(name: str, image):
     """A material that shows ``image`` as it is (emission) on a plane's UVs."""
-    mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    mat = new_material(name)
     nt = mat.node_tree
     for node in list(nt.nodes):
         if node.type != "OUTPUT_MATERIAL":

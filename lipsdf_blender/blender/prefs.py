@@ -166,7 +166,7 @@ class LIPSDF_OT_check_worker(bpy.types.Operator):
 
 class LIPSDF_OT_setup_worker(bpy.types.Operator):
     """Make a private Python environment for the worker and install torch, numpy and libigl
-    into it (downloads about 1 GB)"""
+    into it (downloads 1-5 GB: PyPI's torch for Linux is the CUDA build)"""
 
     bl_idname = "lipsdf.setup_worker"
     bl_label = "Set Up Worker"
@@ -192,9 +192,8 @@ class LIPSDF_OT_setup_worker(bpy.types.Operator):
         _setup.update(lines=[], running=True, error=None, verdict=None)
         folder = private_env()
         prefs = preferences()
-        packages = environment.PINNED
-        if prefs is not None and prefs.run_on == "ray":
-            packages = (*packages, *environment.RAY_PINNED)
+        # The pins for this Python, which makes the venv (3.13 from Blender 5.1 on).
+        packages = environment.pinned(ray=prefs is not None and prefs.run_on == "ray")
         if bpy.app.background:
             self._work(folder, packages)
             return self._done(context)

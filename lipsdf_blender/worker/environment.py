@@ -25,7 +25,8 @@ from ..core.errors import LipSDFError
 
 #: What the worker needs: (import name, pip distribution).
 REQUIRED = (("torch", "torch"), ("numpy", "numpy"), ("igl", "libigl"), ("scipy", "scipy"))
-#: Exact versions the private environment installs (the ones the tests run with).
+#: Exact versions the private environment installs (the ones the tests run with), for a
+#: Python before 3.13 (Blender 4.2 to 5.0 run 3.11); :func:`pinned` gives the set for another.
 PINNED = (
     "torch==2.13.0",
     "numpy==1.26.4",
@@ -34,10 +35,46 @@ PINNED = (
     "fast-simplification==0.2.0",
     "psutil==7.2.2",
 )
+#: Pins that differ by the venv's Python: ((major, minor) from which on, requirement), the
+#: newest first; the first entry not above the venv's Python replaces that package's pin in
+#: :data:`PINNED`. numpy 1.26.4 has no wheel for Python 3.13, which Blender 5.1 and later run
+#: (Set Up Worker makes the venv with Blender's own Python); 2.3.5 is the numpy Blender 5.2
+#: and 5.3's test venvs run with. tests/test_worker_environment.py resolves each whole set.
+PINNED_BY_PYTHON = {"numpy": (((3, 13), "numpy==2.3.5"),)}
 #: Added to :data:`PINNED` when the worker forwards its jobs to a Ray cluster
 #: (requirements-ray.txt; the cluster must run the same Ray version).
 RAY_PINNED = ("ray[client]==2.60.0", "grpcio==1.85.3")
 MIN_PYTHON = (3, 10)
+
+
+def _name(requirement: str) -> str:
+    return requirement.split("[")[0].split("=")[0].split("<")[0].split(">")[0].strip().lower()
+
+
+def pinned(python: Sequence[int] | None = None, ray: bool = False) -> tuple[str, ...]:
+    """The exact requirements of the private environment for a venv of Python ``python``.
+
+    Parameters
+    ----------
+    python : (major, minor), optional
+        The venv's Python version; default: this Python's (Set Up Worker makes the venv with
+        Blender's own Python).
+    ray : bool
+        Add :data:`RAY_PINNED` (a worker that forwards its jobs to a Ray cluster).
+
+    Example: ``pinned((3, 13))`` holds ``numpy==2.3.5``, ``pinned((3, 11))`` ``numpy==1.26.4``.
+    """
+    version = tuple(python or sys.version_info[:2])[:2]
+    out = []
+    for requirement in PINNED:
+        for since, pin in PINNED_BY_PYTHON.get(_name(requirement), ()):
+            if version >= since:
+                requirement = pin
+                break
+        out.append(requirement)
+    return (*out, *(RAY_PINNED if ray else ()))
+
+
 _MARK = "LIPSDF-CHECK "
 
 # Runs in the candidate interpreter: kept free of newer syntax so an old Python still answers.
@@ -187,7 +224,7 @@ def setup_environment(
     folder,
     python: str | None = None,
     progress: Callable[[str], None] | None = None,
-    packages: Sequence[str] = PINNED,
+    packages: Sequence[str] | None = None,
     pip_args: Sequence[str] = (),
     timeout: float = 3600.0,
 ) -> dict:
@@ -203,8 +240,8 @@ def setup_environment(
         The Python 3.10+ that makes the venv (default: this one).
     progress : callable(str), optional
         Receives every output line of venv and pip as it comes.
-    packages : sequence of str
-        pip requirement strings; default :data:`PINNED`.
+    packages : sequence of str, optional
+        pip requirement strings; default: :func:`pinned` for the venv's Python.
     pip_args : sequence of str
         Extra pip arguments, e.g. ``["--index-url", "https://download.pytorch.org/whl/cu128"]``.
 
@@ -225,6 +262,8 @@ def setup_environment(
     if not target.exists():
         say(f"making a virtual environment in {folder} with {python}")
         _stream([str(python), "-m", "venv", str(folder)], say, timeout, "making the venv")
+    if packages is None:
+        packages = pinned(_version_of(target, timeout))
     cmd = [str(target), "-m", "pip", "install", "--progress-bar", "off", *pip_args, *packages]
     say("installing " + " ".join(packages))
     _stream(cmd, say, timeout, "installing packages")
@@ -233,6 +272,22 @@ def setup_environment(
     if not verdict["ok"]:
         raise SetupError(f"the new environment in {folder} does not work: {verdict['message']}")
     return verdict
+
+
+def _version_of(python, timeout: float) -> tuple[int, int]:
+    """(major, minor) of the interpreter ``python``."""
+    try:
+        out = subprocess.run(
+            [str(python), "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        major, minor = out.stdout.split()
+        return int(major), int(minor)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        raise SetupError(f"cannot run the new environment's Python {python} ({exc})") from None
 
 
 def _stream(cmd: list[str], say, timeout: float, what: str) -> None:
