@@ -202,15 +202,16 @@ def _linked_below(parent, coll) -> bool:
     return any(c == coll or _linked_below(c, coll) for c in parent.children)
 
 
-def _new_object(context, name: str, fill, matrix=None):
-    """A new mesh object in the LipSDF collection, its mesh made by ``fill(mesh)``; nothing
-    is left behind when ``fill`` fails."""
-    me = bpy.data.meshes.new(name)
+def _new_object(context, name: str, fill, matrix=None, blocks=None):
+    """A new object in the LipSDF collection, its data a new block of ``blocks`` (default
+    ``bpy.data.meshes``) made by ``fill(data)``; nothing is left behind when ``fill`` fails."""
+    blocks = bpy.data.meshes if blocks is None else blocks
+    data = blocks.new(name)
     try:
-        fill(me)
-        obj = bpy.data.objects.new(name, me)
+        fill(data)
+        obj = bpy.data.objects.new(name, data)
     except Exception:
-        bpy.data.meshes.remove(me)
+        blocks.remove(data)
         raise
     if matrix is not None:
         obj.matrix_world = matrix
@@ -264,22 +265,15 @@ def new_points_object(context, name: str, points, normals=None, matrix=None):
 
 
 def _new_pointcloud(context, name: str, P, normals, matrix):
-    pc = bpy.data.pointclouds.new(name)
-    try:
+    def fill(pc):
         pc.resize(len(P))
         pc.attributes["position"].data.foreach_set("vector", P.ravel())
         if normals is not None:
             attr = pc.attributes.new("normal", "FLOAT_VECTOR", "POINT")
             N = np.ascontiguousarray(normals, dtype=np.float32).reshape(-1, 3)
             attr.data.foreach_set("vector", N.ravel())
-        obj = bpy.data.objects.new(name, pc)
-    except Exception:
-        bpy.data.pointclouds.remove(pc)
-        raise
-    if matrix is not None:
-        obj.matrix_world = matrix
-    result_collection(context).objects.link(obj)
-    return obj
+
+    return _new_object(context, name, fill, matrix, bpy.data.pointclouds)
 
 
 def _to_pointcloud(context, obj):

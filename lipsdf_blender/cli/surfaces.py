@@ -101,7 +101,7 @@ def remesh(args, bar, share) -> None:
     """``remesh``: the closed surface of a field (trained here unless ``--field``)."""
     from ..core.device import pick_device
     from ..core.fields.field import Field
-    from ..core.surfaces.remesh import remesh
+    from ..core.surfaces.remesh import remesh as remesh_field
 
     field = Field.load(args.field) if args.field else train_from_file(args, bar, share)
     if args.save_field and not args.field:
@@ -109,7 +109,7 @@ def remesh(args, bar, share) -> None:
     res = resolution_for(args.resolution, [field.record])
     dev = pick_device(args.device)
     results = [
-        remesh(
+        remesh_field(
             field,
             res,
             args.detail,
