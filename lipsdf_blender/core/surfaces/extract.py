@@ -17,8 +17,9 @@ CUDA loop (:func:`_levels_on_device`) keeps every step on the GPU as a few large
 operations, so the host only launches work. Each is the better one on its own device: a sphere
 at resolution 512 on one CPU thread (2.1M faces, the machine otherwise idle) takes 5.0 s and
 peaks at 763 MiB through numpy against 6.2 s and 1,543 MiB through the tensor loop, while on a
-GPU the numpy loop would move every level's cells between host and device. ``tests/test_extract.py`` runs the tensor loop on
-the CPU and checks that both give the same meshes.
+GPU the numpy loop would move every level's cells between host and device.
+``tests/test_extract.py`` runs the tensor loop on the CPU and checks that both give the same
+meshes.
 """
 
 from __future__ import annotations
