@@ -20,7 +20,11 @@ import torch
 from conftest import TINY
 
 from lipsdf_blender.core.errors import BadInputError, FieldFileError
-from lipsdf_blender.core.fields.detail import DetailField, InputSurface, surface_field
+from lipsdf_blender.core.fields.detail import (
+    ExactField,
+    InputSurface,
+    surface_field,
+)
 from lipsdf_blender.core.fields.field import Field
 from lipsdf_blender.core.fields.sdf import BoxField, SphereField
 from lipsdf_blender.core.inputs import primitives
@@ -230,7 +234,8 @@ def test_field_file_keeps_the_input_surface(cube, tmp_path):
     path = field.save(tmp_path / "cube.lipsdf")
     loaded = Field.load(path)
     assert np.array_equal(loaded.surface.V, V) and np.array_equal(loaded.surface.S, F)
-    assert isinstance(surface_field(loaded), DetailField)
+    # a closed input: its exact distance is the detail field everywhere
+    assert isinstance(surface_field(loaded), ExactField)
     assert surface_field(loaded, detail=False) is loaded
     # A surface whose indices leave its vertices is refused (checksum recomputed, so only
     # the content check can catch it).

@@ -97,8 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help=INPUT_FORMATS + "; ignored with --field")
     p.add_argument("-o", "--output", required=True, help="OUT.obj / .ply / .stl / .off")
     p.add_argument("--field", default=None, help="use this trained field instead of training")
-    p.add_argument("--save-field", default=None, help="also save the trained field here")
+    p.add_argument(
+        "--save-field",
+        default=None,
+        help="also save the trained field here (a closed mesh's remesh is written first, "
+        "then its field is trained)",
+    )
     p.add_argument("--resolution", type=int, default=None)
+    p.add_argument(
+        "--timings", default=None, help="write seconds per phase (read, label, train, ...) as JSON"
+    )
     training_args(p)
     surface_args(p)
 

@@ -7,13 +7,23 @@ from pathlib import Path
 from ..core.training.presets import resolution_for
 
 
-def train_from_file(args, bar, share=None):
-    """Train a field on ``args.input`` with the command line's settings; print the cloud summary."""
+def read_input(path):
+    """The input geometry of ``path`` (timed as the ``read`` phase)."""
     from ..core.formats.files import load_geometry
+    from ..core.phases import phase
+
+    with phase("read"):
+        return load_geometry(path)
+
+
+def train_from_file(args, bar, share=None, geom=None):
+    """Train a field on ``args.input`` (or on ``geom``, already read) with the command line's
+    settings; print the cloud summary."""
     from ..core.training.summary import record_summary
     from ..core.training.train import train_with
 
-    field = train_with(load_geometry(args.input), args, progress=bar, cancel=share)
+    geom = read_input(args.input) if geom is None else geom
+    field = train_with(geom, args, progress=bar, cancel=share)
     summary = record_summary(field.record, noise_given=args.noise is not None)
     if summary:
         print(summary)
@@ -40,7 +50,7 @@ def report(results) -> None:
         nx, ny, nz = s.shape
         print(
             f"level {r.level:+g}: {len(r.vertices)} vertices, {len(r.faces)} faces; "
-            f"{s.evaluations} network evaluations = {100 * s.ratio:.1f}% of the "
+            f"{s.evaluations} field evaluations = {100 * s.ratio:.1f}% of the "
             f"{s.dense_evaluations} corners of a dense {nx} x {ny} x {nz} grid, "
             f"{s.seconds:.1f}s"
         )
@@ -71,11 +81,20 @@ def exact_offsets(
 def save_results(path, results, names):
     """One mesh file, or one OBJ holding one named object per result."""
     from ..core.errors import BadInputError
-    from ..core.formats.files import save_mesh, save_obj_objects
+    from ..core.phases import phase
 
     empty = [n for n, r in zip(names, results, strict=True) if len(r.faces) == 0]
     if empty:
         raise BadInputError(f"no surface at {', '.join(empty)}: the level set is empty")
+    with phase("write"):
+        _write(path, results, names)
+    print(f"wrote {path}")
+
+
+def _write(path, results, names):
+    from ..core.errors import BadInputError
+    from ..core.formats.files import save_mesh, save_obj_objects
+
     if len(results) == 1:
         save_mesh(path, results[0].vertices, results[0].faces)
     else:
@@ -84,7 +103,6 @@ def save_results(path, results, names):
         save_obj_objects(
             path, [(n, r.vertices, r.faces) for n, r in zip(names, results, strict=True)]
         )
-    print(f"wrote {path}")
 
 
 def train(args, bar, share) -> None:
@@ -98,30 +116,66 @@ def train(args, bar, share) -> None:
 
 
 def remesh(args, bar, share) -> None:
-    """``remesh``: the closed surface of a field (trained here unless ``--field``)."""
+    """``remesh``: the closed surface of a field (trained here unless ``--field``).
+
+    A closed mesh in signed mode with detail needs no training for its remesh (every vertex
+    comes from its exact distance, :func:`~..core.fields.detail.exact_field`): it is written
+    first, and the field is trained after it only when ``--save-field`` asks for one.
+    ``--timings`` writes the seconds of each phase as JSON.
+    """
+    import json
+
+    from ..core.phases import ORDER, recording
+
+    with recording() as seconds:
+        _remesh(args, bar, share)
+    line = ", ".join(f"{k} {seconds[k]:.2f}" for k in ORDER if k in seconds)
+    print(f"seconds: {line}")
+    if args.timings:
+        Path(args.timings).write_text(json.dumps({k: round(v, 4) for k, v in seconds.items()}))
+
+
+def _remesh(args, bar, share) -> None:
     from ..core.device import pick_device
+    from ..core.fields.detail import exact_field
     from ..core.fields.field import Field
+    from ..core.phases import phase
     from ..core.surfaces.remesh import remesh as remesh_field
 
-    field = Field.load(args.field) if args.field else train_from_file(args, bar, share)
-    if args.save_field and not args.field:
+    def surface_of(field, record):
+        res = resolution_for(args.resolution, [record])
+        with phase("extract"):
+            r = remesh_field(
+                field,
+                res,
+                args.detail,
+                pick_device(args.device),
+                progress=bar.extraction,
+                faces=args.faces,
+                sharp=args.sharp,
+                cancel=share,
+            )
+        report([r])
+        save_results(args.output, [r], ["remesh"])
+
+    if args.field:
+        field = Field.load(args.field)
+        return surface_of(field, field.record)
+    geom = read_input(args.input)
+    exact = None
+    if args.detail and (args.mode or "signed") == "signed":
+        exact = exact_field(geom)
+    if exact is not None:
+        print("closed input: the remesh is its exact distance, written before any training")
+        surface_of(exact, {"preset": args.preset})
+        if args.save_field:
+            train_from_file(args, bar, share, geom).save(args.save_field)
+            print(f"wrote {args.save_field}")
+        return
+    field = train_from_file(args, bar, share, geom)
+    if args.save_field:
         field.save(args.save_field)
-    res = resolution_for(args.resolution, [field.record])
-    dev = pick_device(args.device)
-    results = [
-        remesh_field(
-            field,
-            res,
-            args.detail,
-            dev,
-            progress=bar.extraction,
-            faces=args.faces,
-            sharp=args.sharp,
-            cancel=share,
-        )
-    ]
-    report(results)
-    save_results(args.output, results, ["remesh"])
+    surface_of(field, field.record)
 
 
 def offset(args, bar, share) -> None:

@@ -18,6 +18,13 @@ a sign change, where it is the exact distance. Where the input is open (a hole, 
 base, an open rim), ``w`` is near 1/2 and the field's closure is kept: the detail never crosses
 a hole. Point clouds carry no surface to measure from and keep the field.
 
+When the input is closed (every edge used as often in one direction as in the other, see
+:attr:`InputSurface.closed`), the winding number is an integer away from the input and sure
+everywhere: ``h`` is then the input's exact signed distance near the input, and the network
+decides nothing on its zero level set. :class:`ExactField` is that distance everywhere, with
+no network at all, so a closed mesh's remesh needs no training (:func:`exact_field`) and is the
+same mesh before and after its field is trained.
+
 ``h`` is not 1-Lipschitz across the places where its two witnesses disagree, so extraction
 cannot prune on ``|h|``. :meth:`DetailField.prune_bounds` gives what pruning needs instead: a
 1-Lipschitz lower bound on the distance from a point to wherever ``h`` can cross a level, which
@@ -36,6 +43,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import BadInputError
 from ..inputs.geometry import Geometry
+from ..phases import phase
 
 #: ``|w - 1/2|`` below this is not trusted for the sign (a hole, an open rim, a soup's gap).
 TRUST = 0.1
@@ -75,11 +83,25 @@ class InputSurface:
         if self.S.min() < 0 or self.S.max() >= len(self.V):
             raise BadInputError("an input surface refers to vertices it does not have")
         self._tree = None
+        self._closed = None
 
     @property
     def kind(self) -> str:
         """``"mesh"`` (triangles) or ``"curve"`` (segments)."""
         return "mesh" if self.S.shape[1] == 3 else "curve"
+
+    @property
+    def closed(self) -> bool:
+        """True when the triangles bound a volume: with vertices at the same position welded,
+        every edge is used as often from ``a`` to ``b`` as from ``b`` to ``a``.
+
+        Then the winding number is an integer away from the input (self-intersecting and
+        overlapping closed parts included), so its sign is sure everywhere. Non-manifold edges
+        are allowed; a hole, an open rim or a flipped part makes the input not closed.
+        """
+        if self._closed is None:
+            self._closed = self.kind == "mesh" and _balanced_edges(self.V, self.S)
+        return self._closed
 
     @classmethod
     def from_geometry(cls, geom: Geometry) -> InputSurface | None:
@@ -101,6 +123,7 @@ class InputSurface:
         """Length of the bounding-box diagonal, object units."""
         return _diagonal(self.V)
 
+    @phase("detail")
     def distance(self, P: np.ndarray) -> np.ndarray:
         """Exact unsigned distance from ``P (k, 3)`` to the triangles or segments, ``(k,)``."""
         P = np.ascontiguousarray(P, dtype=np.float64)
@@ -109,6 +132,13 @@ class InputSurface:
         sq = self.tree.squared_distance(self.V, self.S, P)[0]
         return np.sqrt(np.maximum(sq, 0.0))
 
+    def signed_distance(self, P: np.ndarray) -> np.ndarray:
+        """Exact distance at ``P (k, 3)``, negative where the winding number is above 1/2."""
+        P = np.ascontiguousarray(P, dtype=np.float64)
+        d = self.distance(P)
+        return np.where(self.winding(P) > 0.5, -d, d)
+
+    @phase("detail")
     def winding(self, P: np.ndarray) -> np.ndarray:
         """Generalised winding number at ``P (k, 3)`` (triangles only), ``(k,)``."""
         out = np.empty(len(P))
@@ -116,6 +146,66 @@ class InputSurface:
             q = np.ascontiguousarray(P[a : a + _CHUNK], dtype=np.float64)
             out[a : a + _CHUNK] = igl.fast_winding_number(self.V, self.S, q)
         return out
+
+
+def _balanced_edges(V: np.ndarray, F: np.ndarray) -> bool:
+    """Every directed edge of ``F`` (vertices welded by position) has as many reverses."""
+    _, weld = np.unique(V, axis=0, return_inverse=True)
+    F = weld.reshape(-1)[F]
+    E = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
+    E = E[E[:, 0] != E[:, 1]]
+    if len(E) == 0:
+        return False
+    n = int(F.max()) + 1
+    fwd = E[:, 0] * n + E[:, 1]
+    back = E[:, 1] * n + E[:, 0]
+    # the multiset of edges equals the multiset of their reverses
+    return bool(np.array_equal(np.sort(fwd), np.sort(back)))
+
+
+class ExactField:
+    """The exact signed distance of a closed input (:attr:`InputSurface.closed`), no network.
+
+    ``sign(1/2 - w) * d`` with ``w`` the winding number and ``d`` the exact distance: what
+    :class:`DetailField` gives near a closed input, everywhere. It is 1-Lipschitz (its sign
+    changes only on the input, where ``d = 0``), so extraction prunes on it directly. Follows
+    the :class:`~lipsdf_blender.core.fields.sdf.DistanceField` protocol.
+
+    Parameters
+    ----------
+    surface : InputSurface
+        Triangles that bound a volume (its ``closed`` is true).
+    lo, hi : (3,) float, optional
+        The box to extract in, object units; default: the input's bounding box (a field
+        trained on it has the same).
+    """
+
+    def __init__(self, surface: InputSurface, lo=None, hi=None):
+        if not surface.closed:
+            raise BadInputError("the exact field needs a closed input (it has holes or open rims)")
+        self.surface = surface
+        self.lo = surface.V.min(axis=0) if lo is None else np.asarray(lo, dtype=np.float64)
+        self.hi = surface.V.max(axis=0) if hi is None else np.asarray(hi, dtype=np.float64)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.lo, self.hi
+
+    def signed(self, P: np.ndarray) -> np.ndarray:
+        """Signed distances at ``P (k, 3)`` (object units, negative inside), ``(k,)``."""
+        return self.surface.signed_distance(P)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Signed distances at ``x (n, 3)``; ``(n,)`` on ``x``'s device and dtype."""
+        h = self.signed(x.detach().to("cpu", torch.float64).numpy())
+        return torch.from_numpy(h).to(dtype=x.dtype, device=x.device)
+
+
+def exact_field(geom: Geometry) -> ExactField | None:
+    """The exact field of a closed mesh (its remesh needs no training), else ``None``."""
+    if geom.kind != "mesh" or len(geom.faces) == 0:
+        return None
+    surface = InputSurface.from_geometry(geom)
+    return ExactField(surface) if surface.closed else None
 
 
 class CloudSurface:
@@ -168,6 +258,7 @@ class CloudSurface:
         """Length of the bounding-box diagonal, object units."""
         return _diagonal(self.V)
 
+    @phase("detail")
     def distance(self, P: np.ndarray) -> np.ndarray:
         """Distance from ``P (k, 3)`` to the nearest point, ``(k,)`` (1-Lipschitz)."""
         P = np.ascontiguousarray(P, dtype=np.float64)
@@ -175,6 +266,7 @@ class CloudSurface:
             return np.zeros(0)
         return self.tree.query(P, k=1, workers=-1)[0]
 
+    @phase("detail")
     def winding(self, P: np.ndarray) -> np.ndarray:
         """Winding number of the oriented cloud at ``P (k, 3)``, ``(k,)``."""
         from ..inputs.normals import winding_number
@@ -184,6 +276,7 @@ class CloudSurface:
             out[a : a + _CHUNK] = winding_number(self.V, self.N, self.A, P[a : a + _CHUNK])
         return out
 
+    @phase("detail")
     def signed(self, P: np.ndarray, k: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """IMLS distance ``g`` at ``P (q, 3)`` and where it is trusted: ``(q,)``, ``(q,) bool``.
 
@@ -321,7 +414,13 @@ def has_detail(field) -> bool:
 
 def surface_field(field, detail: bool = True, band: float | None = None):
     """What to extract a field's surface from: its :class:`DetailField` when it carries its
-    input surface and ``detail`` is on, else the field itself."""
+    input surface and ``detail`` is on (the :class:`ExactField` of a closed mesh in signed
+    mode, which is what the detail field is there), else the field itself."""
+    if isinstance(field, ExactField):
+        return field
     if not (detail and has_detail(field)):
         return field
-    return DetailField(field, field.surface, band)
+    surface = field.surface
+    if getattr(field, "mode", "signed") == "signed" and surface.kind == "mesh" and surface.closed:
+        return ExactField(surface, *field.bounds())
+    return DetailField(field, surface, band)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError
+from ..fields.detail import InputSurface
 
 
 class MeshDistance:
@@ -34,16 +35,12 @@ class MeshDistance:
         self.F = np.ascontiguousarray(F, dtype=np.int64)
         if len(self.F) == 0:
             raise BadInputError("the surface is empty; there is nothing to offset from")
-        self.tree = igl.AABB()
-        self.tree.init(self.V, self.F)
+        self.surface = InputSurface(self.V, self.F)
+        self.tree = self.surface.tree
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Signed distances at ``x (n, 3)``; negative inside."""
-        P = np.ascontiguousarray(x.detach().cpu().double().numpy())
-        sq = self.tree.squared_distance(self.V, self.F, P)[0]
-        inside = igl.fast_winding_number(self.V, self.F, P) > 0.5
-        d = np.sqrt(np.maximum(sq, 0.0))
-        d[inside] *= -1
+        d = self.surface.signed_distance(x.detach().cpu().double().numpy())
         return torch.from_numpy(d).to(dtype=x.dtype, device=x.device)
 
     def value_and_gradient(self, P) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import BadInputError
 from ..fields.csg import combine
-from ..fields.detail import BAND, has_detail, surface_field
+from ..fields.detail import BAND, DetailField, ExactField, has_detail, surface_field
 from .extract import ExtractResult, cell_size, extract, extract_levels
 from .mesh_distance import MeshDistance
 from .simplify import decimate_results
@@ -52,6 +52,9 @@ def remesh(
     Parameters
     ----------
     field : Field or DistanceField
+        A trained field, or the :class:`~..fields.detail.ExactField` of a closed mesh
+        (:func:`~..fields.detail.exact_field`), whose remesh needs no training and equals
+        the remesh of any field trained on that mesh.
     resolution : int
         Marching-cubes cells along the longest side.
     detail : bool
@@ -78,7 +81,7 @@ def _remesh(
 ) -> ExtractResult:
     kw = dict(resolution=resolution, device=device, progress=progress, cancel=cancel)
     target = surface_field(field, detail, band=_band(field, resolution))
-    if target is field:
+    if not isinstance(target, (DetailField, ExactField)):
         return extract(field, 0.0, batch_size=batch_size, **kw)
     r = extract(target, 0.0, batch_size=max(batch_size, _DETAIL_BATCH), sharp=sharp, **kw)
     cell = r.stats.cell_size

@@ -17,6 +17,7 @@ from ..errors import BadInputError, CancelledError
 from ..inputs.cloud import closure_samples, prepare_cloud, settle_unsure
 from ..inputs.geometry import Geometry
 from ..inputs.normals import winding_number as points_winding_number
+from ..phases import phase
 from .presets import SampleConfig
 
 #: Half-side of the sampling box for point clouds (normalised units; meshes use the config's).
@@ -115,11 +116,13 @@ class WindingNumber:
             self.V = np.ascontiguousarray(geom.vertices, dtype=np.float64)
             self.F = np.ascontiguousarray(geom.faces, dtype=np.int64)
         elif geom.kind == "points":
-            c = prepare_cloud(geom.vertices, geom.normals, normals, noise, cell)
+            with phase("prepare"):
+                c = prepare_cloud(geom.vertices, geom.normals, normals, noise, cell)
             self.P, self.N, self.A, self.prepared = c.points, c.normals, c.areas, c
         else:
             raise BadInputError("a curve encloses no volume; train it in unsigned mode")
 
+    @phase("label")
     def inside(self, Q: np.ndarray, cancel=None, settled: list | None = None) -> np.ndarray:
         """Inside (True) or outside at ``Q (k, 3)``: ``w > 1/2``, and for point clouds the
         holes settled by :func:`cloud.settle_unsure` (those queries appended to ``settled``)."""

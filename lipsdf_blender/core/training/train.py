@@ -25,6 +25,7 @@ from ..fields.detail import CloudSurface, InputSurface
 from ..fields.field import Field
 from ..fields.network import LipschitzMLP
 from ..inputs.geometry import Geometry
+from ..phases import phase
 from . import warm
 from .presets import DEFAULT_PRESET, Preset, get_preset
 from .sampling import make_samples, normalization
@@ -332,6 +333,7 @@ def _off_orthogonality(W: torch.Tensor) -> torch.Tensor:
     return ((G - eye) ** 2).sum(dim=(1, 2)).mean()
 
 
+@phase("train")
 def _optimise(
     samples, p: Preset, margin: float, dev, seed: int, report, cancel, on_step=None, start=None
 ):
