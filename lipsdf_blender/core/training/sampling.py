@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import igl
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -17,6 +16,7 @@ from ..errors import BadInputError, CancelledError
 from ..inputs.cloud import closure_samples, prepare_cloud, settle_unsure
 from ..inputs.geometry import Geometry
 from ..inputs.normals import winding_number as points_winding_number
+from ..inputs.winding import mesh_winding_number
 from .presets import SampleConfig
 
 #: Half-side of the sampling box for point clouds (normalised units; meshes use the config's).
@@ -136,7 +136,7 @@ class WindingNumber:
                 raise CancelledError("labelling was cancelled")
             q = np.ascontiguousarray(Q[s : s + chunk], dtype=np.float64)
             if self.geom.kind == "mesh":
-                out[s : s + chunk] = igl.fast_winding_number(self.V, self.F, q)
+                out[s : s + chunk] = mesh_winding_number(self.V, self.F, q)
             else:
                 # The wrapper merges coincident points, which crash libigl's octree.
                 out[s : s + chunk] = points_winding_number(self.P, self.N, self.A, q)
