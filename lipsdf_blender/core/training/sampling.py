@@ -219,17 +219,39 @@ def make_samples(
             X, inside = closure_samples(wn.prepared, Q, cfg.sigmas, rng)
             X = np.clip(X, -cfg.box, cfg.box)
             P, y = np.concatenate([P, X]), np.concatenate([y, np.where(inside, -1.0, 1.0)])
+        if not (y < 0).any():
+            no_inside(wn, P)
         if cfg.balance:
             P, y = balance(P, y, wn, cfg, rng, cancel, pool)
     else:
         raise BadInputError(f"unknown mode {mode!r}; use 'signed' or 'unsigned'")
     if not (y < 0).any() or not (y > 0).any():
         raise BadInputError(
-            "no sample point fell inside the shape; it encloses no volume (an open sheet or a "
-            "curve?). Train it in unsigned mode instead."
+            "No sample point fell inside the shape, so it encloses no volume (an open sheet or "
+            "a curve?). Train it in unsigned mode instead."
         )
     prepared = None if mode == "unsigned" else wn.prepared
     return Samples(P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0, prepared)
+
+
+def no_inside(wn: WindingNumber, P: np.ndarray) -> None:
+    """Say why no point of ``P (k, 3)`` came out inside: raises :class:`BadInputError`.
+
+    A closed mesh whose faces all point inwards has winding number -1 inside, which reads as
+    outside everywhere; anything else without an inside (a flat sheet, an open surface)
+    encloses no volume.
+    """
+    if wn.prepared is None and (wn(P[:100_000]) < -0.5).any():
+        raise BadInputError(
+            "The mesh is inside out: its faces point inwards, so nothing reads as inside. "
+            "Flip its normals (in Blender: Mesh > Normals > Recalculate Outside) and retry."
+        )
+    what = "mesh" if wn.prepared is None else "point cloud"
+    raise BadInputError(
+        f"The {what} encloses no volume (an open sheet?): no sample point fell inside it. "
+        "Train it in unsigned mode instead, or close it (e.g. fill its holes, or Solidify a "
+        "sheet)."
+    )
 
 
 def balance(P, y, wn, cfg: SampleConfig, rng, cancel, pool=None, rounds: int = 8):
@@ -263,6 +285,8 @@ def balance(P, y, wn, cfg: SampleConfig, rng, cancel, pool=None, rounds: int = 8
         # of that class: the same distribution as uniform in the whole box, given the class,
         # with far fewer winding numbers to compute for a small shape in a large box.
         have = P[y == rare]
+        if not len(have):
+            break  # nothing of that class to grow a box around (make_samples says why)
         pad = 0.05 * cfg.box
         lo = np.maximum(have.min(axis=0) - pad, -cfg.box)
         hi = np.minimum(have.max(axis=0) + pad, cfg.box)
