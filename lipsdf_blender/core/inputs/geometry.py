@@ -218,7 +218,7 @@ class Geometry:
         return h.hexdigest()
 
 
-def principal_extents(P, trim: float = 0.0) -> np.ndarray:
+def principal_extents(P, trim: float = 0.0, axes: bool = False):
     """How far the points ``P (n, 3)`` spread along their three principal axes, largest first.
 
     Parameters
@@ -228,10 +228,15 @@ def principal_extents(P, trim: float = 0.0) -> np.ndarray:
         Share of the points left out at each end of every axis (0.01: the spread between
         the 1st and the 99th percentile), so that a few stray points do not count.
 
+    axes : bool
+        Also return the axes.
+
     Returns
     -------
-    (3,) float64
+    extents : (3,) float64
         Same units as ``P``: a plane's last value is 0, a line's last two are.
+    axes : (3, 3) float64, only with ``axes``
+        Unit principal directions as columns, in the same order.
 
     Example
     -------
@@ -239,17 +244,15 @@ def principal_extents(P, trim: float = 0.0) -> np.ndarray:
     [2.828427, 0.0, 0.0]
     """
     P = np.asarray(P, dtype=np.float64).reshape(-1, 3)
-    if len(P) < 2:
-        return np.zeros(3)
-    X = P - P.mean(axis=0)
-    size = float(np.abs(X).max())
+    X = P - P.mean(axis=0) if len(P) else P
+    size = float(np.abs(X).max()) if len(P) >= 2 else 0.0
     if not np.isfinite(size) or size == 0:
-        return np.zeros(3)
+        return (np.zeros(3), np.eye(3)) if axes else np.zeros(3)
     X = X / size  # the products below stay finite at any scale
-    _, vecs = np.linalg.eigh(X.T @ X)
-    along = X @ vecs[:, ::-1]
-    lo, hi = np.quantile(along, [trim, 1.0 - trim], axis=0)
-    return np.abs(hi - lo) * size
+    vecs = np.linalg.eigh(X.T @ X)[1][:, ::-1]
+    lo, hi = np.quantile(X @ vecs, [trim, 1.0 - trim], axis=0)
+    ext = np.abs(hi - lo) * size
+    return (ext, vecs) if axes else ext
 
 
 # -- helpers ----------------------------------------------------------------------------------
