@@ -135,9 +135,12 @@ class Geometry:
                 f"(first: vertex {first}). Delete or fix them (e.g. Mesh > Clean Up) and retry."
             )
         if not np.ptp(V, axis=0).any():
+            where = f"All {n} vertices of the {what} are at the same place"
+            if n == 1:
+                where = f"The {what} has a single vertex"
             raise BadInputError(
-                f"All {n} vertices of the {what} are at the same place, so there is no shape "
-                "to learn. Check the object's scale and that it is not collapsed."
+                f"{where}, so there is no shape to learn. Check the object's "
+                "scale and that it is not collapsed."
             )
         reach = float(np.abs(V).max())
         if reach > LARGEST:

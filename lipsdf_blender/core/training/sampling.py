@@ -81,7 +81,10 @@ def sample_on_geometry(geom: Geometry, n: int, rng: np.random.Generator) -> np.n
             np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]]), axis=1
         )
         if area.sum() <= 0:
-            raise BadInputError("every face of the mesh has zero area")
+            raise BadInputError(
+                "Every face of the mesh has zero area (its vertices lie on one line or points), "
+                "so there is no surface to learn. Check that the object is not collapsed."
+            )
         fi = rng.choice(len(F), size=n, p=area / area.sum())
         u, v = rng.random(n), rng.random(n)
         flip = u + v > 1
@@ -92,7 +95,10 @@ def sample_on_geometry(geom: Geometry, n: int, rng: np.random.Generator) -> np.n
         E = geom.edges
         length = np.linalg.norm(V[E[:, 1]] - V[E[:, 0]], axis=1)
         if length.sum() <= 0:
-            raise BadInputError("every edge of the curve has zero length")
+            raise BadInputError(
+                "Every edge of the curve has zero length, so there is no curve to learn. Check "
+                "that the object is not collapsed."
+            )
         ei = rng.choice(len(E), size=n, p=length / length.sum())
         t = rng.random(n)[:, None]
         return V[E[ei, 0]] * (1 - t) + V[E[ei, 1]] * t
