@@ -22,6 +22,7 @@ from lipsdf_blender.core.inputs.cloud import check_encloses, prepare_cloud
 from lipsdf_blender.core.inputs.geometry import Geometry, principal_extents
 from lipsdf_blender.core.inputs.normals import winding_number
 from lipsdf_blender.core.inputs.winding import mesh_winding_number
+from lipsdf_blender.core.surfaces.mesh_distance import MeshDistance
 from lipsdf_blender.core.surfaces.remesh import remesh
 from lipsdf_blender.core.training.presets import SampleConfig
 from lipsdf_blender.core.training.sampling import make_samples, normalization, sample_on_geometry
@@ -84,6 +85,14 @@ def test_winding_numbers_do_not_depend_on_scale(s):
     A = np.full(len(P), 4 * np.pi * 0.7**2 / len(P))
     W = winding_number(P * s, N, A * s**2, np.array([[0, 0, 0], [2, 0, 0.0]]) * s)
     np.testing.assert_allclose(W, [1, 0], atol=0.05)
+
+
+@pytest.mark.parametrize("s", [1e30, 1e-20])
+def test_exact_offsets_measure_inside_as_inside_at_any_scale(s):
+    # Offsets, hollowing and thickness take their sign from this distance.
+    P = np.array([[0.1, 0.1, 0.1], [1.0, 1.0, 1.0]])
+    d = MeshDistance(TET_V * s, TET_F)(torch.from_numpy(P * s)).numpy() / s
+    np.testing.assert_allclose(d, [-0.1, 1 / np.sqrt(3) * 2], rtol=1e-6)
 
 
 def test_a_tetrahedron_remeshes_the_same_at_1e30_and_1e_minus_20():

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError
+from ..fields.detail import InputSurface
 
 
 class MeshDistance:
@@ -36,12 +37,14 @@ class MeshDistance:
             raise BadInputError("the surface is empty; there is nothing to offset from")
         self.tree = igl.AABB()
         self.tree.init(self.V, self.F)
+        # its winding number works at any scale (libigl's alone fails near 1e20 or 1e-20)
+        self.surface = InputSurface(self.V, self.F)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Signed distances at ``x (n, 3)``; negative inside."""
         P = np.ascontiguousarray(x.detach().cpu().double().numpy())
         sq = self.tree.squared_distance(self.V, self.F, P)[0]
-        inside = igl.fast_winding_number(self.V, self.F, P) > 0.5
+        inside = self.surface.winding(P) > 0.5
         d = np.sqrt(np.maximum(sq, 0.0))
         d[inside] *= -1
         return torch.from_numpy(d).to(dtype=x.dtype, device=x.device)
@@ -71,7 +74,7 @@ class MeshDistance:
         """
         P = np.ascontiguousarray(np.asarray(P, dtype=np.float64).reshape(-1, 3))
         sq, face, C = self.tree.squared_distance(self.V, self.F, P)
-        inside = igl.fast_winding_number(self.V, self.F, P) > 0.5
+        inside = self.surface.winding(P) > 0.5
         sign = np.where(inside, -1.0, 1.0)
         d = np.sqrt(np.maximum(sq, 0.0))
         diff = P - C
