@@ -137,7 +137,7 @@ def remesh(args, bar, share) -> None:
 
 def _remesh(args, bar, share) -> None:
     from ..core.device import pick_device
-    from ..core.fields.detail import exact_field
+    from ..core.fields.detail import ExactField, exact_field
     from ..core.fields.field import Field
     from ..core.phases import phase
     from ..core.surfaces.remesh import remesh as remesh_field
@@ -155,8 +155,11 @@ def _remesh(args, bar, share) -> None:
                 sharp=args.sharp,
                 cancel=share,
             )
+        if r.is_empty and isinstance(field, ExactField):
+            return False  # nothing inside (inside out?): training says why
         report([r])
         save_results(args.output, [r], ["remesh"])
+        return True
 
     if args.field:
         field = Field.load(args.field)
@@ -165,9 +168,8 @@ def _remesh(args, bar, share) -> None:
     exact = None
     if args.detail and (args.mode or "signed") == "signed":
         exact = exact_field(geom)
-    if exact is not None:
+    if exact is not None and surface_of(exact, {"preset": args.preset}):
         print("closed input: the remesh is its exact distance, written before any training")
-        surface_of(exact, {"preset": args.preset})
         if args.save_field:
             train_from_file(args, bar, share, geom).save(args.save_field)
             print(f"wrote {args.save_field}")

@@ -43,6 +43,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import BadInputError
 from ..inputs.geometry import Geometry
+from ..inputs.winding import mesh_winding_number
 from ..phases import phase
 
 #: ``|w - 1/2|`` below this is not trusted for the sign (a hole, an open rim, a soup's gap).
@@ -144,7 +145,7 @@ class InputSurface:
         out = np.empty(len(P))
         for a in range(0, len(P), _CHUNK):
             q = np.ascontiguousarray(P[a : a + _CHUNK], dtype=np.float64)
-            out[a : a + _CHUNK] = igl.fast_winding_number(self.V, self.S, q)
+            out[a : a + _CHUNK] = mesh_winding_number(self.V, self.S, q)
         return out
 
 

@@ -24,6 +24,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import BadInputError
 from ..types import Points, Scalars
+from .geometry import principal_extents
 from .normals import estimate_normals, knn_areas, point_areas
 
 NORMALS_CHOICES = ("auto", "estimate")
@@ -78,6 +79,8 @@ def prepare_cloud(
     1. Outliers: points whose 8th neighbour is far beyond what is usual for the cloud
        (:func:`outlier_mask`), and then points farther than ``max(3 sigma, 2 spacing)`` from
        the plane of their neighbours (:func:`off_surface_mask`), are dropped.
+    1b. Shape: a cloud whose points lie on one line or in one plane (within its noise)
+       encloses nothing and is refused (:func:`check_encloses`).
     2. Noise: estimated (:func:`estimate_noise`) unless given. A cloud noisier than half its
        spacing is averaged in cells of 1.5 sigma and each point projected onto the plane of its
        48 nearest (:func:`denoise`, twice): noise that would turn a k-nearest-neighbour normal
@@ -132,6 +135,7 @@ def prepare_cloud(
         P = P[~off]
         N = N[~off] if use_input else None
     n_kept = len(P)
+    check_encloses(P, sigma)
     if sigma > 0.5 * spacing:
         P, N = denoise(P, sigma, N)
     flipped = 0
@@ -161,6 +165,52 @@ def prepare_cloud(
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return PreparedCloud(P, np.ascontiguousarray(N), np.ascontiguousarray(A), report, tree)
+
+
+#: A cloud thinner than this share of its diagonal, across its flattest direction, is flat.
+FLAT = 1e-3
+#: ... or thinner than this many times its noise (a scan of a plane is as thick as its noise),
+FLAT_NOISE = 6.0
+#: ... when its points across that direction are spread like noise: their kurtosis is at
+#: least this (3 for Gaussian noise; about 1 for the two sides of a thin plate).
+NOISE_KURTOSIS = 2.6
+
+
+def check_encloses(P, sigma: float = 0.0) -> None:
+    """Refuse a cloud that cannot enclose a volume: all on one line, or all in one plane.
+
+    The spread across the flattest principal axis (between the 1st and 99th percentiles) is
+    compared with :data:`FLAT` of the diagonal and, when the points are spread across it as
+    noise is (one bump, not two sheets), with :data:`FLAT_NOISE` times the noise ``sigma``: a
+    scanned plane is as thick as its noise (about 4.7 sigma between those percentiles),
+    whereas the two sides of a thin plate lie apart (and may look like noise to
+    :func:`estimate_noise` when its neighbourhoods reach across). Without this, the closure
+    of a flat patch is a slab reaching far below it, where nothing was scanned.
+
+    Raises
+    ------
+    BadInputError
+    """
+    P = np.asarray(P, dtype=np.float64)
+    ext, axes = principal_extents(P, trim=0.01, axes=True)
+    diag = float(np.linalg.norm(np.ptp(P, axis=0)))
+    if ext[1] <= FLAT * diag:
+        raise BadInputError(
+            f"The point cloud's {len(P)} points lie on one line (within 0.1 % of its size), "
+            "so they span no surface and enclose nothing. Give points spread over the "
+            "object's surface, or train in unsigned mode for a thin tube around them."
+        )
+    flat = ext[2] <= FLAT * diag
+    if not flat and ext[2] <= FLAT_NOISE * sigma:
+        z = (P - P.mean(axis=0)) @ axes[:, 2]
+        flat = float(np.mean(z**4)) >= NOISE_KURTOSIS * float(np.mean(z**2)) ** 2
+    if flat:
+        raise BadInputError(
+            f"The point cloud is flat (its {len(P)} points lie in one plane, up to their "
+            "noise), so it encloses no volume and has no inside. Train it in unsigned mode "
+            "instead (a thin shell around the points), or add points on the object's other "
+            "sides."
+        )
 
 
 def outlier_mask(P, k: int = 8, factor: float = 4.0) -> np.ndarray:

@@ -28,6 +28,12 @@ from ..types import Edges, Faces, Points
 Kind = Literal["mesh", "points", "curve"]
 KINDS: tuple[str, ...] = ("mesh", "points", "curve")
 
+#: Largest coordinate (object units) a field can work with: fields and surfaces evaluate
+#: object coordinates in 32-bit floats (at most 3.4e38), and boxes and distances add a margin.
+LARGEST = 1e36
+#: Smallest extent (object units): below it, 32-bit floats cannot resolve the shape's detail.
+SMALLEST = 1e-30
+
 
 @dataclass
 class Geometry:
@@ -100,7 +106,9 @@ class Geometry:
         BadInputError
             With a message saying what is wrong and what to do: unknown kind, wrong array
             shape, no vertices, NaN or infinite coordinates, indices out of range, a missing
-            or extra connectivity array, or all points on one spot.
+            or extra connectivity array, all points on one spot, or coordinates too large or
+            an extent too small for the 32-bit arithmetic of fields (see :data:`LARGEST`,
+            :data:`SMALLEST`).
         """
         if self.kind not in KINDS:
             raise BadInputError(
@@ -127,9 +135,26 @@ class Geometry:
                 f"(first: vertex {first}). Delete or fix them (e.g. Mesh > Clean Up) and retry."
             )
         if not np.ptp(V, axis=0).any():
+            where = f"All {n} vertices of the {what} are at the same place"
+            if n == 1:
+                where = f"The {what} has a single vertex"
             raise BadInputError(
-                f"All {n} vertices of the {what} are at the same place, so there is no shape "
-                "to learn. Check the object's scale and that it is not collapsed."
+                f"{where}, so there is no shape to learn. Check the object's "
+                "scale and that it is not collapsed."
+            )
+        reach = float(np.abs(V).max())
+        if reach > LARGEST:
+            raise BadInputError(
+                f"The {what}'s coordinates reach {reach:.3g}, beyond what a distance field can "
+                f"hold (32-bit numbers, up to about {LARGEST:g}). Scale the object down "
+                "(or move it nearer the origin) and retry."
+            )
+        extent = float(np.ptp(V, axis=0).max())
+        if extent < SMALLEST:
+            raise BadInputError(
+                f"The {what} is only {extent:.3g} units across, too small for a distance field "
+                f"to resolve (32-bit numbers, at least {SMALLEST:g}). Scale the object up and "
+                "retry."
             )
 
         if self.kind == "mesh":
@@ -194,6 +219,43 @@ class Geometry:
             h.update(f"|{name}{a.shape}|".encode())
             h.update(a.tobytes())
         return h.hexdigest()
+
+
+def principal_extents(P, trim: float = 0.0, axes: bool = False):
+    """How far the points ``P (n, 3)`` spread along their three principal axes, largest first.
+
+    Parameters
+    ----------
+    P : (n, 3) float
+    trim : float
+        Share of the points left out at each end of every axis (0.01: the spread between
+        the 1st and the 99th percentile), so that a few stray points do not count.
+
+    axes : bool
+        Also return the axes.
+
+    Returns
+    -------
+    extents : (3,) float64
+        Same units as ``P``: a plane's last value is 0, a line's last two are.
+    axes : (3, 3) float64, only with ``axes``
+        Unit principal directions as columns, in the same order.
+
+    Example
+    -------
+    >>> principal_extents([[0, 0, 0], [1, 1, 0], [2, 2, 0]]).round(6).tolist()
+    [2.828427, 0.0, 0.0]
+    """
+    P = np.asarray(P, dtype=np.float64).reshape(-1, 3)
+    X = P - P.mean(axis=0) if len(P) else P
+    size = float(np.abs(X).max()) if len(P) >= 2 else 0.0
+    if not np.isfinite(size) or size == 0:
+        return (np.zeros(3), np.eye(3)) if axes else np.zeros(3)
+    X = X / size  # the products below stay finite at any scale
+    vecs = np.linalg.eigh(X.T @ X)[1][:, ::-1]
+    lo, hi = np.quantile(X @ vecs, [trim, 1.0 - trim], axis=0)
+    ext = np.abs(hi - lo) * size
+    return (ext, vecs) if axes else ext
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import BadInputError
 from ..types import Points, Scalars
+from .winding import unit_frame
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +360,8 @@ def winding_number(P, N, A, Q) -> Scalars:
 
     A safe wrapper of ``igl.fast_winding_number``: exactly coincident points (which make
     libigl's octree recurse forever and crash the process) are merged first, their area-weighted
-    normals summed.
+    normals summed, and everything is moved into :func:`winding.unit_frame` (libigl's 32-bit
+    sums fail for coordinates near 1e20 or 1e-20).
 
     Parameters
     ----------
@@ -391,7 +393,10 @@ def winding_number(P, N, A, Q) -> Scalars:
     area = np.linalg.norm(NA, axis=1)
     Nu = np.divide(NA, area[:, None], out=np.zeros_like(NA), where=area[:, None] > 0)
     Nu[area == 0, 2] = 1.0
-    return np.asarray(igl.fast_winding_number(np.ascontiguousarray(P), Nu, area, Q))
+    center, scale = unit_frame(P)
+    P = np.ascontiguousarray((P - center) * scale)
+    Q = np.ascontiguousarray((Q - center) * scale)
+    return np.asarray(igl.fast_winding_number(P, Nu, area * scale**2, Q))
 
 
 def orientation_score(P, N, A, n_probe: int = 2000, seed: int = 0) -> float:

@@ -68,7 +68,7 @@ class MeshDistance:
         """
         P = np.ascontiguousarray(np.asarray(P, dtype=np.float64).reshape(-1, 3))
         sq, face, C = self.tree.squared_distance(self.V, self.F, P)
-        inside = igl.fast_winding_number(self.V, self.F, P) > 0.5
+        inside = self.surface.winding(P) > 0.5
         sign = np.where(inside, -1.0, 1.0)
         d = np.sqrt(np.maximum(sq, 0.0))
         diff = P - C

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import igl
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -17,6 +16,7 @@ from ..errors import BadInputError, CancelledError
 from ..inputs.cloud import closure_samples, prepare_cloud, settle_unsure
 from ..inputs.geometry import Geometry
 from ..inputs.normals import winding_number as points_winding_number
+from ..inputs.winding import mesh_winding_number
 from ..phases import phase
 from .presets import SampleConfig
 
@@ -82,7 +82,10 @@ def sample_on_geometry(geom: Geometry, n: int, rng: np.random.Generator) -> np.n
             np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]]), axis=1
         )
         if area.sum() <= 0:
-            raise BadInputError("every face of the mesh has zero area")
+            raise BadInputError(
+                "Every face of the mesh has zero area (its vertices lie on one line or points), "
+                "so there is no surface to learn. Check that the object is not collapsed."
+            )
         fi = rng.choice(len(F), size=n, p=area / area.sum())
         u, v = rng.random(n), rng.random(n)
         flip = u + v > 1
@@ -93,7 +96,10 @@ def sample_on_geometry(geom: Geometry, n: int, rng: np.random.Generator) -> np.n
         E = geom.edges
         length = np.linalg.norm(V[E[:, 1]] - V[E[:, 0]], axis=1)
         if length.sum() <= 0:
-            raise BadInputError("every edge of the curve has zero length")
+            raise BadInputError(
+                "Every edge of the curve has zero length, so there is no curve to learn. Check "
+                "that the object is not collapsed."
+            )
         ei = rng.choice(len(E), size=n, p=length / length.sum())
         t = rng.random(n)[:, None]
         return V[E[ei, 0]] * (1 - t) + V[E[ei, 1]] * t
@@ -139,7 +145,7 @@ class WindingNumber:
                 raise CancelledError("labelling was cancelled")
             q = np.ascontiguousarray(Q[s : s + chunk], dtype=np.float64)
             if self.geom.kind == "mesh":
-                out[s : s + chunk] = igl.fast_winding_number(self.V, self.F, q)
+                out[s : s + chunk] = mesh_winding_number(self.V, self.F, q)
             else:
                 # The wrapper merges coincident points, which crash libigl's octree.
                 out[s : s + chunk] = points_winding_number(self.P, self.N, self.A, q)
@@ -222,17 +228,39 @@ def make_samples(
             X, inside = closure_samples(wn.prepared, Q, cfg.sigmas, rng)
             X = np.clip(X, -cfg.box, cfg.box)
             P, y = np.concatenate([P, X]), np.concatenate([y, np.where(inside, -1.0, 1.0)])
+        if not (y < 0).any():
+            no_inside(wn, P)
         if cfg.balance:
             P, y = balance(P, y, wn, cfg, rng, cancel, pool)
     else:
         raise BadInputError(f"unknown mode {mode!r}; use 'signed' or 'unsigned'")
     if not (y < 0).any() or not (y > 0).any():
         raise BadInputError(
-            "no sample point fell inside the shape; it encloses no volume (an open sheet or a "
-            "curve?). Train it in unsigned mode instead."
+            "No sample point fell inside the shape, so it encloses no volume (an open sheet or "
+            "a curve?). Train it in unsigned mode instead."
         )
     prepared = None if mode == "unsigned" else wn.prepared
     return Samples(P.astype(np.float32), y.astype(np.float32), time.perf_counter() - t0, prepared)
+
+
+def no_inside(wn: WindingNumber, P: np.ndarray) -> None:
+    """Say why no point of ``P (k, 3)`` came out inside: raises :class:`BadInputError`.
+
+    A closed mesh whose faces all point inwards has winding number -1 inside, which reads as
+    outside everywhere; anything else without an inside (a flat sheet, an open surface)
+    encloses no volume.
+    """
+    if wn.prepared is None and (wn(P[:100_000]) < -0.5).any():
+        raise BadInputError(
+            "The mesh is inside out: its faces point inwards, so nothing reads as inside. "
+            "Flip its normals (in Blender: Mesh > Normals > Recalculate Outside) and retry."
+        )
+    what = "mesh" if wn.prepared is None else "point cloud"
+    raise BadInputError(
+        f"The {what} encloses no volume (an open sheet?): no sample point fell inside it. "
+        "Train it in unsigned mode instead, or close it (e.g. fill its holes, or Solidify a "
+        "sheet)."
+    )
 
 
 def balance(P, y, wn, cfg: SampleConfig, rng, cancel, pool=None, rounds: int = 8):
@@ -266,6 +294,8 @@ def balance(P, y, wn, cfg: SampleConfig, rng, cancel, pool=None, rounds: int = 8
         # of that class: the same distribution as uniform in the whole box, given the class,
         # with far fewer winding numbers to compute for a small shape in a large box.
         have = P[y == rare]
+        if not len(have):
+            break  # nothing of that class to grow a box around (make_samples says why)
         pad = 0.05 * cfg.box
         lo = np.maximum(have.min(axis=0) - pad, -cfg.box)
         hi = np.minimum(have.max(axis=0) + pad, cfg.box)
