@@ -107,12 +107,17 @@ class ExtractResult:
     level : float
         The level (offset) this surface was extracted at, in field units.
     stats : ExtractStats
+    detail_share : float or None
+        Share of the surface's area (0 to 1) whose position came from the input's own
+        distance (``surfaces.remesh.remesh`` with the input's detail); the rest came from the
+        trained field. ``None`` where no input surface was used.
     """
 
     vertices: Points
     faces: Faces
     level: float
     stats: ExtractStats = dataclasses.field(repr=False)
+    detail_share: float | None = None
 
     @property
     def is_empty(self) -> bool:
