@@ -687,11 +687,8 @@ def _close_up(
     known = grid.corner_keys(np.rint((positions[valid] - grid.lo) / grid.h).astype(np.int64))
     order = np.argsort(known)
     known, known_at = known[order], valid[order]
-    parts_p, parts_v = [positions], [[s] for s in level_values]
-    size = len(positions)
     values = list(level_values)
     crossing = list(crossing)
-    positions_now = positions
     # A cell is named by its first corner (CUBE_CORNERS[0] is the origin).
     frontier = [np.rint((positions[c[:, 0]] - grid.lo) / grid.h).astype(np.int64) for c in crossing]
     active = [np.sort(grid.corner_keys(c)) for c in frontier]
@@ -735,15 +732,10 @@ def _close_up(
             )
             evaluations += len(P)
             edge = np.any((ijk_new == 0) | (ijk_new == n), axis=1)
-            parts_p.append(P)
             for l, level in enumerate(lv):
-                parts_v[l].append(_level_values(raw, edge, float(level), delta))
-                values[l] = np.concatenate(parts_v[l])
-                parts_v[l] = [values[l]]
-            positions_now = np.concatenate(parts_p)
-            parts_p = [positions_now]
-            index = np.arange(size, size + len(new))
-            size += len(new)
+                values[l] = np.concatenate([values[l], _level_values(raw, edge, level, delta)])
+            index = np.arange(len(positions), len(positions) + len(new))
+            positions = np.concatenate([positions, P])
             known = np.concatenate([known, new])
             known_at = np.concatenate([known_at, index])
             order = np.argsort(known, kind="stable")
@@ -757,7 +749,7 @@ def _close_up(
             frontier[l], front_gi[l] = c[cross], gi[cross]
             crossing[l] = np.concatenate([crossing[l], gi[cross]])
             active[l] = np.union1d(active[l], wanted[l])
-    return positions_now, values, crossing, evaluations
+    return positions, values, crossing, evaluations
 
 
 def _meshes(grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0, dc):
