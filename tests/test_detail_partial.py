@@ -18,6 +18,7 @@ from lipsdf_blender.core.fields.detail import BAND, surface_field
 from lipsdf_blender.core.fields.sdf import SphereField
 from lipsdf_blender.core.inputs import primitives
 from lipsdf_blender.core.inputs.geometry import Geometry
+from lipsdf_blender.core.surfaces import extract as E
 from lipsdf_blender.core.surfaces import metrics, topology
 from lipsdf_blender.core.surfaces.extract import cell_size, extract
 from lipsdf_blender.core.surfaces.remesh import close_open_parts, remesh
@@ -109,7 +110,10 @@ class _BlindField(SphereField):
         return f.abs() + blind, f + blind
 
 
-def test_extraction_follows_a_surface_pruning_did_not_see():
+@pytest.mark.parametrize("loop", ["numpy", "tensor"])
+def test_extraction_follows_a_surface_pruning_did_not_see(loop, monkeypatch):
+    if loop == "tensor":  # the CUDA loop, run on the CPU (as tests/test_extract.py does)
+        monkeypatch.setattr(E, "_cuda_device", lambda d: torch.device("cpu"))
     radius = 0.8
     r = extract(_BlindField(radius=radius), 0.0, resolution=48)
     full = extract(SphereField(radius=radius), 0.0, resolution=48)
