@@ -61,6 +61,7 @@ def test_train_info_remesh_offset_csg(trained):
         "remesh", "unused", "--field", d / "ball.lipsdf", "-o", d / "r.obj", "--resolution", "64"
     )
     assert "field evaluations" in out.stdout
+    assert re.search(r"; detail \d+ %, field \d+ %", out.stdout), out.stdout
     g = load_geometry(d / "r.obj")
     assert topology.is_watertight(g.faces)
     assert np.abs(np.linalg.norm(g.vertices, axis=1) - 1).max() < 0.05

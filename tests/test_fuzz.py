@@ -864,6 +864,7 @@ class _Mesh:
         self.vertices = np.zeros((3, 3))
         self.faces = np.array([[0, 1, 2]])
         self.is_empty = False
+        self.detail_share = None
 
 
 def _check_common(field, resolution=None, device=None, **kw):

@@ -20,8 +20,9 @@ from lipsdf_blender.core.fields.field import Field
 from lipsdf_blender.core.inputs import primitives
 from lipsdf_blender.core.inputs.geometry import Geometry
 from lipsdf_blender.core.surfaces.extract import extract_levels
-from lipsdf_blender.core.surfaces.remesh import offset_surfaces
+from lipsdf_blender.core.surfaces.remesh import offset_surfaces, remesh
 from lipsdf_blender.core.training.presets import SampleConfig
+from lipsdf_blender.core.training.summary import witness_summary
 from lipsdf_blender.core.training.train import train_field
 from lipsdf_blender.worker import protocol as P
 from lipsdf_blender.worker.client import (
@@ -147,6 +148,11 @@ def test_offset_and_extract_match_core_and_reuse_the_field(client, trained, one_
     (r,) = extract_levels(field, [0.02], resolution=24)
     np.testing.assert_array_equal(F, r.faces)
     np.testing.assert_allclose(V, r.vertices, atol=1e-6)
+    # A remesh (level 0) says how much of it came from the input, in numbers and words.
+    ext = client.run("extract", {"field": path, "resolution": 24}, d)
+    share = remesh(field, 24).detail_share
+    assert ext["info"]["detail_share"] == pytest.approx(share) and share > 0.9
+    assert ext["info"]["witnesses"] == witness_summary(share)
 
 
 def test_csg_sample_project(client, trained):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.training.presets import resolution_for
+from ..core.training.summary import witness_summary
 
 
 def read_input(path):
@@ -52,7 +53,7 @@ def report(results) -> None:
             f"level {r.level:+g}: {len(r.vertices)} vertices, {len(r.faces)} faces; "
             f"{s.evaluations} field evaluations = {100 * s.ratio:.1f}% of the "
             f"{s.dense_evaluations} corners of a dense {nx} x {ny} x {nz} grid, "
-            f"{s.seconds:.1f}s"
+            f"{s.seconds:.1f}s" + (f"; {w}" if (w := witness_summary(r.detail_share)) else "")
         )
 
 

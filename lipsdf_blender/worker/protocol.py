@@ -53,7 +53,9 @@ train       ``input`` (npz with ``vertices`` and ``faces`` | ``normals`` | ``edg
             ``reason`` or ``steps``, ``cold_steps``, ``samples``, ``relabelled``,
             ``labels`` (``reused``/``recomputed``, ``labels_reason``))
 extract     ``field`` (a ``.lipsdf`` path), ``levels`` (list, default ``[0]``),
-            ``resolution``, ``device`` -> ``{"meshes": path}``
+            ``resolution``, ``device`` -> ``{"meshes": path}``; for ``[0]`` (a remesh)
+            ``info`` holds ``detail_share`` (share of the area from the input, 0 to 1;
+            ``null`` without the input's detail) and ``witnesses`` (it in words)
 offset      ``field``, ``distances``, ``resolution``, ``exact`` (default true), ``device``
             -> ``{"meshes": path}``
 csg         ``op`` (union/intersection/difference), ``fields`` (paths), ``blend``,

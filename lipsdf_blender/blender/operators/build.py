@@ -48,6 +48,16 @@ class LIPSDF_OT_remesh(JobOperator, bpy.types.Operator):
             matrix = src.matrix_world.copy() if src is not None else None
             made.append(convert.new_mesh_object(context, f"{name}.remesh", V, F, matrix, src))
 
+    def summary(self, outcome, made) -> str:
+        """The made objects, and where each surface came from (input or field)."""
+        line = super().summary(outcome, made)
+        said = [
+            f"{name}: {w}"
+            for name in self._names
+            if (w := outcome.info.get(name, {}).get("witnesses"))
+        ]
+        return "; ".join([line, *said])
+
 
 @with_settings(offset_properties)
 class LIPSDF_OT_offset(JobOperator, bpy.types.Operator):

@@ -28,6 +28,7 @@ def plan_remesh(sources: list[Source], s: Settings) -> Plan:
         params.update(faces=int(s.faces), **remesh_params(s))
         result = yield Request(P.EXTRACT, params, label=f"{src.name}: remeshing")
         outcome.meshes[src.name] = P.load_meshes(result["files"]["meshes"])
+        outcome.info[src.name] = dict(result.get("info") or {})
     return outcome
 
 

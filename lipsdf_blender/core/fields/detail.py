@@ -8,15 +8,19 @@ soups the generalised winding number ``w`` tells inside from outside wherever ``
 clearly away from zero. So :class:`DetailField` is
 
     h(x) = sign(1/2 - w(x)) * d(x)      where |w - 1/2| >= trust and d(x) <= band   (meshes)
-    h(x) = sign(1/2 - w(x)) * |f(x)|    where |w - 1/2| >= trust and d(x) > band
+    h(x) = a * sign(1/2 - w(x)) * |f(x)| + (1 - a) * f(x)              where d(x) > band
     h(x) = d(x) - thickness                                                       (unsigned)
     h(x) = f(x)                         everywhere else (the trained field)
 
-with ``d`` the exact distance to the input. Where the winding number is sure, it alone decides
-the sign, so ``h`` can only change sign at the input itself; the magnitude matters only next to
-a sign change, where it is the exact distance. Where the input is open (a hole, a scan's missing
-base, an open rim), ``w`` is near 1/2 and the field's closure is kept: the detail never crosses
-a hole. Point clouds carry no surface to measure from and keep the field.
+with ``d`` the exact distance to the input and ``a`` rising from 0 to 1 as ``|w - 1/2|`` goes
+through :data:`FAR_TRUST`. Near the input, where the winding number is sure it decides the
+sign, so ``h`` changes sign at the input itself and the magnitude there is the exact distance.
+Beyond the band the winding number overrules the field only where the input is closed around
+the point (``w`` near 0 or 1: Suzanne's eye sockets stay open however the field fills them);
+where the input is open (a hole, a scan's missing base, an open rim) ``w`` lies between and the
+field's closure is kept: the detail never crosses a hole. The blend keeps ``h`` continuous in
+``w``, so the field's closure meets the detail without a seam. Point clouds use their IMLS
+distance near the points (:class:`CloudSurface`).
 
 When the input is closed (every edge used as often in one direction as in the other, see
 :attr:`InputSurface.closed`), the winding number is an integer away from the input and sure
@@ -27,8 +31,11 @@ same mesh before and after its field is trained.
 
 ``h`` is not 1-Lipschitz across the places where its two witnesses disagree, so extraction
 cannot prune on ``|h|``. :meth:`DetailField.prune_bounds` gives what pruning needs instead: a
-1-Lipschitz lower bound on the distance from a point to wherever ``h`` can cross a level, which
-is ``min(|f - level|, max(d - band, 0))``.
+1-Lipschitz lower bound on the distance from a point to wherever ``h`` can cross a level near
+the input or the field's surface, ``min(|f - level|, max(d - band, 0))``. Where the blend
+crosses elsewhere (a sure winding number against the field, far from both), extraction
+follows the surface from its neighbours (``extract._close_up``), so the result is closed
+whatever the witnesses say.
 
 The trained field itself is unchanged and stays 1-Lipschitz: queries, sphere tracing and the
 distance bound use it; only surfaces are extracted from ``h``.
@@ -48,6 +55,10 @@ from ..phases import phase
 
 #: ``|w - 1/2|`` below this is not trusted for the sign (a hole, an open rim, a soup's gap).
 TRUST = 0.1
+#: Beyond the band the winding number overrides the field from the first ``|w - 1/2|`` in
+#: full from the second, in between in proportion: an input that is closed around a point
+#: gives ``w`` of 0 or 1 there, a scan's open side or a shell's hole something between.
+FAR_TRUST = (0.35, 0.45)
 #: Closer to the input than this fraction of its diagonal, a point counts as on it.
 ON_INPUT = 1e-6
 #: Default half-width of the band, as a fraction of the input's bounding-box diagonal.
@@ -194,6 +205,10 @@ class ExactField:
     def signed(self, P: np.ndarray) -> np.ndarray:
         """Signed distances at ``P (k, 3)`` (object units, negative inside), ``(k,)``."""
         return self.surface.signed_distance(P)
+
+    def exact(self, P: np.ndarray) -> np.ndarray:
+        """Where the value is the input's own distance: everywhere, ``(k,) bool``."""
+        return np.ones(len(P), dtype=bool)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Signed distances at ``x (n, 3)``; ``(n,)`` on ``x``'s device and dtype."""
@@ -352,10 +367,25 @@ class DetailField:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``h`` at ``x (n, 3)`` (object units); ``(n,)`` on ``x``'s device and dtype."""
         f, P, d = self._parts(x)
+        h = self._values(f.detach().to("cpu", torch.float64).numpy(), P, d)[0]
+        return torch.from_numpy(h).to(dtype=x.dtype, device=x.device)
+
+    def exact(self, P: np.ndarray) -> np.ndarray:
+        """Where ``h`` is the input's own distance (exact or IMLS) at ``P (k, 3)``: ``(k,) bool``.
+
+        A surface point there came from the input, elsewhere from the trained field."""
+        P = np.ascontiguousarray(P, dtype=np.float64)
+        if len(P) == 0:
+            return np.zeros(0, dtype=bool)
+        f, _, d = self._parts(torch.from_numpy(P.astype(np.float32)))
+        return self._values(f.detach().to("cpu", torch.float64).numpy(), P, d)[1]
+
+    def _values(self, f: np.ndarray, P: np.ndarray, d: np.ndarray):
+        """``h`` and where it is the input's own distance, both ``(k,)``."""
         if self.unsigned:
-            h = d - self.thickness
-            return torch.from_numpy(h).to(dtype=x.dtype, device=x.device)
-        h = f.detach().to("cpu", torch.float64).numpy().copy()
+            return d - self.thickness, np.ones(len(P), dtype=bool)
+        h = np.array(f, dtype=np.float64)
+        exact = np.zeros(len(P), dtype=bool)
         todo = np.arange(len(P))
         if self.surface.kind == "cloud":
             # Near the points their IMLS distance, where it is trusted, is both witnesses at
@@ -363,26 +393,35 @@ class DetailField:
             near = np.flatnonzero(d <= self.reach)
             g, ok = self.surface.signed(P[near])
             h[near[ok]] = g[ok]
+            exact[near[ok]] = True
             keep = np.ones(len(P), dtype=bool)
             keep[near[ok]] = False
             todo = np.flatnonzero(keep)
         s = self.surface.winding(P[todo]) - 0.5
-        sure = np.abs(s) >= self.surface.trust
-        # Where the winding number is sure it gives the sign everywhere, so its surface can
-        # only cross at the input itself; the magnitude is the exact distance near the input
-        # (where marching cubes places the crossing) and |f| beyond it.
+        c, outside = np.abs(s), np.where(s > 0, -1.0, 1.0)
         dt, ht = d[todo], h[todo]
-        mag = np.where(dt <= self.reach, dt, np.abs(ht))
-        ht[sure] = np.where(s[sure] > 0, -mag[sure], mag[sure])
+        # Within the band, where the winding number is sure it gives the sign and the exact
+        # distance the magnitude, so the surface crosses at the input itself.
+        near = (dt <= self.reach) & (c >= self.surface.trust)
+        ht[near] = outside[near] * dt[near]
+        exact[todo[near]] = True
+        # Beyond it, the winding number overrides the field only as far as it is sure of
+        # the input being closed there (FAR_TRUST): a scan's open side or a shell's hole
+        # leaves it between, and the field closes them. The blend keeps h continuous in w,
+        # so the two witnesses never meet in a jump that pruning cannot see.
+        far = dt > self.reach
+        a = np.clip((c[far] - FAR_TRUST[0]) / (FAR_TRUST[1] - FAR_TRUST[0]), 0.0, 1.0)
+        ht[far] = a * outside[far] * np.abs(ht[far]) + (1.0 - a) * ht[far]
 
         if self.surface.kind != "cloud":
             # On the input itself the winding number jumps, so it is no witness there; the
             # distance (zero) is, whatever the sign. Gradients by central differences along
             # the surface sample exactly such points.
-            on = ~sure & (dt <= self.on_input)
+            on = (c < self.surface.trust) & (dt <= self.on_input)
             ht[on] = np.copysign(dt[on], ht[on])
+            exact[todo[on]] = True
         h[todo] = ht
-        return torch.from_numpy(h).to(dtype=x.dtype, device=x.device)
+        return h, exact
 
     def prune_bounds(self, x: torch.Tensor, levels) -> tuple[torch.Tensor, torch.Tensor]:
         """Lower bounds ``(n, L)`` for pruning extraction cells (see ``extract._may_hold``).

@@ -107,12 +107,17 @@ class ExtractResult:
     level : float
         The level (offset) this surface was extracted at, in field units.
     stats : ExtractStats
+    detail_share : float or None
+        Share of the surface's area (0 to 1) whose position came from the input's own
+        distance (``surfaces.remesh.remesh`` with the input's detail); the rest came from the
+        trained field. ``None`` where no input surface was used.
     """
 
     vertices: Points
     faces: Faces
     level: float
     stats: ExtractStats = dataclasses.field(repr=False)
+    detail_share: float | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -472,6 +477,8 @@ def _levels_on_device(field, grid: _Grid, lv: np.ndarray, batch_size, dev, track
     ukeys = uniq.clamp_min(0)
     ijk = torch.stack([ukeys % sx, (ukeys // sx) % sy, ukeys // (sx * sy)], dim=1)
     positions = lo + ijk.double() * grid.h
+    # The filler for corners off the grid is no corner: NaN, never referenced by a cell.
+    positions = torch.where(valid[:, None], positions, torch.full_like(positions, math.nan))
     values = torch.zeros(len(uniq), dtype=torch.float64, device=dev)
     vidx = torch.nonzero(valid).reshape(-1)
     for a in range(0, len(vidx), batch_size):
@@ -611,6 +618,11 @@ def extract_levels(
         positions, level_values, crossing, evaluations = _levels_on_device(
             field, grid, lv, batch_size, cuda, tracker, top
         )
+        if hasattr(field, "prune_bounds"):
+            positions, level_values, crossing, more = _close_up(
+                field, grid, positions, level_values, crossing, lv, batch_size, cuda, tracker
+            )
+            evaluations += more
         return _meshes(
             grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0, dc
         )
@@ -638,7 +650,106 @@ def extract_levels(
     del values, on_boundary
     crossing = _crossing_cells(grid, parents, keys, level_values, lv)
     del parents, keys
+    if hasattr(field, "prune_bounds"):
+        # Its pruning bounds where it may cross, not where it may jump: follow the surface.
+        positions, level_values, crossing, more = _close_up(
+            field, grid, positions, level_values, crossing, lv, batch_size, device, tracker
+        )
+        evaluations += more
     return _meshes(grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0, dc)
+
+
+# The 6 faces of a cube: the axis across it, which side (0 or 1), its 4 corner slots.
+_FACES = [
+    (a, side, np.flatnonzero(CUBE_CORNERS[:, a] == side)) for a in range(3) for side in (0, 1)
+]
+
+
+def _close_up(
+    field, grid: _Grid, positions, level_values, crossing, lv, batch_size, device, tracker
+):
+    """Add the cells a surface runs into but pruning dropped, until every surface is closed.
+
+    A cell face whose corners straddle a level is crossed by that level's surface, so the
+    cell on its other side holds surface too; marching cubes closes a surface exactly when
+    every such neighbour is there. Pruning guarantees that for a field that is its own
+    Lipschitz bound; a field that only bounds where it *may* cross (``prune_bounds``) can
+    jump across a level where its bound did not look. Such a surface is followed here, cell
+    by cell from the crossing cells, evaluating only the corners not yet known: it comes out
+    closed whatever the field, and where the bound held nothing is added.
+
+    Returns ``positions, level_values, crossing`` (extended) and the evaluations made.
+    Corners of ``positions`` that are not on the grid are NaN (the device path's filler).
+    """
+    delta = 1e-6 * grid.h
+    n = grid.n
+    valid = np.flatnonzero(np.all(np.isfinite(positions), axis=1))
+    known = grid.corner_keys(np.rint((positions[valid] - grid.lo) / grid.h).astype(np.int64))
+    order = np.argsort(known)
+    known, known_at = known[order], valid[order]
+    values = list(level_values)
+    crossing = list(crossing)
+    # A cell is named by its first corner (CUBE_CORNERS[0] is the origin).
+    frontier = [np.rint((positions[c[:, 0]] - grid.lo) / grid.h).astype(np.int64) for c in crossing]
+    active = [np.sort(grid.corner_keys(c)) for c in frontier]
+    front_gi = list(crossing)
+    evaluations = 0
+    while any(len(f) for f in frontier):
+        tracker.check_cancel()
+        wanted = []
+        for l, level in enumerate(lv):
+            ijk, gi, s = frontier[l], front_gi[l], values[l]
+            found = []
+            for axis, side, slots in _FACES:
+                v = s[gi[:, slots]]
+                nb = ijk[(v.min(axis=1) < level) & (v.max(axis=1) > level)].copy()
+                nb[:, axis] += 2 * side - 1
+                found.append(nb[np.all((nb >= 0) & (nb < n), axis=1)])
+            keys = np.unique(grid.corner_keys(np.concatenate(found)))
+            wanted.append(keys[~np.isin(keys, active[l], assume_unique=True)])
+        if not any(len(w) for w in wanted):
+            break
+        # Corners of the wanted cells that no one has evaluated yet.
+        cells = [grid.corner_ijk(w) for w in wanted]
+        ck = np.unique(
+            np.concatenate(
+                [
+                    grid.corner_keys((c[:, None, :] + CUBE_CORNERS[None]).reshape(-1, 3))
+                    for c in cells
+                ]
+            )
+        )
+        at = np.searchsorted(known, ck).clip(max=max(len(known) - 1, 0))
+        new = ck[known[at] != ck] if len(known) else ck
+        if len(new):
+            ijk_new = grid.corner_ijk(new)
+            P = grid.corner_positions(ijk_new)
+            raw = np.concatenate(
+                [
+                    _evaluate(field, P[a : a + batch_size], device)
+                    for a in range(0, len(P), batch_size)
+                ]
+            )
+            evaluations += len(P)
+            edge = np.any((ijk_new == 0) | (ijk_new == n), axis=1)
+            for l, level in enumerate(lv):
+                values[l] = np.concatenate([values[l], _level_values(raw, edge, level, delta)])
+            index = np.arange(len(positions), len(positions) + len(new))
+            positions = np.concatenate([positions, P])
+            known = np.concatenate([known, new])
+            known_at = np.concatenate([known_at, index])
+            order = np.argsort(known, kind="stable")
+            known, known_at = known[order], known_at[order]
+        for l, level in enumerate(lv):
+            c = cells[l]
+            ck = grid.corner_keys((c[:, None, :] + CUBE_CORNERS[None]).reshape(-1, 3))
+            gi = known_at[np.searchsorted(known, ck)].reshape(-1, 8)
+            v = values[l][gi]
+            cross = (v.min(axis=1) < level) & (v.max(axis=1) > level)
+            frontier[l], front_gi[l] = c[cross], gi[cross]
+            crossing[l] = np.concatenate([crossing[l], gi[cross]])
+            active[l] = np.union1d(active[l], wanted[l])
+    return positions, values, crossing, evaluations
 
 
 def _meshes(grid, lv, positions, level_values, crossing, evaluations, dense, tracker, t0, dc):

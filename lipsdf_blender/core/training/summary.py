@@ -1,4 +1,4 @@
-"""What a training did, in words: one text for the CLI, ``info`` and the add-on alike.
+"""What a training (and a remesh) did, in words: one text for the CLI, ``info`` and the add-on.
 
 Standard library only, so the Blender side (which never imports torch) can use it too.
 
@@ -63,3 +63,23 @@ def cloud_summary(
 def record_summary(record: dict, noise_given: bool | None = None) -> str | None:
     """:func:`cloud_summary` of a field record (``None`` unless it was trained on a cloud)."""
     return cloud_summary(record.get("cloud"), record.get("seconds_labelling"), noise_given)
+
+
+def witness_summary(detail_share: float | None) -> str | None:
+    """Where a remesh came from: ``"detail 97 %, field 3 %"`` of its area.
+
+    Parameters
+    ----------
+    detail_share : float or None
+        :attr:`~lipsdf_blender.core.surfaces.extract.ExtractResult.detail_share`; ``None``
+        (no input surface was used) gives ``None``.
+
+    Examples
+    --------
+    >>> witness_summary(0.9704)
+    'detail 97 %, field 3 %'
+    """
+    if detail_share is None:
+        return None
+    detail = round(100.0 * min(max(float(detail_share), 0.0), 1.0))
+    return f"detail {detail} %, field {100 - detail} %"

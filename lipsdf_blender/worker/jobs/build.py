@@ -15,7 +15,7 @@ from ...core.surfaces.extract import extract_levels
 from ...core.surfaces.remesh import combine_surfaces, offset_surfaces, remesh
 from ...core.surfaces.simplify import decimate_results
 from ...core.training.presets import DEFAULT_PRESET, get_preset
-from ...core.training.summary import record_summary
+from ...core.training.summary import record_summary, witness_summary
 from ...core.training.train import train_field
 from .. import params as par
 from ..running import Job, on_device, save_meshes, with_fallbacks
@@ -109,6 +109,8 @@ def job_extract(job: Job):
     res = par.resolution(p, [field])
     if levels == [0.0]:
         results = [on_device(job, "extract", remesh, field, res, **sp)]
+        info["detail_share"] = results[0].detail_share
+        info["witnesses"] = witness_summary(results[0].detail_share)
     else:
         results = on_device(job, "extract", extract_levels, field, levels, resolution=res)
         decimate_results(results, sp["faces"])
