@@ -170,7 +170,7 @@ def _remesh(args, bar, share) -> None:
     if args.detail and (args.mode or "signed") == "signed":
         exact = exact_field(geom)
     if exact is not None and surface_of(exact, {"preset": args.preset}):
-        print("closed input: the remesh is its exact distance, written before any training")
+        print("closed input: remeshed from its exact distance, before any training")
         if args.save_field:
             train_from_file(args, bar, share, geom).save(args.save_field)
             print(f"wrote {args.save_field}")
