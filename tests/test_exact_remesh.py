@@ -107,7 +107,7 @@ def test_cli_writes_a_closed_remesh_first_and_trains_the_same_field(tmp_path):
     r = load_geometry(tmp_path / "r.obj")
     assert topology.is_watertight(r.faces)
     # the box's faces are flat and its corners sharp
-    assert np.abs(np.abs(r.vertices).max(axis=1) - 0.5).max() < 1e-3
+    assert np.abs(np.abs(r.vertices).max(axis=1) - 0.5).max() < 3e-3  # an eighth of a cell
     cli("train", src, "-o", tmp_path / "before.lipsdf", "--steps", "100")
     a, b = Field.load(tmp_path / "after.lipsdf"), Field.load(tmp_path / "before.lipsdf")
     for pa, pb in zip(a.net.parameters(), b.net.parameters(), strict=True):
