@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lipsdf_blender/__init__.py)
 ZIP := dist/lipsdf_blender-$(VERSION).zip
 
-.PHONY: demo demo-core extension test test-slow lint bench bench-speed bench-peers bench-clouds venv clean
+.PHONY: demo demo-core extension test test-slow lint bench bench-speed bench-speedups bench-peers bench-clouds venv clean
 .PHONY: test-blender test-blender-5.0 test-blender-all
 .PHONY: venv-blender-4.2 venv-blender-4.5 venv-blender-5.2 venv-blender-5.3
 
@@ -127,8 +127,14 @@ bench-clouds: $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	PYTHONPATH=. $(PY) benchmarks/bench_clouds.py $(BENCH_ARGS)
 
-## bench-speed: issue 5's CPU speed numbers (about an hour on 2 cores; use a quiet machine)
+## bench-speed: seconds per phase of a fresh CLI remesh of each input (read, prepare, label,
+## train, detail, extract, write) and the peers' seconds in the same run (minutes; run it alone)
 bench-speed: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	PYTHONPATH=. $(PY) benchmarks/bench_phases.py $(BENCH_ARGS)
+
+## bench-speedups: issue 5's CPU speed numbers (about an hour on 2 cores; use a quiet machine)
+bench-speedups: $(STAMP)
 	PY=$(PY) bash benchmarks/run_cpu_speed.sh
 
 clean:
