@@ -214,6 +214,12 @@ def test_status_text_reads_like_the_progress_bar():
     want = "Suzanne: training · train 300/3000 · loss -0.0312 · ETA 12 s · CPU (2 threads)"
     assert st.text() == want
     assert st.fraction == pytest.approx(0.55)
+    # the phase is named from its start, before any step
+    st = Status(label="Ball: remeshing from the input", phase="extract", step=0, total=1)
+    assert st.text() == "Ball: remeshing from the input · extract"
+    assert Status(label="Ball: training", phase="label", total=800).text() == (
+        "Ball: training · label"
+    )
 
 
 def test_a_real_worker_runs_a_remesh_plan():
