@@ -408,6 +408,10 @@ def test_a_real_worker_delivers_the_final_remesh_early_and_trains_the_same_field
         Vc, Fc, _ = cup_outcome.meshes["Cup"][0]
         assert topology.is_watertight(Fc)
         assert abs(np.median(np.linalg.norm(Vc, axis=1)) - 1.0) < 0.03
+        # asked directly, the worker refuses an exact remesh of an open mesh
+        with pytest.raises(WorkerError) as err:
+            client.client.run(P.EXACT_REMESH, {}, tmp_path / "open", arrays=cup.arrays)
+        assert err.value.kind == P.BAD_INPUT and "not closed" in str(err.value)
     finally:
         client.shutdown()
     # a field trained alone, in a fresh worker, before any remesh
