@@ -14,6 +14,11 @@ interface stays responsive) and :meth:`Job.run`, which blocks (``blender -b``, s
 >>> outcome = job.run(on_progress=lambda status: print(status.text()))
 >>> vertices, faces, level = outcome.meshes["Suzanne"][0]
 
+A plan may also yield a :class:`Delivery` between requests: part of its outcome that is ready
+before the plan ends (the remesh of a closed mesh, made before its field is trained). The job
+keeps it for :meth:`Job.take_deliveries` (the operator builds it at once), submits the plan's
+next request in the same step, and goes on; the plan's return value is still the outcome.
+
 It is not Blender code, so it lives outside ``blender/``: it may import the worker's client
 and protocol, never ``bpy`` and never torch.
 """
@@ -46,8 +51,18 @@ class Request:
     label: str = ""
 
 
-#: A plan: yields requests, is sent each one's ``result`` message, returns what it made.
-Plan = Generator[Request, dict, Any]
+@dataclass
+class Delivery:
+    """What a plan yields when part of its outcome is ready before it ends: ``outcome`` (the
+    plan's own, so far) and the ``keys`` (source names) whose results in it are final."""
+
+    outcome: Any
+    keys: list
+
+
+#: A plan: yields requests (and deliveries), is sent each request's ``result`` message,
+#: returns what it made.
+Plan = Generator["Request | Delivery", dict, Any]
 
 
 @dataclass
@@ -73,8 +88,10 @@ class Status:
     def text(self) -> str:
         """One line: the request's label, its phase and step, loss, ETA and device."""
         parts = [self.label]
-        if self.total:
+        if self.total and self.step:
             parts.append(f"{self.phase} {self.step}/{self.total}")
+        elif self.phase:  # the phase is named from its start (label, train, extract, ...)
+            parts.append(self.phase)
         if self.loss is not None:
             parts.append(f"loss {self.loss:.4g}")
         if self.eta is not None:
@@ -108,6 +125,7 @@ class Job:
         self.outcome: Any = None
         self.error: LipSDFError | None = None
         self.logs: list[str] = []
+        self.deliveries: list[Delivery] = []
         self._current: str | None = None
         self._cancel_at: float | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="lipsdf-job-"))
@@ -128,18 +146,23 @@ class Job:
     def _advance(self, result: dict | None) -> None:
         """Send ``result`` to the plan (``None``: start it) and submit its next request;
         the plan's return value ends the job as done, its error as failed."""
-        try:
-            request = self.plan.send(result) if result is not None else next(self.plan)
-        except StopIteration as stop:
-            self.outcome = stop.value
-            self._end(DONE)
-            return
-        except LipSDFError as exc:
-            self._fail(exc)
-            return
-        except OSError as exc:
-            self._fail(LipSDFError(f"cannot read the worker's result: {exc}"))
-            return
+        while True:
+            try:
+                request = self.plan.send(result) if result is not None else next(self.plan)
+            except StopIteration as stop:
+                self.outcome = stop.value
+                self._end(DONE)
+                return
+            except LipSDFError as exc:
+                self._fail(exc)
+                return
+            except OSError as exc:
+                self._fail(LipSDFError(f"cannot read the worker's result: {exc}"))
+                return
+            if not isinstance(request, Delivery):
+                break
+            self.deliveries.append(request)  # kept; the plan goes on to its next request
+            result = None
         if request.label:
             self.status.label = request.label
         self.status.stage = min(self._count, self.status.stages - 1)
@@ -191,6 +214,11 @@ class Job:
                 self._end(CANCELLED)
         return self.done
 
+    def take_deliveries(self) -> list[Delivery]:
+        """The deliveries the plan made since the last call (oldest first), handed over once."""
+        out, self.deliveries = self.deliveries, []
+        return out
+
     def cancel(self) -> None:
         """Ask the running request to stop; the job ends as ``cancelled`` within a second."""
         if self.done:
@@ -203,13 +231,26 @@ class Job:
         else:
             self._end(CANCELLED)
 
-    def run(self, on_progress: Callable[[Status], None] | None = None, interval=0.1) -> Any:
+    def run(
+        self,
+        on_progress: Callable[[Status], None] | None = None,
+        interval=0.1,
+        on_delivery: Callable[[Delivery], None] | None = None,
+    ) -> Any:
         """Block until the job ends; return its outcome or raise its error.
 
-        Ctrl+C cancels the job (and is raised again once it has stopped).
+        ``on_delivery`` gets each :class:`Delivery` as soon as it arrives (without it they
+        stay in :attr:`deliveries`). Ctrl+C cancels the job (and is raised again once it has
+        stopped).
         """
         try:
-            while not self.poll():
+            while True:
+                ended = self.poll()
+                if on_delivery is not None:
+                    for delivery in self.take_deliveries():
+                        on_delivery(delivery)
+                if ended:
+                    break
                 if on_progress is not None:
                     on_progress(self.status)
                 time.sleep(interval)

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import TINY
 
 from lipsdf_blender import jobrunner  # these modules must import without bpy
@@ -84,6 +85,12 @@ def _source(name="Ball", field_file=None):
     return Source(name, "mesh", {"vertices": V, "faces": F}, field_file=field_file)
 
 
+def _open_source(name="Cup"):
+    """An icosphere with one face taken out: not closed, so its field is trained first."""
+    V, F = primitives.icosphere(1.0, 2)
+    return Source(name, "mesh", {"vertices": V, "faces": F[1:]})
+
+
 def test_a_plan_trains_then_offsets_and_hands_back_bytes_and_meshes(tmp_path):
     field = tmp_path / "f.lipsdf"
     field.write_bytes(b"field bytes")
@@ -141,7 +148,7 @@ def test_a_failing_request_ends_the_job_with_its_error_and_no_outcome(tmp_path):
             ],
         ]
     )
-    job = Job(client, plan_remesh([_source(), _source("Other")], Settings()), 4)
+    job = Job(client, plan_remesh([_open_source(), _open_source("Other")], Settings()), 4)
     with pytest.raises(WorkerError, match="lower the preset"):
         job.run(interval=0)
     assert job.state == FAILED and job.outcome is None
@@ -207,6 +214,12 @@ def test_status_text_reads_like_the_progress_bar():
     want = "Suzanne: training · train 300/3000 · loss -0.0312 · ETA 12 s · CPU (2 threads)"
     assert st.text() == want
     assert st.fraction == pytest.approx(0.55)
+    # the phase is named from its start, before any step
+    st = Status(label="Ball: remeshing from the input", phase="extract", step=0, total=1)
+    assert st.text() == "Ball: remeshing from the input · extract"
+    assert Status(label="Ball: training", phase="label", total=800).text() == (
+        "Ball: training · label"
+    )
 
 
 def test_a_real_worker_runs_a_remesh_plan():
@@ -248,3 +261,167 @@ def test_clouds_carry_their_normals_and_noise_choices_and_meshes_none(tmp_path):
     trained = outcome.trained["Scan"]
     assert (trained.normals, trained.noise, trained.summary) == ("estimate", 0.003, summary)
     assert Settings(normals="estimate", noise=0.1).cloud_for("mesh") == ("auto", None)
+
+
+# -- a closed mesh's remesh before its training (issue 22) ------------------------------------
+def _exact_reply(tmp_path, V, F, empty=False):
+    path = tmp_path / "exact.npz"
+    P.save_arrays(path, levels=np.zeros(1), vertices_0=V, faces_0=F)
+    info = {"detail_share": 1.0, "witnesses": "detail 100 %", "empty": empty}
+    return [{"type": P.RESULT, "files": {"meshes": str(path)}, "info": info}]
+
+
+def test_a_closed_mesh_is_delivered_before_its_field_is_trained(tmp_path):
+    field = tmp_path / "f.lipsdf"
+    field.write_bytes(b"field bytes")
+    V, F = primitives.icosphere(1.0, 3)
+    client = FakeClient(
+        [
+            _exact_reply(tmp_path, V, F),
+            [_progress(4), {"type": P.RESULT, "files": {"field": str(field)}, "info": {}}],
+        ]
+    )
+    src = _source()
+    s = Settings(resolution=48, overrides={"steps": 100})
+    job = Job(client, plan_remesh([src], s), count_requests([src]))
+    job.poll()  # the exact remesh answers: delivered, and the training asked for at once
+    (delivery,) = job.take_deliveries()
+    assert delivery.keys == ["Ball"] and job.take_deliveries() == []
+    Ve, Fe, level = delivery.outcome.meshes["Ball"][0]
+    assert level == 0.0 and np.array_equal(Ve, V) and np.array_equal(Fe, F)
+    assert topology.is_watertight(Fe)
+    assert [t for t, _, _ in client.submitted] == [P.EXACT_REMESH, P.TRAIN]
+    exact = client.submitted[0]
+    assert exact[1]["resolution"] == 48 and exact[1]["overrides"] == {"steps": 100}
+    assert exact[1]["detail"] and set(exact[2]) == {"vertices", "faces"}
+    assert job.status.label == "Ball: training" and not job.done
+    outcome = job.run(interval=0)
+    # nothing extracted again: the field's remesh is this one
+    assert len(client.submitted) == 2 and outcome.meshes["Ball"][0][0] is Ve
+    assert outcome.trained["Ball"].data == b"field bytes"
+    assert job.state == DONE
+
+
+def test_only_closed_signed_meshes_without_a_field_are_remeshed_first(tmp_path):
+    V, F = primitives.icosphere(1.0, 2)
+    Vt, Et = primitives.curve_circle(16)
+    closed = _source()
+    cases = [
+        (_open_source(), Settings()),  # a hole
+        (
+            Source(
+                "Soup",
+                "mesh",
+                {
+                    "vertices": V[F].reshape(-1, 3)[:-3],
+                    "faces": np.arange(len(F) * 3 - 3).reshape(-1, 3),
+                },
+            ),
+            Settings(),
+        ),  # an unwelded soup with a missing triangle  # fmt: skip
+        (Source("Scan", "points", {"vertices": V}), Settings()),
+        (Source("Wire", "curve", {"vertices": Vt, "edges": Et}), Settings()),
+        (closed, Settings(mode="unsigned")),
+        (closed, Settings(detail=False)),
+    ]
+    for src, s in cases:
+        first = next(plan_remesh([src], s))
+        assert first.type == P.TRAIN, (src.name, s)
+    assert next(plan_remesh([_source(field_file="/x.lipsdf")], Settings())).type == P.EXTRACT
+    assert next(plan_remesh([closed], Settings())).type == P.EXACT_REMESH
+    # an unwelded closed mesh (split at seams) is still closed
+    split = Source("Split", "mesh", {"vertices": V[F].reshape(-1, 3),
+                                     "faces": np.arange(len(F) * 3).reshape(-1, 3)})  # fmt: skip
+    assert next(plan_remesh([split], Settings())).type == P.EXACT_REMESH
+
+
+def test_an_empty_exact_remesh_falls_back_to_training_first(tmp_path):
+    field = tmp_path / "f.lipsdf"
+    field.write_bytes(b"x")
+    meshes = _meshes_file(tmp_path, [0.0])
+    empty = np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    client = FakeClient(
+        [
+            _exact_reply(tmp_path, *empty, empty=True),
+            [{"type": P.RESULT, "files": {"field": str(field)}}],
+            [{"type": P.RESULT, "files": {"meshes": meshes}}],
+        ]
+    )
+    job = Job(client, plan_remesh([_source()], Settings()))
+    outcome = job.run(interval=0)
+    assert [t for t, _, _ in client.submitted] == [P.EXACT_REMESH, P.TRAIN, P.EXTRACT]
+    assert job.deliveries == [] and len(outcome.meshes["Ball"][0][1]) > 0
+
+
+class _Recording:
+    """A real client that remembers the types of the requests submitted to it."""
+
+    def __init__(self, client):
+        self.client, self.types = client, []
+
+    def submit(self, job_type, *args, **kw):
+        self.types.append(job_type)
+        return self.client.submit(job_type, *args, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_a_real_worker_delivers_the_final_remesh_early_and_trains_the_same_field(tmp_path):
+    """Closed torus: the delivered mesh equals the trained field's remesh (arrays equal), and
+    the field trained after the remesh equals one trained alone (same seed, fair share off).
+    An open mesh goes the old way: trained, then extracted, nothing delivered."""
+    from lipsdf_blender.core.fields.field import Field
+
+    V, F = primitives.torus_mesh(0.8, 0.25, 32, 16)
+    src = Source("Torus", "mesh", {"vertices": V, "faces": F})
+    overrides = {k: v for k, v in TINY.items() if k != "samples"}
+    overrides.update(steps=150, samples={"n_uniform": 4000, "n_surface": 8000})
+    s = Settings(resolution=48, overrides=overrides)
+    env = {"LIPSDF_FAIR_SHARE": "0", "LIPSDF_WORKER_THREADS": "1"}
+    client = _Recording(WorkerClient(sys.executable, env=env))
+    early = []
+    try:
+        job = Job(client, plan_remesh([src], s), count_requests([src]))
+        outcome = job.run(interval=0.05, on_delivery=early.append)
+        assert client.types == [P.EXACT_REMESH, P.TRAIN]
+        (delivery,) = early
+        Ve, Fe, _ = delivery.outcome.meshes["Torus"][0]
+        assert topology.is_watertight(Fe) and topology.connected_components(Fe) == 1
+        # the remesh of the field trained after it, through the worker as before this issue
+        after = tmp_path / "after.lipsdf"
+        after.write_bytes(outcome.trained["Torus"].data)
+        params = {"field": str(after), "levels": [0.0], "resolution": 48, "detail": True}
+        final = client.client.run(P.EXTRACT, params, tmp_path / "x")
+        Vf, Ff, _ = P.load_meshes(final["files"]["meshes"])[0]
+        assert np.array_equal(Ve, Vf) and np.array_equal(Fe, Ff)
+        # the torus: every vertex within a hundredth of the tube's surface
+        rho = np.hypot(np.linalg.norm(Ve[:, :2], axis=1) - 0.8, Ve[:, 2])
+        assert np.abs(rho - 0.25).max() < 0.01
+        # an open mesh: trained first, then extracted; nothing early
+        cup = _open_source()
+        client.types.clear()
+        late = []
+        job = Job(client, plan_remesh([cup], s), count_requests([cup]))
+        cup_outcome = job.run(interval=0.05, on_delivery=late.append)
+        assert client.types == [P.TRAIN, P.EXTRACT] and late == []
+        Vc, Fc, _ = cup_outcome.meshes["Cup"][0]
+        assert topology.is_watertight(Fc)
+        assert abs(np.median(np.linalg.norm(Vc, axis=1)) - 1.0) < 0.03
+        # asked directly, the worker refuses an exact remesh of an open mesh
+        with pytest.raises(WorkerError) as err:
+            client.client.run(P.EXACT_REMESH, {}, tmp_path / "open", arrays=cup.arrays)
+        assert err.value.kind == P.BAD_INPUT and "not closed" in str(err.value)
+    finally:
+        client.shutdown()
+    # a field trained alone, in a fresh worker, before any remesh
+    client = WorkerClient(sys.executable, env=env)
+    try:
+        alone = Job(client, plan_train([src], s)).run(interval=0.05)
+    finally:
+        client.shutdown()
+    before = tmp_path / "before.lipsdf"
+    before.write_bytes(alone.trained["Torus"].data)
+    a, b = Field.load(after), Field.load(before)
+    for pa, pb in zip(a.net.parameters(), b.net.parameters(), strict=True):
+        assert torch.equal(pa, pb)

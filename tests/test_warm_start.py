@@ -213,10 +213,14 @@ def test_plans_pass_the_stale_field_only_when_warm_start_is_on():
         "warm start from the previous field: 1050 steps, 3 % relabelled"
     )
     assert "init" not in _run_plan(plan_train([src], Settings(warm_start=False)))[0][0].params
-    for plan in (plan_remesh([src], Settings()), plan_offset([src], Settings(), [0.1])):
-        first = next(plan)
-        assert first.type == P.TRAIN and first.params["init"] == "/cache/old.lipsdf"
-        plan.close()
+    first = next(plan_offset([src], Settings(), [0.1]))
+    assert first.type == P.TRAIN and first.params["init"] == "/cache/old.lipsdf"
+    # A closed mesh is remeshed from its exact distance first; the training after carries init.
+    plan = plan_remesh([src], Settings())
+    assert next(plan).type == P.EXACT_REMESH
+    second = plan.send({"files": {}, "info": {"empty": True}})
+    assert second.type == P.TRAIN and second.params["init"] == "/cache/old.lipsdf"
+    plan.close()
     # An up-to-date field is used as it is: nothing to train, no init.
     fresh = Source("Ball", "mesh", src.arrays, field_file="/cache/new.lipsdf")
     plan = plan_remesh([fresh], Settings())

@@ -137,10 +137,16 @@ def matrices(value, n: int) -> list[np.ndarray] | None:
 def resolution(params: dict, fields) -> int:
     """The job's ``resolution`` (checked), else the largest the fields' records ask for
     (:func:`~..core.training.presets.resolution_for`)."""
+    return resolution_of(params, [f.record for f in fields])
+
+
+def resolution_of(params: dict, records) -> int:
+    """The job's ``resolution`` (checked), else the largest these field records ask for (an
+    ``exact_remesh`` gives the record its field would have: ``preset`` and ``settings``)."""
     given = None
     if params.get("resolution") is not None:
         given = whole(params, "resolution", 0, *RESOLUTION)
-    return resolution_for(given, [f.record for f in fields])
+    return resolution_for(given, records)
 
 
 def warm_info(ws: dict | None) -> dict | None:

@@ -56,6 +56,18 @@ extract     ``field`` (a ``.lipsdf`` path), ``levels`` (list, default ``[0]``),
             ``resolution``, ``device`` -> ``{"meshes": path}``; for ``[0]`` (a remesh)
             ``info`` holds ``detail_share`` (share of the area from the input, 0 to 1;
             ``null`` without the input's detail) and ``witnesses`` (it in words)
+exact_remesh
+            ``input`` (npz with ``vertices`` and ``faces``: a closed mesh, see below),
+            ``preset`` and ``overrides`` (for the resolution a field trained with them
+            would be remeshed at), ``resolution``, ``sharp``, ``faces``, ``device``
+            -> ``{"meshes": path}`` (one level, 0); ``info`` as ``extract``'s, with
+            ``empty`` (true: nothing inside, an inside-out mesh; train first). The remesh of
+            a closed mesh in signed mode comes from its exact distance and winding number
+            alone (no field), so it equals the remesh of any field trained on that input
+            with those settings: the add-on asks for it *before* the ``train`` request of the
+            same input and shows it at once (see "Early results" below). A mesh that is not
+            closed is ``bad_input``; ``detail`` false too (without the input's detail the
+            surface is the network's).
 offset      ``field``, ``distances``, ``resolution``, ``exact`` (default true), ``device``
             -> ``{"meshes": path}``
 csg         ``op`` (union/intersection/difference), ``fields`` (paths), ``blend``,
@@ -109,11 +121,23 @@ Every job takes an optional ``output`` file name; the default is ``<name>_<id>.<
 CSG) the one result, and ``levels`` ``(k,)``; a ``points`` file holds ``points`` ``(n, 3)
 float64``.
 
+Early results
+-------------
+The worker has no partial messages: every job ends with one ``result``. A result shown early
+is a job of its own, asked first. For a remesh of a closed mesh in signed mode with detail and
+no up-to-date field, the add-on sends ``exact_remesh`` and then ``train`` for the same input,
+one after the other to the same worker; it builds the object from the first result while the
+second runs (with its progress and cancel), and stores the field when it arrives. The mesh
+does not change when the field arrives (``exact_remesh`` and ``extract`` of the trained field
+give equal arrays), and training does not depend on the remesh before it (same seed and
+threads: the same field). Open meshes, soups, clouds and curves: ``train`` first, then
+``extract``, as before.
+
 Messages (worker -> client, on stdout)
 --------------------------------------
 - ``{"type": "progress", "id", "phase", "step", "total", "loss", "elapsed", "eta", "device"}``
   at least once a second while a job runs (``phase``: ``label``, ``train``, ``extract``,
-  ...; ``loss`` and ``eta`` may be ``null``).
+  ...; ``loss`` and ``eta`` may be ``null``). The add-on's progress line names the phase.
 - ``{"type": "log", "id", "level", "message"}``: something the user should know (for
   example a fall-back to the CPU after running out of GPU memory).
 - ``{"type": "result", "id", "files": {name: absolute path}, "info": {...}}``.
@@ -163,13 +187,14 @@ PROTOCOL_VERSION = 1
 
 # Request types.
 TRAIN, EXTRACT, OFFSET, CSG = "train", "extract", "offset", "csg"
+EXACT_REMESH = "exact_remesh"
 SAMPLE, PROJECT, QUERY = "sample", "project", "query"
 THICKNESS, HOLLOW = "thickness", "hollow"
 SLICE, RENDER, GRID = "slice", "render", "grid"
 CANCEL, SHUTDOWN = "cancel", "shutdown"
 JOB_TYPES = (
     *(TRAIN, EXTRACT, OFFSET, CSG, SAMPLE, PROJECT, QUERY),
-    *(THICKNESS, HOLLOW, SLICE, RENDER, GRID),
+    *(THICKNESS, HOLLOW, SLICE, RENDER, GRID, EXACT_REMESH),
 )
 REQUEST_TYPES = (*JOB_TYPES, CANCEL, SHUTDOWN)
 

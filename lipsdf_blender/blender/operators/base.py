@@ -7,6 +7,14 @@ sidebar, menus, F3) runs it as a modal operator: a timer polls the worker, the s
 the panel show progress, Esc or :class:`LIPSDF_OT_cancel` stops it. ``execute`` (scripts,
 ``blender -b``, the redo panel) blocks and prints progress lines. In both, the scene is touched
 only after the worker's last answer, inside one undo step; a failure removes anything made.
+
+One exception: a plan's :class:`~lipsdf_blender.jobrunner.Delivery` (a closed mesh's remesh,
+made before its field is trained) is built as soon as it arrives (:meth:`JobOperator.build_early`),
+while the job goes on. It is final: the field trained after it gives the same mesh. The
+operator still ends in one undo step that holds it. If the rest of the job is cancelled or
+fails, the delivered objects stay (they are whole, and what was asked for), no field is
+stored, the report says so, and the operator finishes (so undo removes them); if building
+anything fails, everything the run made is removed.
 """
 
 from __future__ import annotations
@@ -146,6 +154,12 @@ class JobOperator:
     def build(self, context, outcome, made: list) -> None:
         """Make the result objects, appending each to ``made`` as soon as it exists."""
 
+    def build_early(self, context, outcome, keys: list, made: list) -> None:
+        """Make the result objects of ``keys`` (source names) from a plan's early
+        :class:`~lipsdf_blender.jobrunner.Delivery`, appending each to ``made``; only the
+        operators whose plans deliver early have it."""
+        raise NotImplementedError(f"{type(self).__name__} builds no early results")
+
     def gather(self, context, objs: list) -> None:
         """Read what the plan needs besides the objects' fields (other objects' vertices,
         the camera, a plane) before the job starts; raise :class:`BadInputError` to refuse."""
@@ -202,6 +216,9 @@ class JobOperator:
                 src.init_file = fields.previous_field(obj, src.kind, src.arrays, cache)
             sources.append(src)
         self._names = [o.name for o in objs]
+        self._early: list = []  # objects built from deliveries, before the job ended
+        self._early_keys: set[str] = set()
+        self._early_error = ""
         plan = self.plan(sources, settings)
         job = Job(prefs.client(), plan, stages=self.stages(sources))
         set_job(job)
@@ -242,6 +259,8 @@ class JobOperator:
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         job.poll()
+        for delivery in job.take_deliveries():
+            self._deliver(context, job, delivery)
         wm = context.window_manager
         wm.progress_update(int(job.status.fraction * 1000))
         if context.workspace is not None:
@@ -263,10 +282,32 @@ class JobOperator:
         except LipSDFError as exc:
             return self._fail(exc)
         try:
-            job.run(on_progress=_Progress(self.bl_label))
+            job.run(
+                on_progress=_Progress(self.bl_label),
+                on_delivery=lambda d: self._deliver(context, job, d),
+            )
         except LipSDFError:
             pass  # _conclude reports it
         return self._conclude(context, job)
+
+    def _deliver(self, context, job: Job, delivery) -> None:
+        """Build a delivery's objects now and select them; if that fails, remove them and
+        cancel the job (:meth:`_conclude` reports it)."""
+        if self._early_error:
+            return
+        made: list = []
+        try:
+            self.build_early(context, delivery.outcome, list(delivery.keys), made)
+        except Exception as exc:  # nothing half-made
+            convert.remove_objects(made)
+            msg = str(exc) if isinstance(exc, LipSDFError) else f"{type(exc).__name__}: {exc}"
+            self._early_error = msg
+            job.cancel()
+            return
+        self._early += made
+        self._early_keys.update(delivery.keys)
+        _select(context, made)
+        _redraw(context)
 
     def _conclude(self, context, job: Job):
         """Report the ended job; on success build its objects and store trained fields."""
@@ -274,12 +315,16 @@ class JobOperator:
             set_job(None)
         for line in job.logs:
             self.report({"WARNING"}, line)
+        early = _alive(getattr(self, "_early", []))
+        if getattr(self, "_early_error", ""):
+            convert.remove_objects(early)
+            return self._fail(LipSDFError(f"making the result failed: {self._early_error}"))
         try:
             outcome = job.result()
-        except CancelledError as exc:
-            return self._fail(exc, "WARNING")
         except LipSDFError as exc:
-            return self._fail(exc)
+            if early:  # delivered whole before the job stopped: kept, no field stored
+                return self._keep_early(context, early, exc)
+            return self._fail(exc, "WARNING" if isinstance(exc, CancelledError) else "ERROR")
         made: list = []
         try:
             self.build(context, outcome, made)
@@ -288,15 +333,11 @@ class JobOperator:
                 if obj is not None:
                     fields.store(obj, trained, prefs.cache_dir())
         except Exception as exc:  # nothing half-made: remove what was built, then say why
-            convert.remove_objects(made)
+            convert.remove_objects(early + made)
             msg = str(exc) if isinstance(exc, LipSDFError) else f"{type(exc).__name__}: {exc}"
             return self._fail(LipSDFError(f"making the result failed: {msg}"))
-        if made:
-            for obj in context.view_layer.objects:
-                obj.select_set(False)
-            for obj in made:
-                obj.select_set(True)
-            context.view_layer.objects.active = made[-1]
+        made = early + made
+        _select(context, made)
         last_results[:] = [o.name for o in made]
         for name, trained in outcome.trained.items():
             if trained.summary:  # point clouds: what was done to their normals and points
@@ -304,6 +345,20 @@ class JobOperator:
             if trained.warm:
                 self.report({"INFO"}, f"LipSDF: {name}: {trained.warm}")
         self.report({"INFO"}, self.summary(outcome, made))  # last: the status bar shows it
+        return {"FINISHED"}
+
+    def _keep_early(self, context, early: list, exc: LipSDFError):
+        """The job stopped after its early results were built: keep them (finished, one undo
+        step), store no field, and say so."""
+        global last_error
+        stopped = "cancelled" if isinstance(exc, CancelledError) else f"failed: {exc}"
+        last_error = (
+            f"LipSDF: kept {', '.join(o.name for o in early)}; the field was not trained "
+            f"(the job was {stopped}): Remesh again or Train Field to get it"
+        )
+        _select(context, early)
+        last_results[:] = [o.name for o in early]
+        self.report({"WARNING"}, last_error)
         return {"FINISHED"}
 
     def summary(self, outcome, made) -> str:
@@ -324,6 +379,29 @@ class JobOperator:
         last_error = str(exc)
         self.report({level}, str(exc))
         return {"CANCELLED"}
+
+
+def _select(context, objs: list) -> None:
+    """Make ``objs`` the selection, the last one active (nothing when empty)."""
+    if not objs:
+        return
+    for obj in context.view_layer.objects:
+        obj.select_set(False)
+    for obj in objs:
+        obj.select_set(True)
+    context.view_layer.objects.active = objs[-1]
+
+
+def _alive(objs: list) -> list:
+    """The objects still in the file (a user may delete an early result while the job runs)."""
+    out = []
+    for obj in objs:
+        try:
+            _ = obj.name
+        except ReferenceError:
+            continue
+        out.append(obj)
+    return out
 
 
 def _redraw(context) -> None:

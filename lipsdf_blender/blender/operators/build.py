@@ -41,8 +41,14 @@ class LIPSDF_OT_remesh(JobOperator, bpy.types.Operator):
     plan = staticmethod(plan_remesh)
 
     def build(self, context, outcome, made):
-        """``<name>.remesh`` per object, with the source's transform."""
-        for name in self._names:
+        """``<name>.remesh`` per object, with the source's transform (but those already
+        built from an early delivery)."""
+        names = [n for n in self._names if n not in self._early_keys]
+        self.build_early(context, outcome, names, made)
+
+    def build_early(self, context, outcome, keys, made):
+        """``<name>.remesh`` for each of ``keys``, with the source's transform."""
+        for name in keys:
             src = bpy.data.objects.get(name)
             V, F, _ = outcome.meshes[name][0]
             matrix = src.matrix_world.copy() if src is not None else None

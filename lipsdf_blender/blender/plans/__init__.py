@@ -11,6 +11,8 @@ plan to a :class:`~lipsdf_blender.jobrunner.Job`. A plan is a generator: it yiel
 requests, receives each request's ``result`` message and finally returns an ``Outcome``
 holding the trained field files (as bytes) and the results (meshes, arrays). Only after the
 whole plan succeeded does the operator touch the scene, so a failed or cancelled job leaves
-nothing half-made. Plans may import numpy, the core's light modules (errors, geometry,
+nothing half-made; the one exception is a :class:`~lipsdf_blender.jobrunner.Delivery`, a
+result that is final before the plan ends (a closed mesh's remesh, before its training), which
+the operator builds at once. Plans may import numpy, the core's light modules (errors, geometry,
 presets), the worker's protocol and :mod:`lipsdf_blender.jobrunner`; never bpy, never torch.
 """

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from ...core.errors import BadInputError
-from ...jobrunner import Request
+from ...jobrunner import Delivery, Request
 from ...worker import protocol as P
-from .common import Outcome, Plan, Settings, Source, check_op, remesh_params, train_missing
+from .common import (
+    Outcome,
+    Plan,
+    Settings,
+    Source,
+    check_op,
+    exact_request,
+    remesh_params,
+    remeshed_first,
+    train_missing,
+)
 
 #: The key of a CSG result in ``Outcome.meshes``.
 CSG_RESULT = "<csg>"
@@ -20,10 +30,31 @@ def plan_train(sources: list[Source], s: Settings) -> Plan:
 
 
 def plan_remesh(sources: list[Source], s: Settings) -> Plan:
-    """Train where needed, then extract every field's zero level set: ``meshes[name]``."""
+    """Train where needed, then extract every field's zero level set: ``meshes[name]``.
+
+    Closed meshes without a field (:func:`~.common.remeshed_first`) are remeshed first, from
+    their exact distance, and each is delivered at once (a
+    :class:`~lipsdf_blender.jobrunner.Delivery`: the operator builds it while the fields
+    train); their fields are trained after, and not extracted again (the same mesh). An
+    exact remesh with nothing inside (an inside-out mesh) is not delivered: that source
+    trains first, as an open one does. The requests are as many as before (an
+    ``exact_remesh`` in place of an ``extract``), so ``count_requests`` still holds.
+    """
     outcome = Outcome()
+    for src in sources:
+        if not remeshed_first(src, s):
+            continue
+        result = yield exact_request(src, s)
+        info = dict(result.get("info") or {})
+        if info.get("empty"):
+            continue
+        outcome.meshes[src.name] = P.load_meshes(result["files"]["meshes"])
+        outcome.info[src.name] = info
+        yield Delivery(outcome, [src.name])
     files = yield from train_missing(sources, s, outcome)
     for src in sources:
+        if src.name in outcome.meshes:
+            continue  # remeshed before its training: the field gives the same mesh
         params = {"field": files[src.name], "levels": [0.0], "device": s.device}
         params.update(faces=int(s.faces), **remesh_params(s))
         result = yield Request(P.EXTRACT, params, label=f"{src.name}: remeshing")

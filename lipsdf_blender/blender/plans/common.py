@@ -2,8 +2,9 @@
 
 :class:`Settings` (an operator's properties), :class:`Source` (an object as arrays),
 :class:`Trained` and :class:`Outcome` (what a plan hands back); :func:`train_missing` (the
-sub-plan that trains every source without an up-to-date field) and the params every job that
-remeshes a field takes from the settings (:func:`remesh_params`).
+sub-plan that trains every source without an up-to-date field), :func:`remeshed_first` and
+:func:`exact_request` (a closed mesh's remesh before its training) and the params every job
+that remeshes a field takes from the settings (:func:`remesh_params`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.errors import BadInputError
-from ...core.inputs.geometry import Geometry
+from ...core.inputs.geometry import Geometry, is_closed
 from ...core.training.presets import DEFAULT_PRESET
 from ...jobrunner import Request
 from ...worker import protocol as P
@@ -195,6 +196,28 @@ def train_request(src: Source, s: Settings) -> Request:
         params["init"] = str(src.init_file)
         label = f"{src.name}: retraining from the previous field"
     return Request(P.TRAIN, params, dict(src.arrays), label)
+
+
+def remeshed_first(src: Source, s: Settings) -> bool:
+    """Can ``src``'s remesh come before its training? A closed mesh (:func:`is_closed`) in
+    signed mode with detail, without an up-to-date field: every vertex of its remesh comes
+    from the input's exact distance and winding number, the network decides nothing there
+    (:func:`~...core.fields.detail.exact_field`), so the remesh is the same before and after
+    training. Holes, soups, clouds and curves need the field first."""
+    if src.field_file is not None or src.kind != "mesh" or not s.detail:
+        return False
+    if s.mode_for(src.kind) != "signed":
+        return False
+    return is_closed(src.arrays["vertices"], src.arrays["faces"])
+
+
+def exact_request(src: Source, s: Settings) -> Request:
+    """The ``exact_remesh`` request of a closed mesh (:func:`remeshed_first`): the remesh its
+    field would give, at the resolution that field would be remeshed at."""
+    params = {"preset": s.preset, "overrides": dict(s.overrides), "device": s.device}
+    params.update(faces=int(s.faces), **remesh_params(s))
+    arrays = {"vertices": src.arrays["vertices"], "faces": src.arrays["faces"]}
+    return Request(P.EXACT_REMESH, params, arrays, f"{src.name}: remeshing from the input")
 
 
 def train_missing(sources: list[Source], s: Settings, outcome: Outcome):

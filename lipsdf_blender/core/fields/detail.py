@@ -49,7 +49,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from ..errors import BadInputError
-from ..inputs.geometry import Geometry
+from ..inputs.geometry import Geometry, is_closed
 from ..inputs.winding import mesh_winding_number
 from ..phases import phase
 
@@ -112,7 +112,7 @@ class InputSurface:
         are allowed; a hole, an open rim or a flipped part makes the input not closed.
         """
         if self._closed is None:
-            self._closed = self.kind == "mesh" and _balanced_edges(self.V, self.S)
+            self._closed = self.kind == "mesh" and is_closed(self.V, self.S)
         return self._closed
 
     @classmethod
@@ -158,21 +158,6 @@ class InputSurface:
             q = np.ascontiguousarray(P[a : a + _CHUNK], dtype=np.float64)
             out[a : a + _CHUNK] = mesh_winding_number(self.V, self.S, q)
         return out
-
-
-def _balanced_edges(V: np.ndarray, F: np.ndarray) -> bool:
-    """Every directed edge of ``F`` (vertices welded by position) has as many reverses."""
-    _, weld = np.unique(V, axis=0, return_inverse=True)
-    F = weld.reshape(-1)[F]
-    E = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
-    E = E[E[:, 0] != E[:, 1]]
-    if len(E) == 0:
-        return False
-    n = int(F.max()) + 1
-    fwd = E[:, 0] * n + E[:, 1]
-    back = E[:, 1] * n + E[:, 0]
-    # the multiset of edges equals the multiset of their reverses
-    return bool(np.array_equal(np.sort(fwd), np.sort(back)))
 
 
 class ExactField:

@@ -1,4 +1,4 @@
-"""Jobs that build fields and meshes: train, extract, offset, csg.
+"""Jobs that build fields and meshes: train, extract, exact_remesh, offset, csg.
 
 Each ``job_<type>`` takes the running :class:`~..running.Job` and returns ``(files, info)``
 for the ``result`` message; every param is checked (:mod:`..params`) before any work.
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ...core.device import describe, pick_device
 from ...core.errors import BadInputError, FieldFileError
+from ...core.fields.detail import exact_field
 from ...core.fields.field import Field
 from ...core.surfaces.extract import extract_levels
 from ...core.surfaces.remesh import combine_surfaces, offset_surfaces, remesh
@@ -115,6 +116,35 @@ def job_extract(job: Job):
         results = on_device(job, "extract", extract_levels, field, levels, resolution=res)
         decimate_results(results, sp["faces"])
     return save_meshes(job, results, levels, info)
+
+
+def job_exact_remesh(job: Job):
+    """The remesh of a closed mesh (``input``) from its exact distance, before any training:
+    the same mesh ``extract`` gives for a field trained on it with ``preset`` and
+    ``overrides`` (:func:`~...core.fields.detail.exact_field`)."""
+    p = job.params
+    sp = par.surface_params(p)
+    if not sp["detail"]:
+        raise BadInputError("an exact remesh is the input's own surface: it needs detail on")
+    overrides = par.overrides(p.get("overrides") or {})
+    preset = par.text(p, "preset", DEFAULT_PRESET)
+    base = get_preset(preset, **overrides)
+    res = par.resolution_of(p, [{"preset": preset, "settings": {"resolution": base.resolution}}])
+    pick_device(par.text(p, "device", "auto"))
+    arrays = job.read_input(p.get("input", "input.npz"), "the mesh")
+    exact = exact_field(par.geometry_from("mesh", arrays))
+    if exact is None:
+        raise BadInputError(
+            "the mesh is not closed (holes, open rims or flipped faces): its remesh needs a "
+            "trained field (a train job, then extract)"
+        )
+    r = on_device(job, "extract", remesh, exact, res, **sp)
+    info = {
+        "detail_share": r.detail_share,
+        "witnesses": witness_summary(r.detail_share),
+        "empty": bool(r.is_empty),
+    }
+    return save_meshes(job, [r], [0.0], info)
 
 
 def job_offset(job: Job):

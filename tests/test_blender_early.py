@@ -1,0 +1,184 @@
+"""Remesh in Blender: a closed mesh's object is built before its field is trained (issue 22).
+
+One scenario in a fresh ``bpy`` process (bpy and torch never share one), with the add-on from
+this checkout (``PYTHONPATH``, ``register()``) and a real worker on one thread, fair share
+off. A spy on ``convert.new_mesh_object`` records each result object as it is made: whether
+the source had its field then, whether the job was still running, and the arrays it was
+made from. The tests check geometry: the
+early object equals the remesh of the field stored after it, that field equals one trained
+before any remesh, a cancel after the early object keeps it and stores no field, and an open
+mesh is made only after its training.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+
+from lipsdf_blender.core.fields.field import Field
+from lipsdf_blender.core.surfaces import topology
+from lipsdf_blender.core.surfaces.remesh import remesh
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="needs bpy")
+
+RES = 48
+
+SCENARIO = """
+import json, os
+import numpy as np
+import bpy
+import lipsdf_blender
+lipsdf_blender.register()
+from lipsdf_blender import api
+from lipsdf_blender.blender import convert, fields, operators, prefs
+
+OUT = os.environ["LIPSDF_TEST_OUT"]
+TINY = json.loads(os.environ["LIPSDF_TEST_TINY"])
+RES = int(os.environ["LIPSDF_TEST_RES"])
+for o in list(bpy.data.objects):
+    bpy.data.objects.remove(o)
+facts = {}
+made = {}  # result name -> the source's name, whether it had a field when made
+cancel_on = set()
+real_new = convert.new_mesh_object
+
+
+def spy(context, name, V, F, matrix=None, like=None):
+    obj = real_new(context, name, V, F, matrix, like)
+    # busy: the operator's job still runs (training); else the job has ended
+    made[name] = {"source": like.name, "field_then": fields.has_field(like),
+                  "busy": operators.busy()}
+    np.savez(os.path.join(OUT, name + ".npz"), V=np.asarray(V), F=np.asarray(F))
+    if like.name in cancel_on:
+        operators.current_job().cancel()  # the training that runs after the early object
+    return obj
+
+
+convert.new_mesh_object = spy
+
+
+def ball(name, drop_face=False):
+    bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=3, radius=0.8)
+    ob = bpy.context.active_object
+    ob.name = name
+    if drop_face:
+        import bmesh
+        bm = bmesh.new()
+        bm.from_mesh(ob.data)
+        bm.faces.ensure_lookup_table()
+        bm.faces.remove(bm.faces[0])
+        bm.to_mesh(ob.data)
+        bm.free()
+    return ob
+
+
+def field_path(ob):
+    return fields.field_file(ob, prefs.cache_dir()) if fields.has_field(ob) else None
+
+
+closed, twin, stop, cup = ball("Closed"), ball("Twin"), ball("Stop"), ball("Cup", True)
+api.train(twin, resolution=RES, **TINY)  # a field trained before any remesh
+r = api.remesh(closed, resolution=RES, **TINY)
+facts["closed"] = {"result": r.name, "field": field_path(closed), "twin": field_path(twin)}
+cancel_on.add("Stop")
+kept = [api.remesh(stop, resolution=RES, **TINY)]
+facts["stop"] = {"results": [o.name for o in kept], "field": fields.has_field(stop),
+                 "message": operators.last_error,
+                 "collections": [c.name for o in kept for c in o.users_collection]}
+cancel_on.clear()
+c = api.remesh(cup, resolution=RES, **TINY)
+facts["cup"] = {"result": c.name, "field": field_path(cup)}
+facts["made"] = made
+prefs.shutdown_worker()
+print("FACTS " + json.dumps(facts))
+"""
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    out = tmp_path_factory.mktemp("early")
+    tiny = {k: v for k, v in TINY.items() if k != "samples"}
+    tiny.update(steps=200, samples={"n_uniform": 4000, "n_surface": 8000})
+    root = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(root),
+        OMP_NUM_THREADS="1",
+        LIPSDF_WORKER_PYTHON=sys.executable,
+        LIPSDF_WORKER_THREADS="1",
+        LIPSDF_FAIR_SHARE="0",
+        LIPSDF_TEST_TINY=json.dumps(tiny),
+        LIPSDF_TEST_OUT=str(out),
+        LIPSDF_TEST_RES=str(RES),
+        BLENDER_USER_RESOURCES=str(out / "user"),
+    )
+    script = out / "scenario.py"
+    script.write_text(textwrap.dedent(SCENARIO))
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
+    )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("FACTS ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:] + proc.stdout[-3000:]
+    return json.loads(lines[-1][len("FACTS ") :]), out, proc.stdout
+
+
+def _mesh(out, name):
+    z = np.load(out / f"{name}.npz")
+    return z["V"], z["F"]
+
+
+def test_a_closed_mesh_is_built_before_its_field_and_equals_the_fields_remesh(scenario):
+    facts, out, _ = scenario
+    name = facts["closed"]["result"]
+    assert name == "Closed.remesh"
+    # made while the job still ran, before the field existed
+    assert facts["made"][name] == {"source": "Closed", "field_then": False, "busy": True}
+    V, F = _mesh(out, name)
+    assert topology.is_watertight(F) and topology.connected_components(F) == 1
+    r = np.linalg.norm(V, axis=1)
+    # on the icosphere: between its faces' nearest points (1.8 % in) and its vertices
+    assert r.max() < 0.8 + 1e-4 and r.min() > 0.8 * 0.98
+    # The field stored after it gives the very same remesh: the early result is final.
+    field = Field.load(facts["closed"]["field"])
+    final = remesh(field, RES)
+    assert np.array_equal(V, final.vertices) and np.array_equal(F, final.faces)
+    # ... and is the field a training before any remesh gives (same seed, fair share off).
+    twin = Field.load(facts["closed"]["twin"])
+    for a, b in zip(field.net.parameters(), twin.net.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_cancel_after_the_early_result_keeps_it_and_stores_no_field(scenario):
+    facts, out, _ = scenario
+    stop = facts["stop"]
+    assert stop["results"] == ["Stop.remesh"] and stop["collections"] == ["LipSDF"]
+    assert not stop["field"]
+    assert "kept Stop.remesh" in stop["message"] and "not trained" in stop["message"]
+    V, F = _mesh(out, "Stop.remesh")
+    assert topology.is_watertight(F)
+    # the same input (Closed is the same icosphere) gives the same mesh
+    Vc, Fc = _mesh(out, "Closed.remesh")
+    assert np.array_equal(V, Vc) and np.array_equal(F, Fc)
+
+
+def test_an_open_mesh_is_trained_first_and_made_after(scenario):
+    facts, out, log = scenario
+    # made once the job had ended (its field is stored right after, in the same step)
+    assert facts["made"]["Cup.remesh"] == {"source": "Cup", "field_then": False, "busy": False}
+    assert facts["cup"]["field"] is not None
+    V, F = _mesh(out, "Cup.remesh")
+    assert topology.is_watertight(F)  # the field closed the hole
+    assert abs(np.median(np.linalg.norm(V, axis=1)) - 0.8) < 0.02
+    # the progress lines name the phase
+    assert re.search(r"Cup: training · (label|train)", log), log[-2000:]
