@@ -92,18 +92,21 @@ def parse_distances(text: str) -> list[float]:
 
 
 class _Progress:
-    """Prints progress lines at most once a second (background mode and scripts)."""
+    """Prints progress lines (background mode and scripts): each new phase at once, the
+    steps within a phase at most once a second."""
 
     def __init__(self, what: str):
         """``what``: the operator's label, at the start of each line."""
-        self.what, self.last, self.text = what, 0.0, ""
+        self.what, self.last, self.text, self.phase = what, 0.0, "", None
 
     def __call__(self, status: Status) -> None:
-        """Print ``status`` when it changed and a second has passed since the last line."""
+        """Print ``status`` when its phase changed, or when it changed and a second has
+        passed since the last line."""
         text = status.text()
         now = time.monotonic()
-        if text != self.text and now - self.last >= 1.0:
-            self.text, self.last = text, now
+        phase = (status.label, status.phase)
+        if phase != self.phase or (text != self.text and now - self.last >= 1.0):
+            self.text, self.last, self.phase = text, now, phase
             sys.stdout.write(f"LipSDF {self.what}: {text}\n")
             sys.stdout.flush()
 

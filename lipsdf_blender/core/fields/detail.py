@@ -96,6 +96,7 @@ class InputSurface:
             raise BadInputError("an input surface refers to vertices it does not have")
         self._tree = None
         self._closed = None
+        self._normals = None
 
     @property
     def kind(self) -> str:
@@ -151,6 +152,23 @@ class InputSurface:
         return np.where(self.winding(P) > 0.5, -d, d)
 
     @phase("detail")
+    def nearest_normals(self, P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Unit normal of the triangle nearest to each of ``P (k, 3)`` (its winding order's
+        side), ``(k, 3)``, where there is one (not a degenerate triangle), ``(k,) bool``, and
+        the distance to it, ``(k,)``."""
+        P = np.ascontiguousarray(P, dtype=np.float64)
+        if self._normals is None:
+            T = self.V[self.S]
+            n = np.cross(T[:, 1] - T[:, 0], T[:, 2] - T[:, 0])
+            ln = np.linalg.norm(n, axis=1, keepdims=True)
+            self._normals = np.divide(n, ln, out=np.zeros_like(n), where=ln > 0)
+        if len(P) == 0:
+            return np.zeros((0, 3)), np.zeros(0, dtype=bool), np.zeros(0)
+        sq, face = self.tree.squared_distance(self.V, self.S, P)[:2]
+        N = self._normals[face.ravel()]
+        return N, np.any(N != 0, axis=1), np.sqrt(np.maximum(sq, 0.0))
+
+    @phase("detail")
     def winding(self, P: np.ndarray) -> np.ndarray:
         """Generalised winding number at ``P (k, 3)`` (triangles only), ``(k,)``."""
         out = np.empty(len(P))
@@ -194,6 +212,14 @@ class ExactField:
     def exact(self, P: np.ndarray) -> np.ndarray:
         """Where the value is the input's own distance: everywhere, ``(k,) bool``."""
         return np.ones(len(P), dtype=bool)
+
+    def input_normals(self, P: np.ndarray, near: float) -> tuple[np.ndarray, np.ndarray]:
+        """Unit normals of the input at points ``P (k, 3)`` on or next to it (the nearest
+        triangle's), ``(k, 3)``, and where they are known, ``(k,) bool``: everywhere but at
+        degenerate triangles. Dual contouring asks at the surface's crossings of grid edges,
+        where they are the exact gradient's limit; ``near`` is unused (every value here is
+        the input's own)."""
+        return self.surface.nearest_normals(P)[:2]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Signed distances at ``x (n, 3)``; ``(n,)`` on ``x``'s device and dtype."""
@@ -278,21 +304,21 @@ class CloudSurface:
         return out
 
     @phase("detail")
-    def signed(self, P: np.ndarray, k: int = 16) -> tuple[np.ndarray, np.ndarray]:
-        """IMLS distance ``g`` at ``P (q, 3)`` and where it is trusted: ``(q,)``, ``(q,) bool``.
+    def signed(self, P: np.ndarray, k: int = 16, normals: bool = False):
+        """IMLS distance ``g`` at ``P (q, 3)`` and where it is trusted: ``(q,)``, ``(q,) bool``;
+        with ``normals``, also the IMLS normal (the weighted mean of the neighbours' normals,
+        ``g``'s gradient up to the weights' change), ``(q, 3)``.
 
         In chunks of :data:`_SIGNED_CHUNK` queries: each holds ``k`` neighbours' offsets and
-        normals (~1 kB a query), and extraction asks for millions at once (the normals of
-        dual contouring's vertices)."""
+        normals (~1 kB a query), and extraction asks for millions at once."""
         P = np.ascontiguousarray(P, dtype=np.float64)
-        g, ok = np.zeros(len(P)), np.zeros(len(P), dtype=bool)
+        g, ok, n = np.zeros(len(P)), np.zeros(len(P), dtype=bool), np.zeros((len(P), 3))
         for a in range(0, len(P), _SIGNED_CHUNK):
-            g[a : a + _SIGNED_CHUNK], ok[a : a + _SIGNED_CHUNK] = self._signed(
-                P[a : a + _SIGNED_CHUNK], k
-            )
-        return g, ok
+            sl = slice(a, a + _SIGNED_CHUNK)
+            g[sl], ok[sl], n[sl] = self._signed(P[sl], k)
+        return (g, ok, n) if normals else (g, ok)
 
-    def _signed(self, P: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _signed(self, P: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         k = min(k, len(self.V))
         d, idx = self.tree.query(P, k=k, workers=-1)
         r = np.maximum(d[:, min(7, k - 1)], 1e-12)[:, None]
@@ -303,7 +329,7 @@ class CloudSurface:
         n = np.einsum("qk,qkd->qd", phi, Ni)
         n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
         dn, jn = self.tree.query(P - g[:, None] * n, k=1, workers=-1)
-        return g, dn <= 2.0 * self._reach[jn]
+        return g, dn <= 2.0 * self._reach[jn], n
 
 
 class DetailField:
@@ -364,6 +390,24 @@ class DetailField:
             return np.zeros(0, dtype=bool)
         f, _, d = self._parts(torch.from_numpy(P.astype(np.float32)))
         return self._values(f.detach().to("cpu", torch.float64).numpy(), P, d)[1]
+
+    def input_normals(self, P: np.ndarray, near: float) -> tuple[np.ndarray, np.ndarray]:
+        """The input's own unit normals at points ``P (k, 3)`` where ``h`` comes from it,
+        ``(k, 3)`` (either sign), and where they are known, ``(k,) bool``: a cloud's IMLS
+        normal where its distance is trusted, the nearest triangle's within ``near`` of the
+        input. Elsewhere (the field's own surface, unsigned fields) dual contouring takes
+        central differences."""
+        P = np.ascontiguousarray(P, dtype=np.float64)
+        G, ok = np.zeros((len(P), 3)), np.zeros(len(P), dtype=bool)
+        if self.unsigned or len(P) == 0:
+            return G, ok
+        if self.surface.kind == "cloud":
+            at = np.flatnonzero(self.surface.distance(P) <= self.reach)
+            _, trusted, n = self.surface.signed(P[at], normals=True)
+            G[at[trusted]], ok[at[trusted]] = n[trusted], True
+            return G, ok
+        G, ok, d = self.surface.nearest_normals(P)
+        return G, ok & (d <= near)
 
     def _values(self, f: np.ndarray, P: np.ndarray, d: np.ndarray):
         """``h`` and where it is the input's own distance, both ``(k,)``."""

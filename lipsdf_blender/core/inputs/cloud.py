@@ -25,7 +25,7 @@ from scipy.spatial import cKDTree
 from ..errors import BadInputError
 from ..types import Points, Scalars
 from .geometry import principal_extents
-from .normals import estimate_normals, knn_areas, point_areas
+from .normals import estimate_normals, knn, knn_areas, point_areas
 
 NORMALS_CHOICES = ("auto", "estimate")
 
@@ -139,11 +139,13 @@ def prepare_cloud(
     if sigma > 0.5 * spacing:
         P, N = denoise(P, sigma, N)
     flipped = 0
+    # one neighbour search for the normals and the areas
+    neighbours = knn(P, 16) if len(P) > 16 else None
     if use_input:
         N, flipped = check_parts(P, N)
     else:
         stats: dict = {}
-        N = estimate_normals(P, stats=stats)
+        N = estimate_normals(P, stats=stats, neighbours=neighbours)
         flipped = stats["flipped"]
     tree = None
     if merged:
@@ -152,7 +154,7 @@ def prepare_cloud(
         tree = cKDTree(P)  # kept: labelling asks the prepared cloud for its tree again
         A = knn_areas(tree.query(P, k=min(17, len(P)), workers=-1)[0][:, 1:])
     else:
-        A = point_areas(P, N)
+        A = point_areas(P, N, neighbours=neighbours)
     report = {
         "normals": "input" if use_input else "estimated",
         "points": n_in,
@@ -393,7 +395,7 @@ def check_parts(P, N):
     """
     from scipy.sparse.csgraph import connected_components
 
-    from .normals import knn, knn_areas, orientation_score
+    from .normals import orientation_score
 
     N = np.array(N, dtype=np.float64)
     if len(P) < 20:

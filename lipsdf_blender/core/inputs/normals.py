@@ -37,6 +37,13 @@ log = logging.getLogger(__name__)
 #: Neighbours whose normals both make less than acos(FACING) with the line between them
 #: face each other across a thin part; orientation is not propagated between them.
 FACING = 0.8
+#: Taylor order of the cloud winding number's far field (libigl: 1, 2 or 3; 3 runs out of
+#: memory on 100k points). Order 1 at libigl's beta of 2 costs a third of order 2 (CPU
+#: seconds for 200k queries on a 100k-point spot: 1.5 against 4.2); its error, against the
+#: exact sum at 16k queries near and away from the points, is 0.094 at the 99th percentile
+#: against 0.022, and no query changed side of 1/2; the remeshes of a partial spot cloud
+#: score the same (Chamfer 0.219 % against 0.220 %, IoU 0.9573 against 0.9572).
+EXPANSION_ORDER = 1
 
 
 def _check_points(P, name: str = "points", min_points: int = 4) -> Points:
@@ -55,7 +62,7 @@ def _check_points(P, name: str = "points", min_points: int = 4) -> Points:
 def knn(P: Points, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Distances and indices of the ``k`` nearest other points, each ``(n, k)``."""
     k = min(k, len(P) - 1)
-    d, idx = cKDTree(P).query(P, k=k + 1)
+    d, idx = cKDTree(P).query(P, k=k + 1, workers=-1)
     return d[:, 1:], idx[:, 1:]
 
 
@@ -87,7 +94,7 @@ def _pca(P: Points, idx: np.ndarray) -> Points:
 
 
 def estimate_normals(
-    P, k: int = 16, check_winding: bool = True, stats: dict | None = None
+    P, k: int = 16, check_winding: bool = True, stats: dict | None = None, neighbours=None
 ) -> Points:
     """Consistently oriented, outward unit normals of a point cloud.
 
@@ -101,6 +108,8 @@ def estimate_normals(
     check_winding : bool
         Also check each part with the generalized winding number and flip those that come
         out inside-out (see :func:`orientation_score`).
+    neighbours : tuple of (n, k) arrays, optional
+        ``knn(P, k)`` when the caller already has it (:func:`point_areas` takes it too).
 
     Returns
     -------
@@ -128,7 +137,7 @@ def estimate_normals(
     P = _check_points(P)
     n = len(P)
     k = int(max(3, min(k, n - 1)))
-    dist, idx = knn(P, k)
+    dist, idx = knn(P, k) if neighbours is None else neighbours
     N = _pca(P, idx)
 
     rows = np.repeat(np.arange(n), idx.shape[1])
@@ -229,7 +238,7 @@ def _propagate(N: Points, order: np.ndarray, pred: np.ndarray, root: int) -> np.
     return sign
 
 
-def point_areas(P, N=None, k: int = 16, chunk: int = 20000) -> Scalars:
+def point_areas(P, N=None, k: int = 16, chunk: int = 20000, neighbours=None) -> Scalars:
     """Surface area each point stands for: its Voronoi cell in its tangent plane.
 
     The ``k`` nearest neighbours are projected onto the point's tangent plane and the cell is
@@ -249,6 +258,8 @@ def point_areas(P, N=None, k: int = 16, chunk: int = 20000) -> Scalars:
         Neighbours considered; 16 closes almost every cell of a random sample.
     chunk : int
         Points processed at once (bounds memory to about ``chunk * k * 1 kB``).
+    neighbours : tuple of (n, k) arrays, optional
+        ``knn(P, k)`` when the caller already has it.
 
     Returns
     -------
@@ -264,7 +275,7 @@ def point_areas(P, N=None, k: int = 16, chunk: int = 20000) -> Scalars:
     True
     """
     P = _check_points(P, min_points=3)
-    dist, idx = knn(P, int(max(3, k)))
+    dist, idx = knn(P, int(max(3, k))) if neighbours is None else neighbours
     if N is None:
         N = _pca(P, idx)
     N = np.asarray(N, dtype=np.float64)
@@ -396,7 +407,7 @@ def winding_number(P, N, A, Q) -> Scalars:
     center, scale = unit_frame(P)
     P = np.ascontiguousarray((P - center) * scale)
     Q = np.ascontiguousarray((Q - center) * scale)
-    return np.asarray(igl.fast_winding_number(P, Nu, area * scale**2, Q))
+    return np.asarray(igl.fast_winding_number(P, Nu, area * scale**2, Q, EXPANSION_ORDER))
 
 
 def orientation_score(P, N, A, n_probe: int = 2000, seed: int = 0) -> float:
