@@ -212,6 +212,11 @@ class JobOperator:
         if not objs:
             raise BadInputError("select a mesh, curve or point cloud object first")
         settings = self.settings()
+        # A worker that is not running yet starts now (without waiting for it): its start
+        # (importing torch, seconds) overlaps reading the objects below.
+        client = prefs.client()
+        if not client.is_alive():
+            client.start(wait=False)
         self.gather(context, objs)
         depsgraph = context.evaluated_depsgraph_get()
         cache = prefs.cache_dir()
@@ -235,7 +240,7 @@ class JobOperator:
         self._early_keys: set[str] = set()  # the source names whose delivery was final
         self._early_error = ""
         plan = self.plan(sources, settings)
-        job = Job(prefs.client(), plan, stages=self.stages(sources))
+        job = Job(client, plan, stages=self.stages(sources))
         set_job(job)
         job.start()
         return job
