@@ -83,10 +83,13 @@ def replace_spy(obj, V, F):
 convert.new_mesh_object = spy
 convert.replace_mesh = replace_spy
 preview = os.environ["BENCH_PREVIEW"]
-if preview:  # the plans read Settings' default
-    from lipsdf_blender.blender.plans import common
+if preview:  # the remesh plan's previews at this resolution (0: none)
+    import dataclasses
 
-    common.Settings.preview = int(preview)
+    from lipsdf_blender.blender.plans import build
+
+    ask = build.preview_request
+    build.preview_request = lambda src, s: ask(src, dataclasses.replace(s, preview=int(preview)))
 t0 = time.perf_counter()
 result = bpy.ops.lipsdf.remesh(preset=os.environ["BENCH_PRESET"])
 stamps.setdefault("full", stamps.get("object"))
