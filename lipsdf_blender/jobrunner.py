@@ -15,7 +15,8 @@ interface stays responsive) and :meth:`Job.run`, which blocks (``blender -b``, s
 >>> vertices, faces, level = outcome.meshes["Suzanne"][0]
 
 A plan may also yield a :class:`Delivery` between requests: part of its outcome that is ready
-before the plan ends (the remesh of a closed mesh, made before its field is trained). The job
+before the plan ends (the remesh of a closed mesh, made before its field is trained, and a
+coarse preview of it before that, ``final=False``). The job
 keeps it for :meth:`Job.take_deliveries` (the operator builds it at once), submits the plan's
 next request in the same step, and goes on; the plan's return value is still the outcome.
 
@@ -54,10 +55,13 @@ class Request:
 @dataclass
 class Delivery:
     """What a plan yields when part of its outcome is ready before it ends: ``outcome`` (the
-    plan's own, so far) and the ``keys`` (source names) whose results in it are final."""
+    plan's own, so far) and the ``keys`` (source names) whose results in it are ready.
+    ``final`` false: a coarse preview of them, which a later delivery (or the plan's
+    outcome) of the same keys replaces."""
 
     outcome: Any
     keys: list
+    final: bool = True
 
 
 #: A plan: yields requests (and deliveries), is sent each request's ``result`` message,

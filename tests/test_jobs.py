@@ -15,12 +15,19 @@ import torch
 from conftest import TINY
 
 from lipsdf_blender import jobrunner  # these modules must import without bpy
-from lipsdf_blender.blender.plans.build import plan_csg, plan_offset, plan_remesh, plan_train
+from lipsdf_blender.blender.plans.build import (
+    plan_csg,
+    plan_offset,
+    plan_remesh,
+    plan_train,
+    remesh_requests,
+)
 from lipsdf_blender.blender.plans.common import (
     Settings,
     Source,
     count_requests,
     geometry_hash,
+    preview_request,
     train_request,
 )
 from lipsdf_blender.core.errors import BadInputError, CancelledError
@@ -264,8 +271,8 @@ def test_clouds_carry_their_normals_and_noise_choices_and_meshes_none(tmp_path):
 
 
 # -- a closed mesh's remesh before its training (issue 22) ------------------------------------
-def _exact_reply(tmp_path, V, F, empty=False):
-    path = tmp_path / "exact.npz"
+def _exact_reply(tmp_path, V, F, empty=False, name="exact"):
+    path = tmp_path / f"{name}.npz"
     P.save_arrays(path, levels=np.zeros(1), vertices_0=V, faces_0=F)
     info = {"detail_share": 1.0, "witnesses": "detail 100 %", "empty": empty}
     return [{"type": P.RESULT, "files": {"meshes": str(path)}, "info": info}]
@@ -342,6 +349,7 @@ def test_an_empty_exact_remesh_falls_back_to_training_first(tmp_path):
     empty = np.zeros((0, 3)), np.zeros((0, 3), np.int64)
     client = FakeClient(
         [
+            _exact_reply(tmp_path, *empty, empty=True, name="preview"),
             _exact_reply(tmp_path, *empty, empty=True),
             [{"type": P.RESULT, "files": {"field": str(field)}}],
             [{"type": P.RESULT, "files": {"meshes": meshes}}],
@@ -349,8 +357,72 @@ def test_an_empty_exact_remesh_falls_back_to_training_first(tmp_path):
     )
     job = Job(client, plan_remesh([_source()], Settings()))
     outcome = job.run(interval=0)
-    assert [t for t, _, _ in client.submitted] == [P.EXACT_REMESH, P.TRAIN, P.EXTRACT]
+    types = [t for t, _, _ in client.submitted]
+    assert types == [P.EXACT_REMESH, P.EXACT_REMESH, P.TRAIN, P.EXTRACT]
     assert job.deliveries == [] and len(outcome.meshes["Ball"][0][1]) > 0
+
+
+def test_closed_meshes_show_a_coarse_preview_first_then_the_remesh_in_its_place(tmp_path):
+    """Every preview before every full remesh, each delivered not final, in an outcome of
+    its own; then the full remeshes (final), then the trainings; nothing extracted again."""
+    field = tmp_path / "f.lipsdf"
+    field.write_bytes(b"field bytes")
+    coarse = primitives.icosphere(1.0, 1)
+    fine = primitives.icosphere(1.0, 3)
+    trained = [{"type": P.RESULT, "files": {"field": str(field)}, "info": {}}]
+    client = FakeClient(
+        [
+            _exact_reply(tmp_path, *coarse, name="p1"),
+            _exact_reply(tmp_path, *coarse, name="p2"),
+            _exact_reply(tmp_path, *fine, name="f1"),
+            _exact_reply(tmp_path, *fine, name="f2"),
+            trained,
+            trained,
+        ]
+    )
+    sources = [_source("Ball"), _source("Twin")]
+    s = Settings(resolution=48, preview=24, faces=500)
+    job = Job(client, plan_remesh(sources, s), remesh_requests(sources, s))
+    assert job.status.stages == 6
+    job.poll()  # the first preview answers: delivered, the second asked for at once
+    (first,) = job.take_deliveries()
+    assert first.keys == ["Ball"] and not first.final
+    assert client.submitted[-1][1]["resolution"] == 24 and job.status.label == "Twin: preview"
+    # the preview: marching cubes at its own resolution, every triangle, the same input
+    preview = client.submitted[0][1]
+    assert (preview["resolution"], preview["sharp"], preview["faces"]) == (24, False, 0)
+    assert preview["detail"] and set(client.submitted[0][2]) == {"vertices", "faces"}
+    early = [first]
+    outcome = job.run(interval=0, on_delivery=early.append)
+    assert [(d.keys, d.final) for d in early] == [
+        (["Ball"], False),
+        (["Twin"], False),
+        (["Ball"], True),
+        (["Twin"], True),
+    ]
+    assert np.array_equal(early[0].outcome.meshes["Ball"][0][1], coarse[1])
+    assert "Ball" not in early[1].outcome.meshes  # each preview in an outcome of its own
+    full = [p for t, p, _ in client.submitted[2:4]]
+    assert all((p["resolution"], p["sharp"], p["faces"]) == (48, True, 500) for p in full)
+    types = [t for t, _, _ in client.submitted]
+    assert types == [P.EXACT_REMESH] * 4 + [P.TRAIN] * 2 and len(types) == 6
+    assert all(np.array_equal(outcome.meshes[n][0][1], fine[1]) for n in ("Ball", "Twin"))
+    assert early[2].outcome is outcome and set(outcome.trained) == {"Ball", "Twin"}
+
+
+def test_a_preview_only_where_the_remesh_is_finer_than_it():
+    src = _source()
+    assert preview_request(src, Settings(resolution=48)) is None  # default preview: 64 cells
+    assert preview_request(src, Settings(resolution=64)) is None
+    assert preview_request(src, Settings(resolution=65)).params["resolution"] == 64
+    assert preview_request(src, Settings(resolution=256, preview=0)) is None
+    # the preset's resolution (fast: 192), or its override
+    assert preview_request(src, Settings()).label == "Ball: preview"
+    assert preview_request(src, Settings(overrides={"resolution": 32})) is None
+    s = Settings(resolution=48)
+    assert remesh_requests([src], s) == count_requests([src]) == 2
+    assert remesh_requests([src, _open_source()], Settings()) == 5
+    assert remesh_requests([_source(field_file="/x.lipsdf")], Settings()) == 1
 
 
 class _Recording:
@@ -368,24 +440,36 @@ class _Recording:
 
 
 def test_a_real_worker_delivers_the_final_remesh_early_and_trains_the_same_field(tmp_path):
-    """Closed torus: the delivered mesh equals the trained field's remesh (arrays equal), and
-    the field trained after the remesh equals one trained alone (same seed, fair share off).
+    """Closed torus: a coarse preview first (closed, within one of its cells of the input),
+    then the final mesh, which equals the trained field's remesh (arrays equal), and the
+    field trained after the remesh equals one trained alone (same seed, fair share off).
     An open mesh goes the old way: trained, then extracted, nothing delivered."""
+    from lipsdf_blender.core.fields.detail import exact_field
     from lipsdf_blender.core.fields.field import Field
+    from lipsdf_blender.core.inputs.geometry import Geometry
+    from lipsdf_blender.core.surfaces.extract import cell_size
+    from lipsdf_blender.core.surfaces.metrics import chamfer_hausdorff
 
     V, F = primitives.torus_mesh(0.8, 0.25, 32, 16)
     src = Source("Torus", "mesh", {"vertices": V, "faces": F})
     overrides = {k: v for k, v in TINY.items() if k != "samples"}
     overrides.update(steps=150, samples={"n_uniform": 4000, "n_surface": 8000})
-    s = Settings(resolution=48, overrides=overrides)
+    s = Settings(resolution=48, preview=24, overrides=overrides)
     env = {"LIPSDF_FAIR_SHARE": "0", "LIPSDF_WORKER_THREADS": "1"}
     client = _Recording(WorkerClient(sys.executable, env=env))
     early = []
     try:
-        job = Job(client, plan_remesh([src], s), count_requests([src]))
+        job = Job(client, plan_remesh([src], s), remesh_requests([src], s))
         outcome = job.run(interval=0.05, on_delivery=early.append)
-        assert client.types == [P.EXACT_REMESH, P.TRAIN]
-        (delivery,) = early
+        assert client.types == [P.EXACT_REMESH, P.EXACT_REMESH, P.TRAIN]
+        preview, delivery = early
+        assert not preview.final and delivery.final
+        # the preview: closed, one piece, within one of its own cells of the input
+        Vp, Fp, _ = preview.outcome.meshes["Torus"][0]
+        assert topology.is_watertight(Fp) and topology.connected_components(Fp) == 1
+        cell = cell_size(exact_field(Geometry.mesh(V, F)), 24)
+        assert chamfer_hausdorff(Vp, Fp, V, F)["hausdorff"] < cell
+        assert 0 < len(Fp) < len(delivery.outcome.meshes["Torus"][0][1]) / 3
         Ve, Fe, _ = delivery.outcome.meshes["Torus"][0]
         assert topology.is_watertight(Fe) and topology.connected_components(Fe) == 1
         # the remesh of the field trained after it, through the worker as before this issue

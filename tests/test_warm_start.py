@@ -215,10 +215,13 @@ def test_plans_pass_the_stale_field_only_when_warm_start_is_on():
     assert "init" not in _run_plan(plan_train([src], Settings(warm_start=False)))[0][0].params
     first = next(plan_offset([src], Settings(), [0.1]))
     assert first.type == P.TRAIN and first.params["init"] == "/cache/old.lipsdf"
-    # A closed mesh is remeshed from its exact distance first; the training after carries init.
+    # A closed mesh is previewed and remeshed from its exact distance first; the training
+    # after carries init.
     plan = plan_remesh([src], Settings())
-    assert next(plan).type == P.EXACT_REMESH
-    second = plan.send({"files": {}, "info": {"empty": True}})
+    empty = {"files": {}, "info": {"empty": True}}
+    assert next(plan).type == P.EXACT_REMESH  # its preview
+    assert plan.send(empty).type == P.EXACT_REMESH  # its remesh
+    second = plan.send(empty)
     assert second.type == P.TRAIN and second.params["init"] == "/cache/old.lipsdf"
     plan.close()
     # An up-to-date field is used as it is: nothing to train, no init.

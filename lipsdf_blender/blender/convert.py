@@ -221,24 +221,41 @@ def _new_object(context, name: str, fill, matrix=None, blocks=None):
 
 def new_mesh_object(context, name: str, vertices, faces, matrix=None, like=None):
     """A new mesh object in the LipSDF collection; materials copied from ``like``."""
-    V = np.ascontiguousarray(vertices, dtype=np.float32)
-    F = np.ascontiguousarray(faces, dtype=np.int32)
 
     def fill(me):
-        me.vertices.add(len(V))
-        me.vertices.foreach_set("co", V.ravel())
-        me.loops.add(F.size)
-        me.loops.foreach_set("vertex_index", F.ravel())
-        me.polygons.add(len(F))
-        me.polygons.foreach_set("loop_start", np.arange(0, F.size, 3, dtype=np.int32))
-        me.update(calc_edges=True)
-        if len(F):
-            me.shade_smooth()
+        fill_mesh(me, vertices, faces)
         if like is not None and getattr(like, "data", None) is not None:
             for mat in getattr(like.data, "materials", ()):
                 me.materials.append(mat)
 
     return _new_object(context, name, fill, matrix)
+
+
+def fill_mesh(me, vertices, faces) -> None:
+    """Add the triangles ``faces (m, 3)`` over ``vertices (n, 3)`` to the empty mesh ``me``,
+    smooth shaded."""
+    V = np.ascontiguousarray(vertices, dtype=np.float32)
+    F = np.ascontiguousarray(faces, dtype=np.int32)
+    me.vertices.add(len(V))
+    me.vertices.foreach_set("co", V.ravel())
+    me.loops.add(F.size)
+    me.loops.foreach_set("vertex_index", F.ravel())
+    me.polygons.add(len(F))
+    me.polygons.foreach_set("loop_start", np.arange(0, F.size, 3, dtype=np.int32))
+    me.update(calc_edges=True)
+    if len(F):
+        me.shade_smooth()
+
+
+def replace_mesh(obj, vertices, faces) -> None:
+    """Give the mesh object ``obj`` these triangles in place of its own: the same object and
+    mesh datablock (name, transform, selection, materials, modifiers kept), so nothing is
+    left behind (a coarse preview replaced by the full remesh)."""
+    if obj.mode == "EDIT":  # edit mode keeps its own copy, written back on leaving it
+        raise BadInputError(f"{obj.name} is in Edit Mode; leave it to get the remesh")
+    me = obj.data
+    me.clear_geometry()
+    fill_mesh(me, vertices, faces)
 
 
 def new_points_object(context, name: str, points, normals=None, matrix=None):

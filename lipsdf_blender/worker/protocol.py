@@ -125,13 +125,16 @@ Early results
 -------------
 The worker has no partial messages: every job ends with one ``result``. A result shown early
 is a job of its own, asked first. For a remesh of a closed mesh in signed mode with detail and
-no up-to-date field, the add-on sends ``exact_remesh`` and then ``train`` for the same input,
-one after the other to the same worker; it builds the object from the first result while the
-second runs (with its progress and cancel), and stores the field when it arrives. The mesh
-does not change when the field arrives (``exact_remesh`` and ``extract`` of the trained field
-give equal arrays), and training does not depend on the remesh before it (same seed and
-threads: the same field). Open meshes, soups, clouds and curves: ``train`` first, then
-``extract``, as before.
+no up-to-date field, the add-on sends, one after the other to the same worker: a coarse
+``exact_remesh`` (the preview: ``resolution`` 64, ``sharp`` false, ``faces`` 0; only when
+the remesh is finer than that), the ``exact_remesh`` at the remesh's own settings, then
+``train`` for the same input. It builds the object from the preview, puts the full remesh's
+triangles into that object's mesh when they arrive, and stores the field when the training
+ends (with its progress and cancel meanwhile). With several such meshes, every preview is
+asked before every full remesh. The mesh does not change when the field arrives
+(``exact_remesh`` and ``extract`` of the trained field give equal arrays), and training does
+not depend on the remeshes before it (same seed and threads: the same field). Open meshes,
+soups, clouds and curves: ``train`` first, then ``extract``, as before.
 
 Messages (worker -> client, on stdout)
 --------------------------------------

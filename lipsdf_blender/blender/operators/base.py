@@ -10,11 +10,15 @@ only after the worker's last answer, inside one undo step; a failure removes any
 
 One exception: a plan's :class:`~lipsdf_blender.jobrunner.Delivery` (a closed mesh's remesh,
 made before its field is trained) is built as soon as it arrives (:meth:`JobOperator.build_early`),
-while the job goes on. It is final: the field trained after it gives the same mesh. The
-operator still ends in one undo step that holds it. If the rest of the job is cancelled or
-fails, the delivered objects stay (they are whole, and what was asked for), no field is
-stored, the report says so, and the operator finishes (so undo removes them); if building
-anything fails, everything the run made is removed.
+while the job goes on. It is final: the field trained after it gives the same mesh. A
+delivery with ``final`` false (a coarse preview of that remesh) is built the same way, and
+a later delivery of the same key, or the job's outcome, replaces its data in place
+(:meth:`JobOperator.update_early`: the same object, name, selection and transform; no second
+object, no orphan data). The operator still ends in one undo step that holds it. If the rest
+of the job is cancelled or fails, the delivered objects stay (they are whole, and the best
+that arrived: the remesh, or its preview if nothing finer came), no field is stored, the
+report says so, and the operator finishes (so undo removes them); if building anything
+fails, everything the run made is removed.
 """
 
 from __future__ import annotations
@@ -163,6 +167,16 @@ class JobOperator:
         operators whose plans deliver early have it."""
         raise NotImplementedError(f"{type(self).__name__} builds no early results")
 
+    def update_early(self, context, outcome, key: str, objs: list) -> None:
+        """Put ``key``'s results from ``outcome`` into ``objs``, the objects built for it from
+        a preview (a :class:`~lipsdf_blender.jobrunner.Delivery` with ``final`` false), in
+        place; only the operators whose plans deliver previews have it."""
+        raise NotImplementedError(f"{type(self).__name__} replaces no previews")
+
+    def early_objects(self, key: str) -> list:
+        """The objects built so far from ``key``'s deliveries that still exist."""
+        return _alive(self._early_by_key.get(key, []))
+
     def gather(self, context, objs: list) -> None:
         """Read what the plan needs besides the objects' fields (other objects' vertices,
         the camera, a plane) before the job starts; raise :class:`BadInputError` to refuse."""
@@ -201,6 +215,11 @@ class JobOperator:
         if not objs:
             raise BadInputError("select a mesh, curve or point cloud object first")
         settings = self.settings()
+        # A worker that is not running yet starts now (without waiting for it): its start
+        # (importing torch, seconds) overlaps reading the objects below.
+        client = prefs.client()
+        if not client.is_alive():
+            client.start(wait=False)
         self.gather(context, objs)
         depsgraph = context.evaluated_depsgraph_get()
         cache = prefs.cache_dir()
@@ -220,10 +239,11 @@ class JobOperator:
             sources.append(src)
         self._names = [o.name for o in objs]
         self._early: list = []  # objects built from deliveries, before the job ended
-        self._early_keys: set[str] = set()
+        self._early_by_key: dict[str, list] = {}  # source name -> the objects built for it
+        self._early_keys: set[str] = set()  # the source names whose delivery was final
         self._early_error = ""
         plan = self.plan(sources, settings)
-        job = Job(prefs.client(), plan, stages=self.stages(sources))
+        job = Job(client, plan, stages=self.stages(sources))
         set_job(job)
         job.start()
         return job
@@ -294,13 +314,24 @@ class JobOperator:
         return self._conclude(context, job)
 
     def _deliver(self, context, job: Job, delivery) -> None:
-        """Build a delivery's objects now and select them; if that fails, remove them and
+        """Build a delivery's objects now and select them, or put it into the objects its
+        preview made (selection left as it is); if that fails, remove what it made and
         cancel the job (:meth:`_conclude` reports it)."""
         if self._early_error:
             return
         made: list = []
         try:
-            self.build_early(context, delivery.outcome, list(delivery.keys), made)
+            for key in delivery.keys:
+                shown = self.early_objects(key)
+                if shown:
+                    self.update_early(context, delivery.outcome, key, shown)
+                    continue
+                part: list = []
+                try:
+                    self.build_early(context, delivery.outcome, [key], part)
+                finally:
+                    made += part
+                self._early_by_key[key] = part
         except Exception as exc:  # nothing half-made
             convert.remove_objects(made)
             msg = str(exc) if isinstance(exc, LipSDFError) else f"{type(exc).__name__}: {exc}"
@@ -308,7 +339,8 @@ class JobOperator:
             job.cancel()
             return
         self._early += made
-        self._early_keys.update(delivery.keys)
+        if delivery.final:
+            self._early_keys.update(delivery.keys)
         _select(context, made)
         _redraw(context)
 
@@ -355,8 +387,11 @@ class JobOperator:
         step), store no field, and say so."""
         global last_error
         stopped = "cancelled" if isinstance(exc, CancelledError) else f"failed: {exc}"
+        coarse = {id(o) for k, objs in self._early_by_key.items() if k not in self._early_keys
+                  for o in objs}  # fmt: skip
+        kept = [o.name + (" (a coarse preview)" if id(o) in coarse else "") for o in early]
         last_error = (
-            f"LipSDF: kept {', '.join(o.name for o in early)}; the field was not trained "
+            f"LipSDF: kept {', '.join(kept)}; the field was not trained "
             f"(the job was {stopped}): Remesh again or Train Field to get it"
         )
         _select(context, early)

@@ -7,7 +7,14 @@ import bpy
 
 from ...core.errors import BadInputError
 from .. import convert
-from ..plans.build import CSG_RESULT, plan_csg, plan_offset, plan_remesh, plan_train
+from ..plans.build import (
+    CSG_RESULT,
+    plan_csg,
+    plan_offset,
+    plan_remesh,
+    plan_train,
+    remesh_requests,
+)
 from ..plans.common import count_requests
 from ..props import csg_properties, offset_properties
 from .base import JobOperator, busy, parse_distances, stop_job, with_settings
@@ -40,11 +47,21 @@ class LIPSDF_OT_remesh(JobOperator, bpy.types.Operator):
     bl_label = "Remesh"
     plan = staticmethod(plan_remesh)
 
+    def stages(self, sources) -> int:
+        """A training and a remesh per object without a field, and the previews."""
+        return remesh_requests(sources, self.settings())
+
     def build(self, context, outcome, made):
         """``<name>.remesh`` per object, with the source's transform (but those already
-        built from an early delivery)."""
-        names = [n for n in self._names if n not in self._early_keys]
-        self.build_early(context, outcome, names, made)
+        built from a final delivery; one that shows a preview gets the remesh in place)."""
+        for name in self._names:
+            if name in self._early_keys:
+                continue
+            shown = self.early_objects(name)
+            if shown:
+                self.update_early(context, outcome, name, shown)
+            else:
+                self.build_early(context, outcome, [name], made)
 
     def build_early(self, context, outcome, keys, made):
         """``<name>.remesh`` for each of ``keys``, with the source's transform."""
@@ -53,6 +70,11 @@ class LIPSDF_OT_remesh(JobOperator, bpy.types.Operator):
             V, F, _ = outcome.meshes[name][0]
             matrix = src.matrix_world.copy() if src is not None else None
             made.append(convert.new_mesh_object(context, f"{name}.remesh", V, F, matrix, src))
+
+    def update_early(self, context, outcome, key, objs):
+        """The preview ``<name>.remesh`` gets the remesh's triangles, in place."""
+        V, F, _ = outcome.meshes[key][0]
+        convert.replace_mesh(objs[0], V, F)
 
     def summary(self, outcome, made) -> str:
         """The made objects, and where each surface came from (input or field)."""

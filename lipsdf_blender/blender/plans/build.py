@@ -11,7 +11,9 @@ from .common import (
     Settings,
     Source,
     check_op,
+    count_requests,
     exact_request,
+    preview_request,
     remesh_params,
     remeshed_first,
     train_missing,
@@ -35,15 +37,30 @@ def plan_remesh(sources: list[Source], s: Settings) -> Plan:
     Closed meshes without a field (:func:`~.common.remeshed_first`) are remeshed first, from
     their exact distance, and each is delivered at once (a
     :class:`~lipsdf_blender.jobrunner.Delivery`: the operator builds it while the fields
-    train); their fields are trained after, and not extracted again (the same mesh). An
-    exact remesh with nothing inside (an inside-out mesh) is not delivered: that source
-    trains first, as an open one does. The requests are as many as before (an
-    ``exact_remesh`` in place of an ``extract``), so ``count_requests`` still holds.
+    train); their fields are trained after, and not extracted again (the same mesh). Before
+    those, each gets a coarse preview (:func:`~.common.preview_request`, a fraction of a
+    second), delivered with ``final=False``: the operator shows it as the result object,
+    whose mesh the full remesh then replaces. Every preview comes before every full remesh,
+    so each shape shows at once. An exact remesh with nothing inside (an inside-out mesh) is
+    not delivered: that source trains first, as an open one does (and the operator replaces
+    its preview, if one was shown, with the mesh extracted after training). Requests:
+    :func:`remesh_requests`.
     """
     outcome = Outcome()
-    for src in sources:
-        if not remeshed_first(src, s):
+    first = [src for src in sources if remeshed_first(src, s)]
+    for src in first:
+        request = preview_request(src, s)
+        if request is None:
             continue
+        result = yield request
+        info = dict(result.get("info") or {})
+        if info.get("empty"):
+            continue
+        # an outcome of its own: the plan's holds only final meshes
+        preview = Outcome(meshes={src.name: P.load_meshes(result["files"]["meshes"])})
+        preview.info[src.name] = info
+        yield Delivery(preview, [src.name], final=False)
+    for src in first:
         result = yield exact_request(src, s)
         info = dict(result.get("info") or {})
         if info.get("empty"):
@@ -61,6 +78,16 @@ def plan_remesh(sources: list[Source], s: Settings) -> Plan:
         outcome.meshes[src.name] = P.load_meshes(result["files"]["meshes"])
         outcome.info[src.name] = dict(result.get("info") or {})
     return outcome
+
+
+def remesh_requests(sources: list[Source], s: Settings) -> int:
+    """How many worker jobs :func:`plan_remesh` runs (the progress bar's overall fraction):
+    a training and an extract (or an ``exact_remesh`` in its place) per source without a
+    field, an extract per other source, and a preview per closed mesh that gets one."""
+    previews = sum(
+        remeshed_first(src, s) and preview_request(src, s) is not None for src in sources
+    )
+    return count_requests(sources) + previews
 
 
 def plan_offset(sources: list[Source], s: Settings, distances, exact: bool = True) -> Plan:

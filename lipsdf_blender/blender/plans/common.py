@@ -17,7 +17,7 @@ import numpy as np
 
 from ...core.errors import BadInputError
 from ...core.inputs.geometry import Geometry, is_closed
-from ...core.training.presets import DEFAULT_PRESET
+from ...core.training.presets import DEFAULT_PRESET, PREVIEW_RESOLUTION, resolution_for
 from ...jobrunner import Request
 from ...worker import protocol as P
 
@@ -38,7 +38,8 @@ class Settings:
     estimated; ``warm_start``: a stale object's stored field starts its retraining
     (:mod:`...core.training.warm`); ``overrides`` are
     :class:`~...core.training.presets.Preset` fields (``steps``, ``width``,
-    ...) for scripts and tests.
+    ...) for scripts and tests; ``preview`` is the resolution of the coarse preview a closed
+    mesh's remesh shows first (:func:`preview_request`; 0: none).
     """
 
     preset: str = DEFAULT_PRESET
@@ -54,6 +55,7 @@ class Settings:
     device: str = "auto"
     warm_start: bool = True
     overrides: dict = field(default_factory=dict)
+    preview: int = PREVIEW_RESOLUTION
 
     def mode_for(self, kind: str) -> str:
         """The field's mode for geometry of this kind (``auto``: unsigned for curves)."""
@@ -217,7 +219,29 @@ def exact_request(src: Source, s: Settings) -> Request:
     params = {"preset": s.preset, "overrides": dict(s.overrides), "device": s.device}
     params.update(faces=int(s.faces), **remesh_params(s))
     arrays = {"vertices": src.arrays["vertices"], "faces": src.arrays["faces"]}
-    return Request(P.EXACT_REMESH, params, arrays, f"{src.name}: remeshing from the input")
+    return Request(P.EXACT_REMESH, params, arrays, f"{src.name}: remeshing")
+
+
+def remesh_resolution(s: Settings) -> int:
+    """The resolution a remesh with these settings is extracted at: the user's, else the
+    preset's (or its override), as the worker decides it
+    (:func:`~...core.training.presets.resolution_for`)."""
+    res = s.overrides.get("resolution") if isinstance(s.overrides, dict) else None
+    record = {"preset": s.preset, "settings": {"resolution": res}}
+    return resolution_for(s.resolution or None, [record])
+
+
+def preview_request(src: Source, s: Settings) -> Request | None:
+    """The coarse preview of a closed mesh (:func:`remeshed_first`): an ``exact_remesh`` at
+    ``s.preview`` cells, marching cubes only (no dual contouring, no decimation), a fraction
+    of a second, shown until the full remesh replaces it. ``None`` when the remesh itself is
+    no finer (it is then as quick as its preview) or ``s.preview`` is 0."""
+    if s.preview <= 0 or remesh_resolution(s) <= s.preview:
+        return None
+    params = {"preset": s.preset, "overrides": dict(s.overrides), "device": s.device}
+    params.update(detail=True, sharp=False, faces=0, resolution=int(s.preview))
+    arrays = {"vertices": src.arrays["vertices"], "faces": src.arrays["faces"]}
+    return Request(P.EXACT_REMESH, params, arrays, f"{src.name}: preview")
 
 
 def train_missing(sources: list[Source], s: Settings, outcome: Outcome):
