@@ -288,6 +288,26 @@ def report(paths: list[Path]) -> int:
     return 0
 
 
+def results_doc(args, machine: dict, rows: list, renders: list, **more) -> dict:
+    """The JSON document of a run: machine, versions, settings (``more``), the ``rows`` and
+    ``renders`` lists (filled in as the run goes)."""
+    return {
+        "machine": machine,
+        "versions": versions(),
+        **more,
+        "samples": args.samples,
+        "seed": args.seed,
+        "ours": shlex.join(args.ours),
+        "rows": rows,
+        "renders": renders,
+    }
+
+
+def save_doc(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=json_default) + "\n")
+
+
 def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -297,18 +317,8 @@ def main(argv=None) -> int:
     machine = machine_info()
     print(f"machine: {machine['cpu']} ({machine['cpu_count']} cores)", flush=True)
     rows: list[dict] = []
-    renders = []
-    doc = {
-        "machine": machine,
-        "versions": versions(),
-        "points": args.points,
-        "samples": args.samples,
-        "seed": args.seed,
-        "ours": shlex.join(args.ours),
-        "rows": rows,
-        "renders": renders,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    renders: list[str] = []
+    doc = results_doc(args, machine, rows, renders, points=args.points)
     for shape in args.shapes:
         try:
             V, F, up = load_reference(shape)
@@ -335,7 +345,7 @@ def main(argv=None) -> int:
                     renders.append(str(png))
             rows.extend(mine)
             # after every case, so that a long run stopped early keeps what it measured
-            args.out.write_text(json.dumps(doc, indent=2, default=json_default) + "\n")
+            save_doc(args.out, doc)
 
     print("\n" + tables(rows, args.clouds))
     print(f"\nwrote {args.out}" + (f" and {len(renders)} renders" if renders else ""))

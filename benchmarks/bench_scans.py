@@ -39,7 +39,6 @@ side) and ``-back.png``: scan points | ours | Open3D Poisson | MeshLab Poisson.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -47,8 +46,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_clouds import PEERS, render, run_peer, versions  # noqa: E402
-from bench_common import PROJECT, json_default, machine_info, markdown_table  # noqa: E402
+from bench_clouds import PEERS, render, results_doc, run_peer, save_doc  # noqa: E402
+from bench_common import PROJECT, machine_info, markdown_table  # noqa: E402
 from bench_peers import run_ours  # noqa: E402
 from cloud_inputs import diagonal  # noqa: E402
 from reports import scan_report  # noqa: E402
@@ -157,7 +156,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     machine = machine_info()
     print(f"machine: {machine['cpu']} ({machine['cpu_count']} cores)", flush=True)
-    rows, renders = [], []
+    rows: list[dict] = []
+    renders: list[str] = []
+    doc = results_doc(args, machine, rows, renders, seen=SEEN)
     for name in args.scans:
         try:
             mine, pngs = run_scan(name, args)
@@ -166,20 +167,10 @@ def main(argv=None) -> int:
             continue
         rows += mine
         renders += pngs
+        # after every scan, so that a run stopped early keeps what it measured
+        save_doc(args.out, doc)
     print("\nDistances in % of the diagonal (the reference's, else the scan's)\n")
     print(markdown_table(rows, COLUMNS))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "machine": machine,
-        "versions": versions(),
-        "samples": args.samples,
-        "seen": SEEN,
-        "seed": args.seed,
-        "ours": shlex.join(args.ours),
-        "rows": rows,
-        "renders": renders,
-    }
-    args.out.write_text(json.dumps(doc, indent=2, default=json_default) + "\n")
     print(f"\nwrote {args.out}" + (f" and {len(renders)} renders" if renders else ""))
     return 0
 
