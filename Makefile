@@ -122,7 +122,8 @@ bench-peers: $(STAMP)
 	PYTHONPATH=. $(PY) benchmarks/bench_peers.py $(BENCH_ARGS)
 
 ## bench-clouds: LipSDF on point clouds next to Open3D / MeshLab screened Poisson and ball
-## pivoting (issue 10; hours; four of its shapes are fetched once). Extra arguments: make bench-clouds BENCH_ARGS='--shapes spot'
+## pivoting (issue 10; hours; four of its shapes are fetched once). Extra arguments:
+## make bench-clouds BENCH_ARGS='--shapes spot'
 bench-clouds: $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	-PYTHONPATH=. $(PY) benchmarks/scan_data.py --fetch
