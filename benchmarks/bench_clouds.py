@@ -239,6 +239,11 @@ AVERAGE_COLUMNS = [
 ]
 
 
+def _is(row: dict, tool: str) -> bool:
+    """The row is ``tool``'s (ours under any preset; a peer's plain result, not trimmed)."""
+    return row["tool"].startswith(tool) if tool == "LipSDF" else row["tool"] == tool
+
+
 def averages(rows: list[dict], clouds) -> list[dict]:
     """Per cloud kind and tool of :data:`AVERAGED`: the mean Chamfer, IoU and normal error
     over the shapes every one of those tools finished, and how many results were closed and
@@ -248,14 +253,10 @@ def averages(rows: list[dict], clouds) -> list[dict]:
         mine = [r for r in rows if r["cloud"] == cloud]
         done = {}
         for tool in AVERAGED:
-            done[tool] = {r["shape"] for r in mine if r["tool"].startswith(tool) and "iou" in r}
+            done[tool] = {r["shape"] for r in mine if _is(r, tool) and "iou" in r}
         shapes = set.intersection(*done.values()) if done else set()
         for tool in AVERAGED:
-            kept = [
-                r
-                for r in mine
-                if r["tool"].startswith(tool) and r["shape"] in shapes and "iou" in r
-            ]
+            kept = [r for r in mine if _is(r, tool) and r["shape"] in shapes and "iou" in r]
             if not kept:
                 continue
             row = {"cloud": cloud, "tool": kept[0]["tool"], "shapes": len(kept)}
