@@ -209,7 +209,7 @@ def scan_report(
     - With a reference: its *seen part* is the reference samples (``n``, area-uniform) within
       ``seen`` x ``diag`` of a scan point (``seen_percent``: that share of its area). There,
       ``seen_chamfer_percent``: the mean of (seen reference samples -> result) and (result
-      samples within ``seen`` x ``diag`` of a scan point -> reference); ``seen_normal_deg``,
+      samples whose nearest reference sample is a seen one -> reference); ``seen_normal_deg``,
       ``seen_normal_p95_deg``: the angle between the reference's outward normal at a seen
       sample and the result's closest face. On the whole reference, the unseen side
       included: ``chamfer_percent`` and ``iou`` of :func:`surface_report` (the unseen side
@@ -231,8 +231,10 @@ def scan_report(
         S, N, _ = oriented_samples(V_ref, F_ref, n, seed)
         near = tree.query(S, distance_upper_bound=radius)[0] <= radius
         d_ref, angle = normal_angles(S[near], N[near], V_out, F_out)
+        # the result's part over the seen part: its samples whose nearest reference sample
+        # is a seen one (however far the result is from the scan)
         Q, _ = sample_surface(V_out, F_out, n, seed + 1)
-        Q = Q[tree.query(Q, distance_upper_bound=radius)[0] <= radius]
+        Q = Q[near[cKDTree(S).query(Q)[1]]]
         d_out, _ = point_mesh_distance(Q, V_ref, F_ref)
         full = surface_report(V_ref, F_ref, V_out, F_out, n=n, seed=seed)
         out.update(
