@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lipsdf_blender/__init__.py)
 ZIP := dist/lipsdf_blender-$(VERSION).zip
 
-.PHONY: demo demo-core extension test test-slow lint bench bench-speed bench-speedups bench-peers bench-clouds venv clean
+.PHONY: demo demo-core extension test test-slow lint bench bench-speed bench-speedups bench-peers bench-clouds bench-scans venv clean
 .PHONY: test-blender test-blender-5.0 test-blender-all
 .PHONY: venv-blender-4.2 venv-blender-4.5 venv-blender-5.2 venv-blender-5.3
 
@@ -122,10 +122,19 @@ bench-peers: $(STAMP)
 	PYTHONPATH=. $(PY) benchmarks/bench_peers.py $(BENCH_ARGS)
 
 ## bench-clouds: LipSDF on point clouds next to Open3D / MeshLab screened Poisson and ball
-## pivoting (issue 10; hours). Extra arguments: make bench-clouds BENCH_ARGS='--shapes spot'
+## pivoting (issue 10; hours; four of its shapes are fetched once). Extra arguments:
+## make bench-clouds BENCH_ARGS='--shapes spot'
 bench-clouds: $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-bench.txt
+	-PYTHONPATH=. $(PY) benchmarks/scan_data.py --fetch
 	PYTHONPATH=. $(PY) benchmarks/bench_clouds.py $(BENCH_ARGS)
+
+## bench-scans: LipSDF on raw scans (Stanford bunny range scans, PCL's milk carton) next to
+## screened Poisson (issue 23; fetches the public data once into ~/.cache/lipsdf-bench)
+bench-scans: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	-PYTHONPATH=. $(PY) benchmarks/scan_data.py --fetch
+	PYTHONPATH=. $(PY) benchmarks/bench_scans.py $(BENCH_ARGS)
 
 ## bench-speed: seconds per phase of a fresh CLI remesh of each input (read, prepare, label,
 ## train, detail, extract, write) and the peers' seconds in the same run (minutes; run it alone)

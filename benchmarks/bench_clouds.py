@@ -21,8 +21,12 @@ Run from the project root (peers from requirements-bench.txt)::
     PYTHONPATH=. .venv/bin/python benchmarks/bench_clouds.py --shapes spot \\
         --clouds clean,noise0.5,partial_bottom --points 20000 --ours-args "--steps 200"
 
-Writes benchmarks/results/clouds.json (every row, with machine and versions), the clouds and
-results under benchmarks/results/clouds/<shape>/<cloud>/, and one Workbench render per
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_clouds.py --report A.json B.json  # tables
+
+The shapes fetched by ``scan_data.py --fetch`` are skipped, with a line saying so, until then.
+Writes benchmarks/results/clouds.json (every row, with machine and versions; rewritten after
+every case), the clouds and results under benchmarks/results/clouds/<shape>/<cloud>/, the
+tables (one per cloud, then the averages over shapes per cloud), and one render per
 (shape, cloud) to benchmarks/renders/clouds/<shape>-<cloud>.png: input points | ours | Open3D
 Poisson | Open3D Poisson trimmed | ball pivoting.
 """
@@ -54,6 +58,7 @@ from bench_peers import SIGNED_COLUMNS, run_ours  # noqa: E402
 from cloud_inputs import CLOUDS, REFERENCES, diagonal, load_reference, make_cloud  # noqa: E402
 from cloud_peers import trimmed_path  # noqa: E402
 from reports import surface_report  # noqa: E402
+from scan_data import MissingData  # noqa: E402
 
 from lipsdf_blender.core.formats.files import save_points  # noqa: E402
 
@@ -167,14 +172,25 @@ def point_spheres(P, radius: float, limit: int, seed: int = 0) -> tuple[np.ndarr
     return V, F
 
 
-def render(inp: dict, rows: list[dict], diag: float, y_up: bool, args) -> Path | None:
-    """input points | ours | Open3D Poisson | trimmed | ball pivoting, one camera, one PNG."""
+def render(
+    inp: dict,
+    rows: list[dict],
+    diag: float,
+    y_up: bool,
+    args,
+    view=None,
+    tools=RENDERED,
+    name: str | None = None,
+) -> Path | None:
+    """input points | ours | the rows of ``tools`` (default: Open3D Poisson | trimmed | ball
+    pivoting), one camera looking from ``view`` (Blender's z up; None: the default view), one
+    PNG, ``<renders>/<name>.png`` (default: the input's name)."""
     points = inp["dir"] / "points.npz"
     V, F = point_spheres(inp["P"], POINT_RADIUS * diag, RENDER_POINTS, args.seed)
     np.savez(points, V=V, F=F)
     items = [(f"{len(inp['P'])} points", str(points))]
     wanted = [r for r in rows if r["tool"].startswith("LipSDF")]
-    wanted += [r for name in RENDERED for r in rows if r["tool"] == name]
+    wanted += [r for tool in tools for r in rows if r["tool"] == tool]
     for row in wanted:
         if "error" in row:
             continue
@@ -185,11 +201,12 @@ def render(inp: dict, rows: list[dict], diag: float, y_up: bool, args) -> Path |
         "pngs": pngs,
         "size": TILE,
         "y_up": y_up,
-        "view": VIEW.get(inp["name"].rsplit("-", 1)[-1]),
+        "view": None if view is None else [float(v) for v in view],
     }
     error = render_tiles(spec, inp["dir"] / "render.json", args.timeout)
     titles = [t.replace("Open3D ", "").replace(", trimmed", " trim") for t, _ in items]
-    out = None if error else stitch(titles, pngs, Path(args.renders) / f"{inp['name']}.png")
+    png = Path(args.renders) / f"{name or inp['name']}.png"
+    out = None if error else stitch(titles, pngs, png)
     # the results themselves stay; what was made only for the render goes (60 cases of it)
     for path in [points, *pngs] + [p for _, p in items[1:] if "ours-" in p]:
         Path(path).unlink(missing_ok=True)
@@ -209,14 +226,106 @@ def versions() -> dict:
     return out
 
 
+#: the averages over shapes, per cloud kind: the tools compared
+AVERAGED = ("LipSDF", "Open3D Poisson 9", "MeshLab Poisson 9")
+AVERAGE_COLUMNS = [
+    ("cloud", "cloud", "{}"),
+    ("tool", "tool", "{}"),
+    ("shapes", "shapes", "{}"),
+    ("Chamfer %", "chamfer_percent", "{:.3f}"),
+    ("IoU", "iou", "{:.4f}"),
+    ("normal°", "normal_error_mean_deg", "{:.1f}"),
+    ("closed, one part", "closed_one_part", "{}"),
+]
+
+
+def _is(row: dict, tool: str) -> bool:
+    """The row is ``tool``'s (ours under any preset; a peer's plain result, not trimmed)."""
+    return row["tool"].startswith(tool) if tool == "LipSDF" else row["tool"] == tool
+
+
+def averages(rows: list[dict], clouds) -> list[dict]:
+    """Per cloud kind and tool of :data:`AVERAGED`: the mean Chamfer, IoU and normal error
+    over the shapes every one of those tools finished, and how many results were closed and
+    in one part."""
+    out = []
+    for cloud in clouds:
+        mine = [r for r in rows if r["cloud"] == cloud]
+        done = {}
+        for tool in AVERAGED:
+            done[tool] = {r["shape"] for r in mine if _is(r, tool) and "iou" in r}
+        shapes = set.intersection(*done.values()) if done else set()
+        for tool in AVERAGED:
+            kept = [r for r in mine if _is(r, tool) and r["shape"] in shapes and "iou" in r]
+            if not kept:
+                continue
+            row = {"cloud": cloud, "tool": kept[0]["tool"], "shapes": len(kept)}
+            for key in ("chamfer_percent", "iou", "normal_error_mean_deg"):
+                row[key] = float(np.mean([r[key] for r in kept]))
+            ok = sum(bool(r["watertight"]) and r["components"] == 1 for r in kept)
+            row["closed_one_part"] = f"{ok}/{len(kept)}"
+            out.append(row)
+    return out
+
+
+def tables(rows: list[dict], clouds) -> str:
+    """Every row per cloud kind, then the averages over shapes."""
+    parts = ["Distances in % of the reference mesh's bounding-box diagonal"]
+    for cloud in clouds:
+        parts += [f"### {cloud}", markdown_table([r for r in rows if r["cloud"] == cloud], COLUMNS)]
+    parts += ["### averages over shapes", markdown_table(averages(rows, clouds), AVERAGE_COLUMNS)]
+    return "\n\n".join(parts)
+
+
+def report(paths: list[Path]) -> int:
+    """The tables of results already written (several JSON files: their rows together, a
+    later file's row replacing an earlier one for the same shape, cloud and tool)."""
+    rows = {}
+    for path in paths:
+        for r in json.loads(Path(path).read_text())["rows"]:
+            rows[(r["shape"], r["cloud"], r["tool"])] = r
+    clouds = list(dict.fromkeys(r["cloud"] for r in rows.values()))
+    print(tables(list(rows.values()), [c for c in CLOUDS if c in clouds]))
+    return 0
+
+
+def results_doc(args, machine: dict, rows: list, renders: list, **more) -> dict:
+    """The JSON document of a run: machine, versions, settings (``more``), the ``rows`` and
+    ``renders`` lists (filled in as the run goes)."""
+    return {
+        "machine": machine,
+        "versions": versions(),
+        **more,
+        "samples": args.samples,
+        "seed": args.seed,
+        "ours": shlex.join(args.ours),
+        "rows": rows,
+        "renders": renders,
+    }
+
+
+def save_doc(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=json_default) + "\n")
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--report"]:
+        return report([Path(p) for p in argv[1:]])
     args = parse_args(argv)
     machine = machine_info()
     print(f"machine: {machine['cpu']} ({machine['cpu_count']} cores)", flush=True)
     rows: list[dict] = []
-    renders = []
+    renders: list[str] = []
+    doc = results_doc(args, machine, rows, renders, points=args.points)
     for shape in args.shapes:
-        V, F, up = load_reference(shape)
+        try:
+            V, F, up = load_reference(shape)
+        except MissingData as exc:
+            print(f"- {shape}: skipped, {exc}", flush=True)
+            continue
         diag = diagonal(V)
         for cloud in args.clouds:
             inp = prepare(shape, cloud, V, F, up, args)
@@ -232,27 +341,14 @@ def main(argv=None) -> int:
                 else:
                     print(f"  {row['tool']} failed: {row['error']}", flush=True)
             if args.renders:
-                png = render(inp, mine, diag, up == 1, args)
+                png = render(inp, mine, diag, up == 1, args, VIEW.get(cloud))
                 if png:
                     renders.append(str(png))
             rows.extend(mine)
+            # after every case, so that a long run stopped early keeps what it measured
+            save_doc(args.out, doc)
 
-    print("\nDistances in % of the reference mesh's bounding-box diagonal\n")
-    for cloud in args.clouds:
-        print(f"\n### {cloud}\n")
-        print(markdown_table([r for r in rows if r["cloud"] == cloud], COLUMNS))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "machine": machine,
-        "versions": versions(),
-        "points": args.points,
-        "samples": args.samples,
-        "seed": args.seed,
-        "ours": shlex.join(args.ours),
-        "rows": rows,
-        "renders": renders,
-    }
-    args.out.write_text(json.dumps(doc, indent=2, default=json_default) + "\n")
+    print("\n" + tables(rows, args.clouds))
     print(f"\nwrote {args.out}" + (f" and {len(renders)} renders" if renders else ""))
     return 0
 

@@ -203,6 +203,8 @@ def run_ours(inp: dict, label: str, extra: list[str], timeout: float) -> dict:
     row["seconds"] = time.perf_counter() - t0
     if proc.returncode != 0:
         return {**row, "error": tail(proc.stderr or proc.stdout)}
+    # what the CLI said about the result (a cloud's summary line among them)
+    row["said"] = [s for s in proc.stdout.splitlines() if s.strip()][-6:]
     g = load_geometry(out)
     row["V"], row["F"] = g.vertices, g.faces
     return row

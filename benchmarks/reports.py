@@ -27,6 +27,16 @@ from lipsdf_blender.core.surfaces.topology import (
 from lipsdf_blender.core.types import Points
 
 
+def normal_angles(P, N, V, F) -> tuple[np.ndarray, np.ndarray]:
+    """For points ``P (k,3)`` with unit normals ``N (k,3)``: their distance to the mesh
+    ``V, F`` and the angle in degrees between ``N`` and the normal of the closest face, as
+    oriented (an inverted mesh gives 180)."""
+    N_out, _ = face_normals(V, F)
+    d, fi = point_mesh_distance(P, V, F)
+    cos = np.clip(np.einsum("ij,ij->i", N, N_out[fi]), -1.0, 1.0)
+    return d, np.degrees(np.arccos(cos))
+
+
 def surface_report(V_in, F_in, V_out, F_out, n: int = 200_000, seed: int = 0) -> dict:
     """How true a result mesh is to its input, and how usable it is: one row of issue 9's table.
 
@@ -72,10 +82,7 @@ def surface_report(V_in, F_in, V_out, F_out, n: int = 200_000, seed: int = 0) ->
     diag = float(np.linalg.norm(V_in.max(axis=0) - V_in.min(axis=0)))
     ch = chamfer_hausdorff(V_in, F_in, V_out, F_out, n=n, seed=seed)
     P, N, flipped = oriented_samples(V_in, F_in, n, seed)
-    N_out, _ = face_normals(V_out, F_out)
-    _, fi = point_mesh_distance(P, V_out, F_out)
-    cos = np.clip(np.einsum("ij,ij->i", N, N_out[fi]), -1.0, 1.0)
-    angle = np.degrees(np.arccos(cos))
+    _, angle = normal_angles(P, N, V_out, F_out)
     rng = np.random.default_rng(seed)
     lo, hi = grown_box(V_in)
     Q = lo + rng.random((n, 3)) * (hi - lo)
@@ -179,3 +186,69 @@ def thickness_report(
         "components": connected_components(F_out),
         "faces": int(len(F_out)),
     }
+
+
+def scan_report(
+    P,
+    V_out,
+    F_out,
+    diag: float,
+    V_ref=None,
+    F_ref=None,
+    seen: float = 0.005,
+    n: int = 100_000,
+    seed: int = 0,
+) -> dict:
+    """How true a result is to a raw scan ``P (k,3)``, and to the scanned object's reference
+    surface ``V_ref, F_ref`` where there is one (bench_scans.py, issue 23).
+
+    Distances in % of ``diag``, angles in degrees.
+
+    - ``scan_mean_percent``, ``scan_p95_percent``: distance from every scan point to the
+      result (a scan has no true surface; this is what the scanner measured).
+    - With a reference: its *seen part* is the reference samples (``n``, area-uniform) within
+      ``seen`` x ``diag`` of a scan point (``seen_percent``: that share of its area). There,
+      ``seen_chamfer_percent``: the mean of (seen reference samples -> result) and (result
+      samples whose nearest reference sample is a seen one -> reference); ``seen_normal_deg``,
+      ``seen_normal_p95_deg``: the angle between the reference's outward normal at a seen
+      sample and the result's closest face. On the whole reference, the unseen side
+      included: ``chamfer_percent`` and ``iou`` of :func:`surface_report` (the unseen side
+      has no right answer; a blob or a bubble there shows in these and in the renders).
+    - ``watertight``, ``components``, ``self_intersections``, ``faces`` of the result.
+    """
+    from scipy.spatial import cKDTree
+
+    P = np.asarray(P, dtype=np.float64)
+    V_out, F_out = as_mesh(V_out, F_out)
+    d, _ = point_mesh_distance(P, V_out, F_out)
+    out = {
+        "scan_mean_percent": 100.0 * float(d.mean()) / diag,
+        "scan_p95_percent": 100.0 * float(np.percentile(d, 95)) / diag,
+    }
+    if V_ref is not None:
+        V_ref, F_ref = as_mesh(V_ref, F_ref)
+        tree, radius = cKDTree(P), seen * diag
+        S, N, _ = oriented_samples(V_ref, F_ref, n, seed)
+        near = tree.query(S, distance_upper_bound=radius)[0] <= radius
+        d_ref, angle = normal_angles(S[near], N[near], V_out, F_out)
+        # the result's part over the seen part: its samples whose nearest reference sample
+        # is a seen one (however far the result is from the scan)
+        Q, _ = sample_surface(V_out, F_out, n, seed + 1)
+        Q = Q[near[cKDTree(S).query(Q)[1]]]
+        d_out, _ = point_mesh_distance(Q, V_ref, F_ref)
+        full = surface_report(V_ref, F_ref, V_out, F_out, n=n, seed=seed)
+        out.update(
+            seen_percent=100.0 * float(near.mean()),
+            seen_chamfer_percent=50.0 * (float(d_ref.mean()) + float(d_out.mean())) / diag,
+            seen_normal_deg=float(angle.mean()),
+            seen_normal_p95_deg=float(np.percentile(angle, 95)),
+            chamfer_percent=full["chamfer_percent"],
+            iou=full["iou"],
+        )
+    out.update(
+        watertight=is_watertight(F_out),
+        components=connected_components(F_out),
+        self_intersections=self_intersections(V_out, F_out),
+        faces=int(len(F_out)),
+    )
+    return out
