@@ -152,7 +152,7 @@ def prepare_cloud(
         # About one point per cell: the density is even, and areas from the neighbours'
         # distances do as well as tangent-plane Voronoi cells, at a tenth of the cost.
         tree = cKDTree(P)  # kept: labelling asks the prepared cloud for its tree again
-        A = knn_areas(tree.query(P, k=min(17, len(P)), workers=-1)[0][:, 1:])
+        A = knn_areas((knn(P, 16) if neighbours is None else neighbours)[0])
     else:
         A = point_areas(P, N, neighbours=neighbours)
     report = {
