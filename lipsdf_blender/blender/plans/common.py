@@ -216,10 +216,15 @@ def remeshed_first(src: Source, s: Settings) -> bool:
 def exact_request(src: Source, s: Settings) -> Request:
     """The ``exact_remesh`` request of a closed mesh (:func:`remeshed_first`): the remesh its
     field would give, at the resolution that field would be remeshed at."""
-    params = {"preset": s.preset, "overrides": dict(s.overrides), "device": s.device}
-    params.update(faces=int(s.faces), **remesh_params(s))
+    return _exact_remesh(src, s, dict(faces=int(s.faces), **remesh_params(s)), "remeshing")
+
+
+def _exact_remesh(src: Source, s: Settings, params: dict, what: str) -> Request:
+    """An ``exact_remesh`` request of ``src``'s triangles with the settings' preset, overrides
+    and device, and ``params`` (detail, sharp, faces, resolution); labelled ``what``."""
+    params = {"preset": s.preset, "overrides": dict(s.overrides), "device": s.device, **params}
     arrays = {"vertices": src.arrays["vertices"], "faces": src.arrays["faces"]}
-    return Request(P.EXACT_REMESH, params, arrays, f"{src.name}: remeshing")
+    return Request(P.EXACT_REMESH, params, arrays, f"{src.name}: {what}")
 
 
 def remesh_resolution(s: Settings) -> int:
@@ -238,10 +243,8 @@ def preview_request(src: Source, s: Settings) -> Request | None:
     no finer (it is then as quick as its preview) or ``s.preview`` is 0."""
     if s.preview <= 0 or remesh_resolution(s) <= s.preview:
         return None
-    params = {"preset": s.preset, "overrides": dict(s.overrides), "device": s.device}
-    params.update(detail=True, sharp=False, faces=0, resolution=int(s.preview))
-    arrays = {"vertices": src.arrays["vertices"], "faces": src.arrays["faces"]}
-    return Request(P.EXACT_REMESH, params, arrays, f"{src.name}: preview")
+    params = dict(detail=True, sharp=False, faces=0, resolution=int(s.preview))
+    return _exact_remesh(src, s, params, "preview")
 
 
 def train_missing(sources: list[Source], s: Settings, outcome: Outcome):
