@@ -31,7 +31,18 @@ _T_EPS = 1e-8
 CPU_BLOCK_BYTES = 1 << 20
 
 
-def sll_scales(W: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+def gram_matrices(W: torch.Tensor) -> torch.Tensor:
+    """``W^T W`` of stacked layers ``W (L, d, d)`` in float32, whatever autocast says.
+
+    Training computes it once per step and shares it between :func:`sll_scales` and the
+    orthogonality penalty.
+    """
+    with torch.autocast(W.device.type, enabled=False):
+        W = W.float()
+        return torch.bmm(W.transpose(1, 2), W)
+
+
+def sll_scales(W: torch.Tensor, q: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
     """Return ``2 / T`` for stacked SLL layers.
 
     Parameters
@@ -40,6 +51,8 @@ def sll_scales(W: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         Weights of ``L`` layers.
     q : (L, d) tensor
         The ``q`` parameters of the same layers.
+    gram : (L, d, d) tensor, optional
+        :func:`gram_matrices` of ``W`` when the caller has it already.
 
     Returns
     -------
@@ -49,9 +62,10 @@ def sll_scales(W: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     # Under autocast the products would silently run in bf16/fp16; T must stay float32 so the
     # trained function is the one that is folded and evaluated in float32 afterwards.
     with torch.autocast(W.device.type, enabled=False):
-        W = W.float()
         q = q.float()
-        gram = torch.bmm(W.transpose(1, 2), W).abs()  # (L, d, d): |W^T W|
+        if gram is None:
+            gram = gram_matrices(W)
+        gram = gram.float().abs()  # (L, d, d): |W^T W|
         eq = torch.exp(q - q.max(dim=1, keepdim=True).values)  # same ratios, no overflow
         t = torch.einsum("lij,lj->li", gram, eq) / eq
         return 2.0 / (t + _T_EPS)
@@ -109,15 +123,23 @@ class LipschitzMLP(nn.Module):
         """Zero-pad ``(n, 3)`` points to ``(n, width)``."""
         return nn.functional.pad(x, (0, self.width - x.shape[1]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Evaluate at ``x (n, 3)`` (normalised units); returns ``(n,)``."""
-        scales = sll_scales(self.W, self.q).to(x.dtype)
-        W = self.W.to(x.dtype)
+    def forward(self, x: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
+        """Evaluate at ``x (n, 3)`` (normalised units); returns ``(n,)``.
+
+        ``gram``: :func:`gram_matrices` of ``W``, when the caller has computed it.
+        """
+        dt = x.dtype
+        scales = sll_scales(self.W, self.q, gram).to(dt)
+        W = self.W.to(dt)
+        # -(2 W T^-1)^T of every layer in one product, so each layer is two addmm calls;
+        # per-layer views come from unbind (indexing W[i] in the loop costs a full-size
+        # gradient buffer per layer in the backward pass).
+        neg_a = (W * -scales[:, None, :]).transpose(1, 2)
         h = self.pad(x)
-        for i in range(self.depth):
-            z = torch.relu(torch.addmm(self.b[i].to(x.dtype), h, W[i]))
-            h = h - (z * scales[i]) @ W[i].T
-        w = self.w_out.to(x.dtype)
+        for Wi, Ai, bi in zip(W.unbind(0), neg_a.unbind(0), self.b.to(dt).unbind(0)):
+            z = torch.relu(torch.addmm(bi, h, Wi))
+            h = torch.addmm(h, z, Ai)  # h - 2 W T^-1 z
+        w = self.w_out.to(dt)
         return h @ (w / w.norm()) + self.b_out.to(x.dtype)
 
     def folded(self) -> FoldedMLP:

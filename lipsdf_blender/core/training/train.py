@@ -23,7 +23,7 @@ from ..device import describe, pick_device
 from ..errors import BadInputError, CancelledError
 from ..fields.detail import CloudSurface, InputSurface
 from ..fields.field import Field
-from ..fields.network import LipschitzMLP
+from ..fields.network import LipschitzMLP, gram_matrices
 from ..inputs.geometry import Geometry
 from ..phases import phase
 from . import warm
@@ -325,10 +325,13 @@ class _Reporter:
         self.callback(Progress(step, self.total, loss, now - self.t0, eta, self.device))
 
 
-def _off_orthogonality(W: torch.Tensor) -> torch.Tensor:
-    """Mean squared off-diagonal of the normalised Gram matrices ``W^T W`` of all layers."""
-    Wn = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    G = torch.bmm(Wn.transpose(1, 2), Wn)
+def _off_orthogonality(W: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared off-diagonal of the normalised Gram matrices ``W^T W`` of all layers
+    (``gram``: :func:`gram_matrices` of ``W`` when the caller has it)."""
+    if gram is None:
+        gram = gram_matrices(W)
+    norms = torch.diagonal(gram, dim1=1, dim2=2).clamp_min(1e-24).sqrt()  # column norms
+    G = gram / (norms[:, :, None] * norms[:, None, :])
     eye = torch.eye(G.shape[-1], device=G.device, dtype=G.dtype)
     return ((G - eye) ** 2).sum(dim=(1, 2)).mean()
 
@@ -427,17 +430,19 @@ class _Step:
                 net.parameters(), lr=torch.tensor(p.lr, device=dev), capturable=True, foreach=True
             )
         else:
-            self.opt = torch.optim.Adam(net.parameters(), lr=p.lr)
+            # foreach: one kernel per operation over all parameters (a few per cent of a step)
+            self.opt = torch.optim.Adam(net.parameters(), lr=p.lr, foreach=True)
         self.graph = None
         self.calls = 0
 
     def _body(self) -> torch.Tensor:
         x, y = self.X[self.idx], self.Y[self.idx]
+        gram = gram_matrices(self.net.W)  # shared by the layers' T and the penalty
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
-            f = self.net(x)
+            f = self.net(x, gram)
         loss = hkr_loss(f.float(), y, self.margin, self.lam)
         if self.p.ortho > 0:
-            loss = loss + self.p.ortho * _off_orthogonality(self.net.W)
+            loss = loss + self.p.ortho * _off_orthogonality(self.net.W, gram)
         loss.backward()
         self.opt.step()
         return loss.detach()
