@@ -136,7 +136,7 @@ class LipschitzMLP(nn.Module):
         # gradient buffer per layer in the backward pass).
         neg_a = (W * -scales[:, None, :]).transpose(1, 2)
         h = self.pad(x)
-        for Wi, Ai, bi in zip(W.unbind(0), neg_a.unbind(0), self.b.to(dt).unbind(0)):
+        for Wi, Ai, bi in zip(W.unbind(0), neg_a.unbind(0), self.b.to(dt).unbind(0), strict=True):
             z = torch.relu(torch.addmm(bi, h, Wi))
             h = torch.addmm(h, z, Ai)  # h - 2 W T^-1 z
         w = self.w_out.to(dt)
