@@ -55,7 +55,7 @@ from .off import read_off, write_off
 from .ply import read_ply, write_ply
 from .scene import read_scene
 from .stl import read_stl, write_stl
-from .text import one_line
+from .text import one_line, write_table
 from .xyz import read_xyz
 
 READ_EXTENSIONS: tuple[str, ...] = (
@@ -208,9 +208,9 @@ def save_obj_objects(path: str | os.PathLike, objects) -> None:
                 F = np.asarray(F, dtype=np.int64).reshape(-1, 3)
                 fh.write(f"o {name}\n".encode())
                 if len(V):
-                    np.savetxt(fh, V, fmt="v %.9g %.9g %.9g")
+                    write_table(fh, V, "v %.9g %.9g %.9g")
                 if len(F):
-                    np.savetxt(fh, F + 1 + offset, fmt="f %d %d %d")
+                    write_table(fh, F + 1 + offset, "f %d %d %d")
                 offset += len(V)
     except OSError as exc:
         raise BadInputError(f"Cannot write '{path}': {exc.strerror or exc}.") from exc
@@ -234,7 +234,7 @@ def save_points(path: str | os.PathLike, P, N=None) -> None:
     try:
         with open(path, "wb") as fh:
             if ext in (".xyz", ".pts", ".txt"):
-                np.savetxt(fh, cols, fmt="%.9g")
+                write_table(fh, cols, " ".join(["%.9g"] * cols.shape[1]))
             elif ext == ".ply":
                 names = ["x", "y", "z"] + ([] if N is None else ["nx", "ny", "nz"])
                 write_ply(fh, cols, None, names)

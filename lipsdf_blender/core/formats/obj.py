@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import BadInputError
 from ..inputs.geometry import Geometry
 from ..types import Faces, Points
-from .text import decode_text, fan_flat, number_rows, polylines_flat
+from .text import decode_text, fan_flat, number_rows, polylines_flat, write_table
 
 
 def read_obj(data: bytes) -> Geometry:
@@ -300,6 +300,6 @@ def _leading_ints(block: np.ndarray, start: np.ndarray) -> np.ndarray | None:
 def write_obj(fh, V: Points, F: Faces) -> None:
     fh.write(b"# written by LipSDF\n")
     if len(V):
-        np.savetxt(fh, V, fmt="v %.9g %.9g %.9g")
+        write_table(fh, V, "v %.9g %.9g %.9g")
     if len(F):
-        np.savetxt(fh, F + 1, fmt="f %d %d %d")
+        write_table(fh, F + 1, "f %d %d %d")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import BadInputError
 from ..inputs.geometry import Geometry
 from ..types import Faces, Points
-from .text import decode_text, fan, number_rows
+from .text import decode_text, fan, number_rows, write_table
 
 
 def read_off(data: bytes) -> Geometry:
@@ -50,6 +48,6 @@ def read_off(data: bytes) -> Geometry:
 def write_off(fh, V: Points, F: Faces) -> None:
     fh.write(f"OFF\n{len(V)} {len(F)} 0\n".encode("ascii"))
     if len(V):
-        np.savetxt(fh, V, fmt="%.9g %.9g %.9g")
+        write_table(fh, V, "%.9g %.9g %.9g")
     if len(F):
-        np.savetxt(fh, F, fmt="3 %d %d %d")
+        write_table(fh, F, "3 %d %d %d")
