@@ -7,9 +7,10 @@ the source had its field then, whether the job was still running, and the arrays
 made from; a spy on ``convert.replace_mesh`` each time a preview's mesh is replaced. The tests
 check geometry: the early object equals the remesh of the field stored after it, that field
 equals one trained before any remesh, a cancel after the early object keeps it and stores no
-field, and an open mesh is made only after its training. At a resolution finer than the
-preview's (``PREVIEW``), the object is first a coarse preview (closed, within one of its cells
-of the input) whose mesh the full remesh replaces in place: one object, its mesh datablock,
+field, and an open mesh shows its winding-number preview (closed, the hole closed) until its
+trained remesh replaces it. At a resolution finer than the preview's (``PREVIEW``), the object
+is first a coarse preview (closed, within one of its cells of the input) whose mesh the full
+remesh replaces in place: one object, its mesh datablock,
 name, transform and selection kept, no orphan meshes; a cancel after the preview keeps it, a
 cancel during the training after the full remesh keeps that.
 """
@@ -149,7 +150,9 @@ facts["stop"] = {"results": [o.name for o in kept], "field": fields.has_field(st
                  "collections": [c.name for o in kept for c in o.users_collection]}
 cancel_on.clear()
 c = api.remesh(cup, resolution=RES, **TINY)
-facts["cup"] = {"result": c.name, "field": field_path(cup)}
+V, F = mesh_of(c)
+np.savez(os.path.join(OUT, "Cup.remesh.final.npz"), V=V, F=F)
+facts["cup"] = {"result": c.name, "field": field_path(cup), "orphans": orphans()}
 # finer than the preview: a preview first, the full remesh in its place
 shown, coarse, late = ball("Shown"), ball("Coarse"), ball("Late")
 shown.location, shown.rotation_euler, shown.scale = (1.0, 2.0, 3.0), (0.3, 0.2, 0.1), (2, 2, 2)
@@ -252,15 +255,31 @@ def test_a_cancel_after_the_early_result_keeps_it_and_stores_no_field(scenario):
     assert np.array_equal(V, Vc) and np.array_equal(F, Fc)
 
 
-def test_an_open_mesh_is_trained_first_and_made_after(scenario):
+def test_an_open_mesh_shows_a_winding_preview_then_its_trained_remesh_in_place(scenario):
     facts, out, log = scenario
-    # made once the job had ended (its field is stored right after, in the same step)
-    assert facts["made"]["Cup.remesh"] == {"source": "Cup", "field_then": False, "busy": False}
+    name = facts["cup"]["result"]
+    # made from the preview while the job ran (before the field), replaced once it had ended
+    new, replace = facts["events"][name]
+    assert new["event"] == "new" and new["busy"] and not new["field_then"]
+    assert replace["event"] == "replace" and not replace["busy"]
+    assert new["pointer"] == replace["pointer"] and new["data"] == replace["data"] == name
+    assert facts["cup"]["orphans"] == []
+    # the preview: closed, one piece, the hole closed, within a cell of the sphere (at the
+    # remesh's resolution, coarser than the preview's 64 cells)
+    Vp, Fp = _mesh(out, name)
+    assert topology.is_watertight(Fp) and topology.connected_components(Fp) == 1
+    cell = 1.6 / RES
+    r = np.linalg.norm(Vp, axis=1)
+    assert r.max() < 0.8 + cell and r.min() > 0.8 * 0.98 - cell
+    # the object ends with the stored field's remesh
     assert facts["cup"]["field"] is not None
-    V, F = _mesh(out, "Cup.remesh")
+    final = remesh(Field.load(facts["cup"]["field"]), RES)
+    V, F = _final(out, name)
+    assert np.array_equal(F, final.faces) and np.array_equal(V, final.vertices.astype(np.float32))
     assert topology.is_watertight(F)  # the field closed the hole
     assert abs(np.median(np.linalg.norm(V, axis=1)) - 0.8) < 0.02
     # the progress lines name the phase
+    assert re.search(r"Cup: preview", log), log[-2000:]
     assert re.search(r"Cup: training · (label|train)", log), log[-2000:]
 
 

@@ -155,7 +155,8 @@ def test_a_failing_request_ends_the_job_with_its_error_and_no_outcome(tmp_path):
             ],
         ]
     )
-    job = Job(client, plan_remesh([_open_source(), _open_source("Other")], Settings()), 4)
+    s = Settings(preview=0)
+    job = Job(client, plan_remesh([_open_source(), _open_source("Other")], s), 4)
     with pytest.raises(WorkerError, match="lower the preset"):
         job.run(interval=0)
     assert job.state == FAILED and job.outcome is None
@@ -314,7 +315,7 @@ def test_only_closed_signed_meshes_without_a_field_are_remeshed_first(tmp_path):
     Vt, Et = primitives.curve_circle(16)
     closed = _source()
     cases = [
-        (_open_source(), Settings()),  # a hole
+        (_open_source(), Settings(preview=0)),  # a hole
         (
             Source(
                 "Soup",
@@ -324,12 +325,12 @@ def test_only_closed_signed_meshes_without_a_field_are_remeshed_first(tmp_path):
                     "faces": np.arange(len(F) * 3 - 3).reshape(-1, 3),
                 },
             ),
-            Settings(),
+            Settings(preview=0),
         ),  # an unwelded soup with a missing triangle  # fmt: skip
-        (Source("Scan", "points", {"vertices": V}), Settings()),
-        (Source("Wire", "curve", {"vertices": Vt, "edges": Et}), Settings()),
-        (closed, Settings(mode="unsigned")),
-        (closed, Settings(detail=False)),
+        (Source("Scan", "points", {"vertices": V}), Settings(preview=0)),
+        (Source("Wire", "curve", {"vertices": Vt, "edges": Et}), Settings(preview=0)),
+        (closed, Settings(mode="unsigned", preview=0)),
+        (closed, Settings(detail=False, preview=0)),
     ]
     for src, s in cases:
         first = next(plan_remesh([src], s))
@@ -421,8 +422,41 @@ def test_a_preview_only_where_the_remesh_is_finer_than_it():
     assert preview_request(src, Settings(overrides={"resolution": 32})) is None
     s = Settings(resolution=48)
     assert remesh_requests([src], s) == count_requests([src]) == 2
-    assert remesh_requests([src, _open_source()], Settings()) == 5
+    assert remesh_requests([src, _open_source()], Settings()) == 6
     assert remesh_requests([_source(field_file="/x.lipsdf")], Settings()) == 1
+
+
+def test_meshes_that_train_first_show_a_winding_number_preview():
+    """An open mesh or soup in signed mode shows a preview before its training, at the
+    preview's resolution or the remesh's if that is coarser; clouds, curves, unsigned mode,
+    sources with a field and a preview of 0 get none."""
+    cup = _open_source()
+    r = preview_request(cup, Settings())
+    assert r.type == P.WINDING_PREVIEW and r.params["resolution"] == 64
+    assert r.label == "Cup: preview" and set(r.arrays) == {"vertices", "faces"}
+    assert preview_request(cup, Settings(resolution=48)).params["resolution"] == 48
+    assert preview_request(cup, Settings(preview=0)) is None
+    assert preview_request(cup, Settings(mode="unsigned")) is None
+    V, F = primitives.icosphere(1.0, 2)
+    assert preview_request(Source("Scan", "points", {"vertices": V}), Settings()) is None
+    Vt, Et = primitives.curve_circle(16)
+    wire = Source("Wire", "curve", {"vertices": Vt, "edges": Et})
+    assert preview_request(wire, Settings()) is None
+    with_field = Source("Cup", "mesh", cup.arrays, field_file="/x.lipsdf")
+    assert preview_request(with_field, Settings()) is None
+    # a closed mesh without detail trains first, so it is previewed the same way
+    assert preview_request(_source(), Settings(detail=False)).type == P.WINDING_PREVIEW
+    types = [r.type for r in _first_requests(plan_remesh([cup, _source()], Settings()), 3)]
+    assert types == [P.WINDING_PREVIEW, P.EXACT_REMESH, P.EXACT_REMESH]
+
+
+def _first_requests(plan, n):
+    """The first ``n`` requests of a plan, each answered with an empty result."""
+    out, request = [], next(plan)
+    while len(out) < n:
+        out.append(request)
+        request = plan.send({"files": {"meshes": None}, "info": {"empty": True}})
+    return out
 
 
 class _Recording:
@@ -443,7 +477,7 @@ def test_a_real_worker_delivers_the_final_remesh_early_and_trains_the_same_field
     """Closed torus: a coarse preview first (closed, within one of its cells of the input),
     then the final mesh, which equals the trained field's remesh (arrays equal), and the
     field trained after the remesh equals one trained alone (same seed, fair share off).
-    An open mesh goes the old way: trained, then extracted, nothing delivered."""
+    An open mesh shows its winding-number preview, then is trained and extracted."""
     from lipsdf_blender.core.fields.detail import exact_field
     from lipsdf_blender.core.fields.field import Field
     from lipsdf_blender.core.inputs.geometry import Geometry
@@ -482,13 +516,20 @@ def test_a_real_worker_delivers_the_final_remesh_early_and_trains_the_same_field
         # the torus: every vertex within a hundredth of the tube's surface
         rho = np.hypot(np.linalg.norm(Ve[:, :2], axis=1) - 0.8, Ve[:, 2])
         assert np.abs(rho - 0.25).max() < 0.01
-        # an open mesh: trained first, then extracted; nothing early
+        # an open mesh: a preview (closed, its hole closed, within a cell of the sphere),
+        # then trained and extracted
         cup = _open_source()
         client.types.clear()
         late = []
-        job = Job(client, plan_remesh([cup], s), count_requests([cup]))
+        job = Job(client, plan_remesh([cup], s), remesh_requests([cup], s))
         cup_outcome = job.run(interval=0.05, on_delivery=late.append)
-        assert client.types == [P.TRAIN, P.EXTRACT] and late == []
+        assert client.types == [P.WINDING_PREVIEW, P.TRAIN, P.EXTRACT]
+        (shown,) = late
+        assert not shown.final
+        Vp, Fp, _ = shown.outcome.meshes["Cup"][0]
+        assert topology.is_watertight(Fp) and topology.connected_components(Fp) == 1
+        radius = np.linalg.norm(Vp, axis=1)
+        assert np.abs(radius - 1.0).max() < 2.0 / 24  # a cell of the preview's grid
         Vc, Fc, _ = cup_outcome.meshes["Cup"][0]
         assert topology.is_watertight(Fc)
         assert abs(np.median(np.linalg.norm(Vc, axis=1)) - 1.0) < 0.03

@@ -68,6 +68,13 @@ exact_remesh
             same input and shows it at once (see "Early results" below). A mesh that is not
             closed is ``bad_input``; ``detail`` false too (without the input's detail the
             surface is the network's).
+winding_preview
+            ``input`` (npz with ``vertices`` and ``faces``: any mesh or soup), ``resolution``
+            (4 to 512, default 64) -> ``{"meshes": path}`` (one level, 0): marching cubes of
+            the input's exact distance, negative where its winding number is above 1/2, on a
+            dense grid; closed; holes closed where the winding number crosses 1/2, as the
+            training's labels close them. ``info``: ``empty`` (nothing inside: an inside-out
+            or flat input). The preview of a mesh that needs training (see "Early results").
 offset      ``field``, ``distances``, ``resolution``, ``exact`` (default true), ``device``
             -> ``{"meshes": path}``
 csg         ``op`` (union/intersection/difference), ``fields`` (paths), ``blend``,
@@ -134,7 +141,9 @@ ends (with its progress and cancel meanwhile). With several such meshes, every p
 asked before every full remesh. The mesh does not change when the field arrives
 (``exact_remesh`` and ``extract`` of the trained field give equal arrays), and training does
 not depend on the remeshes before it (same seed and threads: the same field). Open meshes,
-soups, clouds and curves: ``train`` first, then ``extract``, as before.
+soups (signed, with detail): a ``winding_preview`` (64 cells) first, shown as the result
+object, then ``train`` and ``extract``, whose mesh replaces the preview's in place. Clouds and
+curves: ``train`` first, then ``extract``.
 
 Messages (worker -> client, on stdout)
 --------------------------------------
@@ -191,13 +200,14 @@ PROTOCOL_VERSION = 1
 # Request types.
 TRAIN, EXTRACT, OFFSET, CSG = "train", "extract", "offset", "csg"
 EXACT_REMESH = "exact_remesh"
+WINDING_PREVIEW = "winding_preview"
 SAMPLE, PROJECT, QUERY = "sample", "project", "query"
 THICKNESS, HOLLOW = "thickness", "hollow"
 SLICE, RENDER, GRID = "slice", "render", "grid"
 CANCEL, SHUTDOWN = "cancel", "shutdown"
 JOB_TYPES = (
     *(TRAIN, EXTRACT, OFFSET, CSG, SAMPLE, PROJECT, QUERY),
-    *(THICKNESS, HOLLOW, SLICE, RENDER, GRID, EXACT_REMESH),
+    *(THICKNESS, HOLLOW, SLICE, RENDER, GRID, EXACT_REMESH, WINDING_PREVIEW),
 )
 REQUEST_TYPES = (*JOB_TYPES, CANCEL, SHUTDOWN)
 

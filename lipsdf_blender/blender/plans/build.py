@@ -34,21 +34,22 @@ def plan_train(sources: list[Source], s: Settings) -> Plan:
 def plan_remesh(sources: list[Source], s: Settings) -> Plan:
     """Train where needed, then extract every field's zero level set: ``meshes[name]``.
 
-    Closed meshes without a field (:func:`~.common.remeshed_first`) are remeshed first, from
-    their exact distance, and each is delivered at once (a
-    :class:`~lipsdf_blender.jobrunner.Delivery`: the operator builds it while the fields
-    train); their fields are trained after, and not extracted again (the same mesh). Before
-    those, each gets a coarse preview (:func:`~.common.preview_request`, a fraction of a
-    second), delivered with ``final=False``: the operator shows it as the result object,
-    whose mesh the full remesh then replaces. Every preview comes before every full remesh,
-    so each shape shows at once. An exact remesh with nothing inside (an inside-out mesh) is
-    not delivered: that source trains first, as an open one does (and the operator replaces
-    its preview, if one was shown, with the mesh extracted after training). Requests:
-    :func:`remesh_requests`.
+    Every mesh without a field in signed mode first gets a coarse preview
+    (:func:`~.common.preview_request`, a fraction of a second), delivered with
+    ``final=False``: the operator shows it as the result object, whose mesh the full remesh
+    then replaces. Every preview comes before every full remesh, so each shape shows at once.
+    Closed meshes (:func:`~.common.remeshed_first`) are then remeshed from their exact
+    distance, and each is delivered at once (a :class:`~lipsdf_blender.jobrunner.Delivery`:
+    the operator builds it while the fields train); their fields are trained after, and not
+    extracted again (the same mesh). Open meshes and soups keep their preview until their
+    field is trained and extracted. An exact remesh with nothing inside (an inside-out mesh)
+    is not delivered: that source trains first, as an open one does (and the operator
+    replaces its preview, if one was shown, with the mesh extracted after training).
+    Requests: :func:`remesh_requests`.
     """
     outcome = Outcome()
     first = [src for src in sources if remeshed_first(src, s)]
-    for src in first:
+    for src in sources:
         request = preview_request(src, s)
         if request is None:
             continue
@@ -83,10 +84,8 @@ def plan_remesh(sources: list[Source], s: Settings) -> Plan:
 def remesh_requests(sources: list[Source], s: Settings) -> int:
     """How many worker jobs :func:`plan_remesh` runs (the progress bar's overall fraction):
     a training and an extract (or an ``exact_remesh`` in its place) per source without a
-    field, an extract per other source, and a preview per closed mesh that gets one."""
-    previews = sum(
-        remeshed_first(src, s) and preview_request(src, s) is not None for src in sources
-    )
+    field, an extract per other source, and a preview per mesh that gets one."""
+    previews = sum(preview_request(src, s) is not None for src in sources)
     return count_requests(sources) + previews
 
 

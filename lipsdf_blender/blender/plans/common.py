@@ -38,8 +38,8 @@ class Settings:
     estimated; ``warm_start``: a stale object's stored field starts its retraining
     (:mod:`...core.training.warm`); ``overrides`` are
     :class:`~...core.training.presets.Preset` fields (``steps``, ``width``,
-    ...) for scripts and tests; ``preview`` is the resolution of the coarse preview a closed
-    mesh's remesh shows first (:func:`preview_request`; 0: none).
+    ...) for scripts and tests; ``preview`` is the resolution of the coarse preview a mesh's
+    remesh shows first (:func:`preview_request`; 0: none).
     """
 
     preset: str = DEFAULT_PRESET
@@ -237,14 +237,28 @@ def remesh_resolution(s: Settings) -> int:
 
 
 def preview_request(src: Source, s: Settings) -> Request | None:
-    """The coarse preview of a closed mesh (:func:`remeshed_first`): an ``exact_remesh`` at
-    ``s.preview`` cells, marching cubes only (no dual contouring, no decimation), a fraction
-    of a second, shown until the full remesh replaces it. ``None`` when the remesh itself is
-    no finer (it is then as quick as its preview) or ``s.preview`` is 0."""
-    if s.preview <= 0 or remesh_resolution(s) <= s.preview:
+    """The coarse preview of a mesh without an up-to-date field in signed mode, shown until
+    its remesh replaces it; ``None`` for clouds, curves, unsigned mode, a source with a field,
+    or ``s.preview`` 0.
+
+    A closed mesh (:func:`remeshed_first`) gets an ``exact_remesh`` at ``s.preview`` cells,
+    marching cubes only (no dual contouring, no decimation), a fraction of a second; none
+    when its remesh is no finer (that is then as quick as its preview). Any other mesh or
+    soup, whose remesh waits for training, gets a ``winding_preview``: its exact distance
+    signed by its winding number, contoured on a dense grid of at most ``s.preview`` cells
+    (holes closed as the training's labels close them)."""
+    if s.preview <= 0 or src.field_file is not None or src.kind != "mesh":
         return None
-    params = dict(detail=True, sharp=False, faces=0, resolution=int(s.preview))
-    return _exact_remesh(src, s, params, "preview")
+    if s.mode_for(src.kind) != "signed":
+        return None
+    if remeshed_first(src, s):
+        if remesh_resolution(s) <= s.preview:
+            return None
+        params = dict(detail=True, sharp=False, faces=0, resolution=int(s.preview))
+        return _exact_remesh(src, s, params, "preview")
+    res = min(int(s.preview), remesh_resolution(s))
+    arrays = {"vertices": src.arrays["vertices"], "faces": src.arrays["faces"]}
+    return Request(P.WINDING_PREVIEW, {"resolution": res}, arrays, f"{src.name}: preview")
 
 
 def train_missing(sources: list[Source], s: Settings, outcome: Outcome):

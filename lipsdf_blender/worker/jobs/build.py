@@ -1,4 +1,5 @@
-"""Jobs that build fields and meshes: train, extract, exact_remesh, offset, csg.
+"""Jobs that build fields and meshes: train, extract, exact_remesh, winding_preview, offset,
+csg.
 
 Each ``job_<type>`` takes the running :class:`~..running.Job` and returns ``(files, info)``
 for the ``result`` message; every param is checked (:mod:`..params`) before any work.
@@ -10,12 +11,13 @@ from pathlib import Path
 
 from ...core.device import describe, pick_device
 from ...core.errors import BadInputError, FieldFileError
-from ...core.fields.detail import exact_field
+from ...core.fields.detail import InputSurface, exact_field
 from ...core.fields.field import Field
 from ...core.surfaces.extract import extract_levels
+from ...core.surfaces.preview import winding_preview
 from ...core.surfaces.remesh import combine_surfaces, offset_surfaces, remesh
 from ...core.surfaces.simplify import decimate_results
-from ...core.training.presets import DEFAULT_PRESET, get_preset
+from ...core.training.presets import DEFAULT_PRESET, PREVIEW_RESOLUTION, get_preset
 from ...core.training.summary import record_summary, witness_summary
 from ...core.training.train import train_field
 from .. import params as par
@@ -145,6 +147,19 @@ def job_exact_remesh(job: Job):
         "empty": bool(r.is_empty),
     }
     return save_meshes(job, [r], [0.0], info)
+
+
+def job_winding_preview(job: Job):
+    """A coarse preview of a mesh or soup (``input``) before its training: marching cubes of
+    its exact distance signed by its winding number on a dense grid of ``resolution`` cells
+    (:func:`~...core.surfaces.preview.winding_preview`); ``info.empty`` when nothing is
+    inside."""
+    p = job.params
+    res = par.whole(p, "resolution", PREVIEW_RESOLUTION, 4, 512)
+    arrays = job.read_input(p.get("input", "input.npz"), "the mesh")
+    geom = par.geometry_from("mesh", arrays)
+    r = winding_preview(InputSurface.from_geometry(geom), res, cancel=job.cancelled)
+    return save_meshes(job, [r], [0.0], {"empty": bool(r.is_empty)})
 
 
 def job_offset(job: Job):
