@@ -17,7 +17,8 @@ from lipsdf_blender.core.inputs.geometry import Geometry
 from lipsdf_blender.core.surfaces import topology
 from lipsdf_blender.core.surfaces.extract import extract, extract_levels
 from lipsdf_blender.core.surfaces.remesh import offset_surfaces
-from lipsdf_blender.core.training.train import _Reporter, train_field
+from lipsdf_blender.core.fields.network import LipschitzMLP
+from lipsdf_blender.core.training.train import Adam, _Reporter, train_field
 
 
 def sphere_distance(P, r=SPHERE_RADIUS, c=(0, 0, 0)):
@@ -236,3 +237,24 @@ def test_eta_of_a_short_job_never_starts_from_one_slow_step():
     _feed(r, clock, lambda step: 2.0 + 0.004 * (step - 1))  # 0.8 s of real steps
     etas = [p.eta for p in seen if np.isfinite(p.eta)]
     assert np.isnan(seen[0].eta) and etas and max(etas) <= 0.004 * 200
+
+
+def test_the_eager_adam_takes_torchs_steps_and_the_layers_stay_lipschitz():
+    """Training's own Adam (it spares the CPU torch's dynamo import) gives torch's weights,
+    bit for bit, and the network it trains still has gradient norm at most 1."""
+    torch.manual_seed(0)
+    a, b = LipschitzMLP(4, 16), LipschitzMLP(4, 16)
+    b.load_state_dict(a.state_dict())
+    ours, theirs = Adam(a.parameters(), lr=1e-2), torch.optim.Adam(b.parameters(), lr=1e-2)
+    x = torch.randn(256, 3)
+    for step in range(30):
+        for net, opt in ((a, ours), (b, theirs)):
+            opt.param_groups[0]["lr"] = 1e-2 * (1 - step / 30)
+            opt.zero_grad()
+            (net(x) - x.norm(dim=1)).square().mean().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    y = torch.randn(500, 3, requires_grad=True)
+    (g,) = torch.autograd.grad(a(y).sum(), y)
+    assert g.norm(dim=1).max() <= 1 + 1e-5
