@@ -11,13 +11,13 @@ from conftest import SPHERE_RADIUS, TINY, random_points
 
 from lipsdf_blender.core.errors import BadInputError, CancelledError
 from lipsdf_blender.core.fields.csg import combine
+from lipsdf_blender.core.fields.network import LipschitzMLP
 from lipsdf_blender.core.fields.query import value_and_gradient
 from lipsdf_blender.core.inputs import primitives
 from lipsdf_blender.core.inputs.geometry import Geometry
 from lipsdf_blender.core.surfaces import topology
 from lipsdf_blender.core.surfaces.extract import extract, extract_levels
 from lipsdf_blender.core.surfaces.remesh import offset_surfaces
-from lipsdf_blender.core.fields.network import LipschitzMLP
 from lipsdf_blender.core.training.train import Adam, _Reporter, train_field
 
 
