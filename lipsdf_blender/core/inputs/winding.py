@@ -22,6 +22,12 @@ import numpy as np
 
 from ..types import Points, Scalars
 
+#: Meshes with at most this many triangles get libigl's exact winding number (a sum over every
+#: triangle) instead of its tree's approximation: for a few large triangles the tree evaluates
+#: most of them near-field anyway and is slower (100k queries on a 126-triangle soup: 0.48 s
+#: against 0.16 s exact; 0.09 s against 0.10 s on 320 small ones, 2-core CPU).
+EXACT_FACES = 256
+
 
 def unit_frame(V) -> tuple[np.ndarray, float]:
     """Centre and scale mapping the bounding box of ``V (n, 3)`` into ``[-1, 1]^3``.
@@ -65,4 +71,6 @@ def mesh_winding_number(V, F, Q) -> Scalars:
     if len(Qu) == 0:
         return np.zeros(0)
     Fc = np.ascontiguousarray(F, dtype=np.int64)
+    if len(Fc) <= EXACT_FACES:
+        return np.asarray(igl.winding_number(Vu, Fc, Qu), dtype=np.float64)
     return np.asarray(igl.fast_winding_number(Vu, Fc, Qu), dtype=np.float64)
