@@ -323,8 +323,12 @@ def _voronoi_cells(P, N, NB, R, sides: int = 8, scale: float = 0.75) -> Scalars:
     cols = np.arange(M)[None]
     act = np.arange(n)  # cells that a further neighbour may still cut
     for j in range(k):
-        pa, ca, q = poly[act], cnt[act], Q[act, j]
-        valid = cols < ca[:, None]
+        # only the first w corners can be valid (a clip adds at most one): the arrays of this
+        # pass are w wide, not M (about half of M past the first neighbours)
+        w = min(M, int(cnt[act].max()) + 1) if len(act) else M
+        cw = cols[:, :w]
+        pa, ca, q = poly[act, :w], cnt[act], Q[act, j]
+        valid = cw < ca[:, None]
         qq = (q * q).sum(1)
         # the bisector of q is |q|/2 away: it cannot cut a cell that lies closer. Neighbours
         # come nearest first, so a cell that is safe now stays safe.
@@ -333,21 +337,21 @@ def _voronoi_cells(P, N, NB, R, sides: int = 8, scale: float = 0.75) -> Scalars:
         if len(act) == 0:
             break
         s = np.einsum("nmd,nd->nm", pa, q) - 0.5 * qq[:, None]  # > 0: beyond the bisector
-        nxt = (cols + 1) % ca[:, None]
+        nxt = (cw + 1) % ca[:, None]
         s_n = np.take_along_axis(s, nxt, 1)
         v_n = np.take_along_axis(pa, nxt[..., None], 1)
         inside = s <= 0
         crosses = valid & (inside != (s_n <= 0))
         den = s - s_n
         t = np.divide(s, den, out=np.zeros_like(s), where=den != 0)
-        cand = np.stack([pa, pa + t[..., None] * (v_n - pa)], 2).reshape(len(act), 2 * M, 2)
-        keep = np.stack([valid & inside, crosses], 2).reshape(len(act), 2 * M)
+        cand = np.stack([pa, pa + t[..., None] * (v_n - pa)], 2).reshape(len(act), 2 * w, 2)
+        keep = np.stack([valid & inside, crosses], 2).reshape(len(act), 2 * w)
         dest = np.cumsum(keep, axis=1) - 1
         new = np.zeros_like(pa)
-        r_i, c_i = np.nonzero(keep & (dest < M))
+        r_i, c_i = np.nonzero(keep & (dest < w))
         new[r_i, dest[r_i, c_i]] = cand[r_i, c_i]
-        poly[act] = new
-        cnt[act] = np.minimum(keep.sum(1), M)
+        poly[act, :w] = new
+        cnt[act] = np.minimum(keep.sum(1), w)
     valid = cols < cnt[:, None]
     v_n = np.take_along_axis(poly, ((cols + 1) % np.maximum(cnt[:, None], 1))[..., None], 1)
     cr = poly[..., 0] * v_n[..., 1] - poly[..., 1] * v_n[..., 0]
