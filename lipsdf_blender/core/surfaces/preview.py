@@ -99,9 +99,12 @@ def winding_preview(surface: InputSurface, resolution: int = 64, cancel=None) ->
         P = GV[a : a + slab]
         d = np.full(len(P), radius)
         near = np.flatnonzero(near_all[a : a + slab])
-        # exactly 0 would put a vertex on a corner and make degenerate triangles
-        d[near] = np.maximum(surface.distance(P[near]), 1e-9 * h)
-        S[a : a + slab] = np.where(surface.winding(P) > 0.5, -d, d)
+        d[near] = surface.distance(P[near])
+        # On the input the winding number has no value (a corner on a flat input may read
+        # above 1/2): such a corner is outside. Exactly 0 would make degenerate triangles.
+        inside = (surface.winding(P) > 0.5) & (d > 1e-7 * h)
+        d = np.maximum(d, 1e-9 * h)
+        S[a : a + slab] = np.where(inside, -d, d)
     stats = ExtractStats(
         evaluations=len(GV),
         dense_evaluations=len(GV),
