@@ -134,7 +134,7 @@ class LipschitzMLP(nn.Module):
         # -(2 W T^-1)^T of every layer in one product, so each layer is two addmm calls;
         # per-layer views come from unbind (indexing W[i] in the loop costs a full-size
         # gradient buffer per layer in the backward pass).
-        neg_a = (W * -scales[:, None, :]).transpose(1, 2)
+        neg_a = (W * -scales[:, None, :]).transpose(1, 2).contiguous()
         h = self.pad(x)
         for Wi, Ai, bi in zip(W.unbind(0), neg_a.unbind(0), self.b.to(dt).unbind(0), strict=True):
             z = torch.relu(torch.addmm(bi, h, Wi))
