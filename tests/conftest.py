@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -239,3 +246,30 @@ def ray_head(tmp_path_factory):
         }
     finally:
         stop()
+
+
+def run_bpy_scenario(script: str, out: Path, tiny: dict, timeout: float = 600, **env) -> tuple:
+    """Run a ``bpy`` scenario in a fresh process with the add-on from this checkout
+    (``PYTHONPATH``) and a real worker on one thread; ``LIPSDF_TEST_TINY`` is ``tiny`` (the
+    preset overrides), ``LIPSDF_TEST_OUT`` is ``out``, ``env`` adds variables. The scenario
+    prints ``FACTS <json>`` last; returns those facts and the process's stdout."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(root),
+        OMP_NUM_THREADS="1",
+        LIPSDF_WORKER_PYTHON=sys.executable,
+        LIPSDF_WORKER_THREADS="1",
+        LIPSDF_TEST_TINY=json.dumps(tiny),
+        LIPSDF_TEST_OUT=str(out),
+        BLENDER_USER_RESOURCES=str(out / "user"),
+        **env,
+    )
+    path = out / "scenario.py"
+    path.write_text(textwrap.dedent(script))
+    proc = subprocess.run(
+        [sys.executable, str(path)], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("FACTS ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:] + proc.stdout[-3000:]
+    return json.loads(lines[-1][len("FACTS ") :]), proc.stdout

@@ -18,18 +18,12 @@ cancel during the training after the full remesh keeps that.
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
 import re
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, run_bpy_scenario
 
 from lipsdf_blender.core.fields.detail import exact_field
 from lipsdf_blender.core.fields.field import Field
@@ -192,28 +186,9 @@ def scenario(tmp_path_factory):
     out = tmp_path_factory.mktemp("early")
     tiny = {k: v for k, v in TINY.items() if k != "samples"}
     tiny.update(steps=200, samples={"n_uniform": 4000, "n_surface": 8000})
-    root = Path(__file__).resolve().parents[1]
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(root),
-        OMP_NUM_THREADS="1",
-        LIPSDF_WORKER_PYTHON=sys.executable,
-        LIPSDF_WORKER_THREADS="1",
-        LIPSDF_FAIR_SHARE="0",
-        LIPSDF_TEST_TINY=json.dumps(tiny),
-        LIPSDF_TEST_OUT=str(out),
-        LIPSDF_TEST_RES=str(RES),
-        LIPSDF_TEST_FINE=str(FINE),
-        BLENDER_USER_RESOURCES=str(out / "user"),
-    )
-    script = out / "scenario.py"
-    script.write_text(textwrap.dedent(SCENARIO))
-    proc = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
-    )
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("FACTS ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:] + proc.stdout[-3000:]
-    return json.loads(lines[-1][len("FACTS ") :]), out, proc.stdout
+    env = dict(LIPSDF_FAIR_SHARE="0", LIPSDF_TEST_RES=str(RES), LIPSDF_TEST_FINE=str(FINE))
+    facts, stdout = run_bpy_scenario(SCENARIO, out, tiny, **env)
+    return facts, out, stdout
 
 
 def _mesh(out, name):

@@ -9,17 +9,11 @@ says why; a bad ``init`` is the caller's mistake.
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import SPHERE_RADIUS, TINY
+from conftest import SPHERE_RADIUS, TINY, run_bpy_scenario
 
 from lipsdf_blender.blender.plans.build import plan_offset, plan_remesh, plan_train
 from lipsdf_blender.blender.plans.common import Settings, Source, warm_summary
@@ -299,24 +293,7 @@ print("FACTS " + json.dumps(facts))
 def test_blender_retrains_a_stale_object_from_its_field(tmp_path):
     tiny = {k: v for k, v in TINY.items() if k != "samples"}
     tiny.update(steps=300, samples={"n_uniform": 20_000, "n_surface": 40_000})
-    root = Path(__file__).resolve().parents[1]
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(root),
-        OMP_NUM_THREADS="1",
-        LIPSDF_WORKER_PYTHON=sys.executable,
-        LIPSDF_WORKER_THREADS="1",
-        LIPSDF_TEST_TINY=json.dumps(tiny),
-        BLENDER_USER_RESOURCES=str(tmp_path),
-    )
-    script = tmp_path / "scenario.py"
-    script.write_text(textwrap.dedent(BLENDER_SCENARIO))
-    proc = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
-    )
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("FACTS ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-2000:] + proc.stdout[-2000:]
-    facts = json.loads(lines[-1][len("FACTS ") :])
+    facts, _ = run_bpy_scenario(BLENDER_SCENARIO, tmp_path, tiny, timeout=300)
     assert facts["first"] == "" and facts["state"] == "stale"
     steps = round(FRACTION * 300)
     assert facts["second"].startswith(f"warm start from the previous field: {steps} steps, ")
