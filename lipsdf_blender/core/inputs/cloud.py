@@ -122,10 +122,13 @@ def prepare_cloud(
             P, N = merge_cells(P, N if use_input else None, cell, by_normal=True)
     n_before = len(P)
     keep = outlier_mask(P)
-    if keep.sum() >= 8:
+    if keep.sum() >= 8 and not keep.all():
         P = P[keep]
         N = N[keep] if use_input else None
-    sigma, spacing = estimate_noise(P)
+    if raw_sigma is not None and not merged and len(P) == n_before:
+        sigma, spacing = raw_sigma, raw_spacing  # the same points: the same estimate
+    else:
+        sigma, spacing = estimate_noise(P)
     if merged:
         sigma = raw_sigma  # the input's noise, not what the averaging left of it
     if noise is not None:
