@@ -32,8 +32,10 @@ log = logging.getLogger(__name__)
 # dropped (see drop_specks).
 _SPECK = 0.05
 # Detail fields ask libigl for distances and winding numbers: its fast winding number
-# rebuilds a tree on each call, so they get large batches.
-_DETAIL_BATCH = 1 << 18
+# rebuilds a tree on each call (0.3 s for a 100k-point cloud), so they get large batches: 2^20
+# rather than 2^18 points takes a 100k cloud's detail phase from 5.6 to 4.4 s (the same mesh,
+# 25 MB more at the peak); meshes are unchanged.
+_DETAIL_BATCH = 1 << 20
 
 
 def remesh(
