@@ -140,10 +140,10 @@ triangles into that object's mesh when they arrive, and stores the field when th
 ends (with its progress and cancel meanwhile). With several such meshes, every preview is
 asked before every full remesh. The mesh does not change when the field arrives
 (``exact_remesh`` and ``extract`` of the trained field give equal arrays), and training does
-not depend on the remeshes before it (same seed and threads: the same field). Open meshes,
-soups (signed, with detail): a ``winding_preview`` (64 cells) first, shown as the result
-object, then ``train`` and ``extract``, whose mesh replaces the preview's in place. Clouds and
-curves: ``train`` first, then ``extract``.
+not depend on the remeshes before it (same seed and threads: the same field). Open meshes
+and soups in signed mode (and a closed mesh with detail off): a ``winding_preview`` (64
+cells) first, shown as the result object, then ``train`` and ``extract``, whose mesh replaces
+the preview's in place. Clouds and curves: ``train`` first, then ``extract``.
 
 Messages (worker -> client, on stdout)
 --------------------------------------

@@ -223,8 +223,12 @@ def _exact_remesh(src: Source, s: Settings, params: dict, what: str) -> Request:
     """An ``exact_remesh`` request of ``src``'s triangles with the settings' preset, overrides
     and device, and ``params`` (detail, sharp, faces, resolution); labelled ``what``."""
     params = {"preset": s.preset, "overrides": dict(s.overrides), "device": s.device, **params}
-    arrays = {"vertices": src.arrays["vertices"], "faces": src.arrays["faces"]}
-    return Request(P.EXACT_REMESH, params, arrays, f"{src.name}: {what}")
+    return Request(P.EXACT_REMESH, params, _triangles(src), f"{src.name}: {what}")
+
+
+def _triangles(src: Source) -> dict:
+    """The arrays a job on ``src``'s triangles sends: its vertices and faces."""
+    return {"vertices": src.arrays["vertices"], "faces": src.arrays["faces"]}
 
 
 def remesh_resolution(s: Settings) -> int:
@@ -257,8 +261,7 @@ def preview_request(src: Source, s: Settings) -> Request | None:
         params = dict(detail=True, sharp=False, faces=0, resolution=int(s.preview))
         return _exact_remesh(src, s, params, "preview")
     res = min(int(s.preview), remesh_resolution(s))
-    arrays = {"vertices": src.arrays["vertices"], "faces": src.arrays["faces"]}
-    return Request(P.WINDING_PREVIEW, {"resolution": res}, arrays, f"{src.name}: preview")
+    return Request(P.WINDING_PREVIEW, {"resolution": res}, _triangles(src), f"{src.name}: preview")
 
 
 def train_missing(sources: list[Source], s: Settings, outcome: Outcome):

@@ -77,7 +77,6 @@ def winding_preview(surface: InputSurface, resolution: int = 64, cancel=None) ->
     # libigl's corner order: x fastest, then y, then z
     gz, gy, gx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
     GV = np.stack([gx.ravel(), gy.ravel(), gz.ravel()], axis=1)
-    S = np.empty(len(GV))
     # Only corners within two cell diagonals of the input get its exact distance (the costly
     # query far from it); the others get that radius, below their true distance: marching
     # cubes reads only their sign (an edge the input crosses has both corners within a cell of

@@ -411,7 +411,7 @@ class Adam:
     """Adam (Kingma & Ba 2015) with torch's defaults and arithmetic, for eager steps.
 
     ``torch.optim.Adam`` imports ``torch._dynamo`` when it is made (0.7-1 s of a 2-core CPU,
-    more than 10 % of a closed mesh's whole remesh), so the steps that run eagerly use this;
+    in every process that trains), so the steps that run eagerly use this;
     the CUDA-graph path keeps torch's capturable Adam. ``param_groups`` and ``zero_grad``
     behave as torch's do for one group.
     """
