@@ -245,17 +245,16 @@ def _is(row: dict, tool: str) -> bool:
 
 
 def averages(rows: list[dict], clouds) -> list[dict]:
-    """Per cloud kind and tool of :data:`AVERAGED`: the mean Chamfer, IoU and normal error
-    over the shapes every one of those tools finished, and how many results were closed and
-    in one part."""
+    """Per cloud kind and tool of :data:`AVERAGED` that ran (``--peers`` may leave some out):
+    the mean Chamfer, IoU and normal error over the shapes every one of those tools finished,
+    and how many results were closed and in one part."""
     out = []
     for cloud in clouds:
         mine = [r for r in rows if r["cloud"] == cloud]
-        done = {}
-        for tool in AVERAGED:
-            done[tool] = {r["shape"] for r in mine if _is(r, tool) and "iou" in r}
+        tools = [t for t in AVERAGED if any(_is(r, t) for r in mine)]
+        done = {t: {r["shape"] for r in mine if _is(r, t) and "iou" in r} for t in tools}
         shapes = set.intersection(*done.values()) if done else set()
-        for tool in AVERAGED:
+        for tool in tools:
             kept = [r for r in mine if _is(r, tool) and r["shape"] in shapes and "iou" in r]
             if not kept:
                 continue

@@ -76,6 +76,13 @@ def test_averages_take_the_plain_peer_rows_on_shapes_all_finished():
     assert out["LipSDF fast"]["shapes"] == 1 and out["LipSDF fast"]["iou"] == 0.9
     assert out["Open3D Poisson 9"]["chamfer_percent"] == 0.3
     assert out["MeshLab Poisson 9"]["closed_one_part"] == "1/1"
+    # a run without MeshLab (--peers o3d-poisson) averages the tools that ran
+    rows = [r for r in rows if not r["tool"].startswith("MeshLab")]
+    rows.append(row("b", "Open3D Poisson 9", 0.7, 0.3))
+    out = {r["tool"]: r for r in bench_clouds.averages(rows, ["clean"])}
+    assert set(out) == {"LipSDF fast", "Open3D Poisson 9"}
+    assert out["LipSDF fast"]["shapes"] == 2 and out["LipSDF fast"]["iou"] == 0.7
+    assert out["Open3D Poisson 9"]["chamfer_percent"] == 0.5
 
 
 def test_a_missing_file_names_the_fetch_command(tmp_path, monkeypatch):

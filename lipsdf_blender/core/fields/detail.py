@@ -368,17 +368,27 @@ class DetailField:
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.field.bounds()
 
+    def _field_at(self, x: torch.Tensor):
+        """The trained field at rows of ``x``: ``f(idx) -> (k,) float64``."""
+
+        def f(idx: np.ndarray) -> np.ndarray:
+            if len(idx) == 0:
+                return np.zeros(0)
+            rows = torch.from_numpy(idx).to(x.device)
+            with torch.no_grad():
+                v = self.field(x.detach()[rows]).reshape(-1)
+            return v.to("cpu", torch.float64).numpy()
+
+        return f
+
     def _parts(self, x: torch.Tensor):
-        with torch.no_grad():
-            f = self.field(x).reshape(-1)
         P = x.detach().to("cpu", torch.float64).numpy()
-        d = self.surface.distance(P)
-        return f, P, d
+        return self._field_at(x), P, self.surface.distance(P)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``h`` at ``x (n, 3)`` (object units); ``(n,)`` on ``x``'s device and dtype."""
         f, P, d = self._parts(x)
-        h = self._values(f.detach().to("cpu", torch.float64).numpy(), P, d)[0]
+        h = self._values(f, P, d)[0]
         return torch.from_numpy(h).to(dtype=x.dtype, device=x.device)
 
     def exact(self, P: np.ndarray) -> np.ndarray:
@@ -389,7 +399,7 @@ class DetailField:
         if len(P) == 0:
             return np.zeros(0, dtype=bool)
         f, _, d = self._parts(torch.from_numpy(P.astype(np.float32)))
-        return self._values(f.detach().to("cpu", torch.float64).numpy(), P, d)[1]
+        return self._values(f, P, d)[1]
 
     def input_normals(self, P: np.ndarray, near: float) -> tuple[np.ndarray, np.ndarray]:
         """The input's own unit normals at points ``P (k, 3)`` where ``h`` comes from it,
@@ -409,11 +419,15 @@ class DetailField:
         G, ok, d = self.surface.nearest_normals(P)
         return G, ok & (d <= near)
 
-    def _values(self, f: np.ndarray, P: np.ndarray, d: np.ndarray):
-        """``h`` and where it is the input's own distance, both ``(k,)``."""
+    def _values(self, f, P: np.ndarray, d: np.ndarray):
+        """``h`` and where it is the input's own distance, both ``(k,)``.
+
+        ``f(idx) -> (k,)``: the trained field at the points ``idx``. It is asked only where
+        the input does not decide ``h`` alone: near a mesh most points are decided by the
+        input, and the network is not evaluated there."""
         if self.unsigned:
             return d - self.thickness, np.ones(len(P), dtype=bool)
-        h = np.array(f, dtype=np.float64)
+        h = np.zeros(len(P))
         exact = np.zeros(len(P), dtype=bool)
         todo = np.arange(len(P))
         if self.surface.kind == "cloud":
@@ -428,10 +442,12 @@ class DetailField:
             todo = np.flatnonzero(keep)
         s = self.surface.winding(P[todo]) - 0.5
         c, outside = np.abs(s), np.where(s > 0, -1.0, 1.0)
-        dt, ht = d[todo], h[todo]
+        dt = d[todo]
         # Within the band, where the winding number is sure it gives the sign and the exact
         # distance the magnitude, so the surface crosses at the input itself.
         near = (dt <= self.reach) & (c >= self.surface.trust)
+        ht = np.empty(len(todo))
+        ht[~near] = f(todo[~near])
         ht[near] = outside[near] * dt[near]
         exact[todo[near]] = True
         # Beyond it, the winding number overrides the field only as far as it is sure of
@@ -461,13 +477,16 @@ class DetailField:
         ``h`` crosses a level only near the input or where the field ``f`` does:
         ``min(|f - level|, max(d - reach, 0))``.
         """
-        f, _, d = self._parts(x)
+        P = x.detach().to("cpu", torch.float64).numpy()
+        d = self.surface.distance(P)
         lv = torch.as_tensor(np.asarray(levels, dtype=np.float64), device=x.device)
         dd = torch.from_numpy(d).to(x.device)[:, None]
         if self.unsigned:
             below = dd - self.thickness - lv[None, :]
             return below.abs(), below
         far = (dd - self.reach).clamp_min(0.0)
+        with torch.no_grad():
+            f = self.field(x).reshape(-1)
         below = f.double()[:, None] - lv[None, :]
         return torch.minimum(below.abs(), far), torch.minimum(below, far)
 
